@@ -1,0 +1,1 @@
+"""voxrelay services: one package per process, plus the shared runtime."""

@@ -1,0 +1,44 @@
+"""The ``voxrelay`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from services.runtime import ConfigError, run_service, setup_logging
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from services.openai_sim import config as sim_config
+    from services.openai_sim.replies import ScriptError
+    from services.openai_sim.server import serve
+
+    try:
+        config = sim_config.from_args(args)
+    except (ConfigError, ScriptError) as e:
+        sys.stderr.write(f"voxrelay sim: {e}\n")
+        return 2
+    return run_service(lambda: serve(config))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from services.openai_sim import config as sim_config
+
+    parser = argparse.ArgumentParser(prog="voxrelay", description="Self-hosted realtime voice server")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (default: VOXRELAY_LOG_LEVEL or INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sim = commands.add_parser("sim", help="run the local OpenAI Realtime simulator")
+    sim_config.add_arguments(sim)
+    sim.set_defaults(run=_sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

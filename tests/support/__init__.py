@@ -1,0 +1,1 @@
+"""Test support: real processes, real peers, real speech."""

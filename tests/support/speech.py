@@ -1,0 +1,66 @@
+"""Speech for tests: espeak-ng phrases as PCM16 24 kHz mono, and silence."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+
+import numpy as np
+
+from services.openai_sim.voice import wav_to_pcm24k
+
+BYTES_PER_MS = 48
+
+
+@functools.cache
+def speak(text: str, voice: str = "en-us") -> bytes:
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        raise RuntimeError("espeak-ng is required for the tests (scripts/test installs it)")
+    wav = subprocess.run(
+        [espeak, "-v", voice, "--stdout", text], check=True, capture_output=True, timeout=30
+    ).stdout
+    return wav_to_pcm24k(wav)
+
+
+def silence(ms: int) -> bytes:
+    return bytes(ms * BYTES_PER_MS)
+
+
+def duration_ms(pcm: bytes) -> int:
+    return len(pcm) // BYTES_PER_MS
+
+
+def rms_dbfs(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    if samples.size == 0:
+        return -120.0
+    power = float(np.mean(samples**2))
+    return 10 * np.log10(max(power, 1e-12) / 32768.0**2)
+
+
+def best_correlation(reference: bytes, recording: bytes, step: int = 240) -> float:
+    """Highest normalised correlation of ``reference``'s envelope within ``recording``.
+
+    Compares 10 ms RMS envelopes, so it survives Opus coding and resampling.
+    """
+    ref, rec = _envelope(reference, step), _envelope(recording, step)
+    if ref.size == 0 or rec.size < ref.size:
+        return 0.0
+    ref = (ref - ref.mean()) / (ref.std() or 1.0)
+    best = 0.0
+    for offset in range(rec.size - ref.size + 1):
+        window = rec[offset : offset + ref.size]
+        std = window.std()
+        if std == 0:
+            continue
+        score = float(np.mean(ref * (window - window.mean()) / std))
+        best = max(best, score)
+    return best
+
+
+def _envelope(pcm: bytes, step: int) -> np.ndarray:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    whole = samples.size - samples.size % step
+    return np.sqrt(np.mean(samples[:whole].reshape(-1, step) ** 2, axis=1))
