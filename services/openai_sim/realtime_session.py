@@ -425,8 +425,13 @@ class RealtimeSession:
         self._speech_item_id = None
         self._commit(item_id, audio, speech)
         detection = self._turn_detection() or {}
-        if detection.get("create_response", True) and self._active is None:
-            self._start_response({})
+        active = self._active
+        if detection.get("create_response", True):
+            if active is None:
+                self._start_response({})
+            elif active.cancel_reason is not None:
+                # Barge-in: the interrupted reply is still winding down; answer after it.
+                self._start_response({}, after=active)
 
     def _slice(self, start_ms: int, end_ms: int) -> bytes:
         lo = max(0, start_ms - self._buffer_start_ms) * BYTES_PER_MS
@@ -468,8 +473,9 @@ class RealtimeSession:
 
     # -- responses ------------------------------------------------------------------
 
-    def _start_response(self, params: dict[str, Any]) -> None:
-        response = Response(ids.response_id(), params, params.get("conversation") == "none")
+    def _start_response(self, params: dict[str, Any], after: Response | None = None) -> None:
+        response = Response(ids.response_id(), params, params.get("conversation") == "none",
+                            after=after)
         if not response.out_of_band:
             self._active = response
         self._responses[response.id] = response

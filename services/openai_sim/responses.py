@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from .replies import CallReply, SpeakReply
 
 if TYPE_CHECKING:
     from .realtime_session import RealtimeSession
+
+logger = logging.getLogger(__name__)
 
 BYTES_PER_MS = 48
 WS_CHUNK_MS = 100
@@ -43,6 +46,9 @@ class Response:
     item_id: str | None = None
     heard_ms: int | None = None
     "Set when playout was cleared: the item is truncated to what was heard."
+    after: Response | None = None
+    "A cancelled response still winding down; this one starts once it is done."
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     def cancel(self, reason: str) -> None:
         if self.cancel_reason is None:
@@ -93,8 +99,25 @@ class ResponseRun:
         return self.s.emit
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        except Exception:
+            # A bug here must cost one response, not the session: fail it the way the API does.
+            logger.exception("response %s failed", self.r.id)
+            if not self.r.finished.is_set():
+                self.s.response_finished(self.r)
+                failed = self._object("failed", [], None)
+                failed["status_details"] = {"type": "failed", "error": {
+                    "type": "server_error", "code": "server_error",
+                    "message": "The server had an error while processing your request."}}
+                self.emit(self._event("response.done", response=failed))
+                self.r.finished.set()
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        if self.r.after is not None:
+            await self.r.after.finished.wait()
         self.emit(self._event("response.created", response=self._object("in_progress", [])))
         reply = self.s.next_reply()
         match reply:
@@ -242,6 +265,7 @@ class ResponseRun:
         usage = self._usage(said)
         self.s.response_finished(self.r)
         self.emit(self._event("response.done", response=self._object(status, output, usage)))
+        self.r.finished.set()
         remaining = max(0, RATE_LIMIT_TOKENS - usage["total_tokens"])
         self.emit(self._event("rate_limits.updated", rate_limits=[
             {"name": "tokens", "limit": RATE_LIMIT_TOKENS, "remaining": remaining,

@@ -1,0 +1,389 @@
+"""The simulator's WebRTC path, end to end, with real parts only.
+
+The simulator runs as a child process; the client is a real aiortc peer
+(``RealtimeRtcClient``) that speaks espeak-ng audio into its microphone track and
+records what it hears on the model's track; REST and the sideband WebSocket go
+through the official ``openai`` package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from openai import AsyncOpenAI
+from websockets.exceptions import InvalidStatus
+
+from tests.support.realtime_events import validate_server_event
+from tests.support.rtc_client import RealtimeRtcClient
+from tests.support.sim_process import SimProcess
+from tests.support.speech import (
+    BYTES_PER_MS,
+    best_correlation,
+    duration_ms,
+    rms_dbfs,
+    silence,
+    speak,
+)
+
+API_KEY = "sk-test"
+SESSION = {"type": "realtime", "model": "gpt-realtime"}
+PHRASE = "what is the weather like today"
+"A turn without commas: server VAD (silence 200 ms) hears it as one utterance."
+OTHER_PHRASE = "please remind me to buy seven green apples"
+"The control for echo correlation: a different sentence of a similar length."
+INTERRUPTION = "sorry to cut in but I have another question for you"
+FIRST_LINE = "Hello! This is the voxrelay simulator. I can hear you."
+"The default script's first reply (about 3 s of speech)."
+LOCATION = re.compile(r"^/v1/realtime/calls/(rtc_[A-Za-z0-9_]+)$")
+
+AUDIBLE_DBFS = -45.0
+"A reply being heard: espeak speech through Opus measures about -20 dBFS."
+QUIET_DBFS = -60.0
+"Near silence: Opus-coded digital silence measures far below this."
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+class Watch:
+    """Follows a client as events arrive, noting how much model audio had been heard.
+
+    ``heard_at[i]`` is ``len(rtc.heard)`` when ``rtc.events[i]`` arrived, which
+    places each event on the timeline of the audio the client received.
+    """
+
+    def __init__(self, rtc: RealtimeRtcClient) -> None:
+        assert not rtc.events, "attach before any event arrives"
+        self.rtc = rtc
+        self.heard_at: list[int] = []
+        self.arrived_at: list[float] = []
+        self._arrived = asyncio.Event()
+        self.closed = asyncio.Event()
+        rtc.channel.on("message", self._on_message)
+        rtc.channel.on("close", self.closed.set)
+        rtc.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return self.rtc.events
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.rtc.events]
+
+    async def next(
+        self,
+        kind: str,
+        *,
+        since: int = 0,
+        where: Callable[[dict[str, Any]], bool] = lambda e: True,
+        timeout: float = 10.0,
+    ) -> int:
+        """Index in ``events`` of the first ``kind`` event at or after ``since`` (waits)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for i in range(since, len(self.rtc.events)):
+                    event = self.rtc.events[i]
+                    if event["type"] == kind and where(event):
+                        return i
+                since = len(self.rtc.events)
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    async def hear(self, until_byte: int, timeout: float = 5.0) -> None:
+        """Wait until the client has heard ``until_byte`` bytes of the model track."""
+        async with asyncio.timeout(timeout):
+            while len(self.rtc.heard) < until_byte:
+                await asyncio.sleep(0.02)
+
+    async def hear_more(self, ms: int, timeout: float = 5.0) -> int:
+        """Wait for ``ms`` more of the model track; returns where that began (bytes)."""
+        start = len(self.rtc.heard)
+        await self.hear(start + ms * BYTES_PER_MS, timeout)
+        return start
+
+    def level(self, start: int, end: int) -> float:
+        return rms_dbfs(bytes(self.rtc.heard[start:end]))
+
+    async def wait_closed(self, timeout: float) -> None:
+        """The data channel closed and the peer connection is closed (or failed)."""
+        async with asyncio.timeout(timeout):
+            await self.closed.wait()
+            while self.rtc.pc.connectionState not in ("closed", "failed"):
+                await asyncio.sleep(0.02)
+
+    def _on_message(self, message: str | bytes) -> None:
+        # RealtimeRtcClient's own handler ran first: the event is in rtc.events.
+        self.heard_at.append(len(self.rtc.heard))
+        self.arrived_at.append(time.monotonic())
+        self._arrived.set()
+
+    def _on_state(self) -> None:
+        if self.rtc.pc.connectionState in ("closed", "failed"):
+            self.closed.set()
+
+
+@dataclass
+class Call:
+    rtc: RealtimeRtcClient
+    watch: Watch
+    call_id: str
+    answer: str
+    headers: dict[str, str]
+    request_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def created(self) -> dict[str, Any]:
+        return self.rtc.events[0]
+
+
+@asynccontextmanager
+async def rtc_call(
+    client: AsyncOpenAI, session: dict[str, Any] | None = SESSION
+) -> AsyncIterator[Call]:
+    """A connected WebRTC call (``session.created`` received); closed on exit.
+
+    With ``session`` the SDK sends multipart (sdp + session); without, a raw
+    ``application/sdp`` body. On a clean exit every event received must be a
+    valid GA server event.
+    """
+    rtc = RealtimeRtcClient()
+    watch = Watch(rtc)
+    try:
+        offer = await rtc.offer()
+        if session is None:
+            raw = await client.realtime.calls.with_raw_response.create(sdp=offer)
+        else:
+            raw = await client.realtime.calls.with_raw_response.create(sdp=offer, session=session)
+        assert raw.http_response.status_code == 201, raw.http_response.text
+        location = LOCATION.match(raw.headers["location"])
+        assert location is not None, raw.headers["location"]
+        call = Call(rtc, watch, location.group(1), raw.http_response.text, dict(raw.headers),
+                    dict(raw.http_request.headers))
+        await rtc.accept(call.answer)
+        await watch.next("session.created", timeout=10)
+        assert watch.types()[0] == "session.created"
+        yield call
+        for event in rtc.events:
+            validate_server_event(event)
+    finally:
+        await rtc.close()
+
+
+def turn(phrase: str = PHRASE, tail_ms: int = 1200) -> bytes:
+    """A spoken utterance, with a little lead-in and enough silence after for VAD."""
+    return silence(300) + speak(phrase) + silence(tail_ms)
+
+
+def audible_ms(pcm: bytes, floor_dbfs: float = -50.0) -> int:
+    """From the first to the last 10 ms window above ``floor_dbfs``."""
+    step = 10 * BYTES_PER_MS
+    loud = [i for i in range(0, len(pcm) - step + 1, step)
+            if rms_dbfs(pcm[i : i + step]) > floor_dbfs]
+    return 0 if not loud else (loud[-1] - loud[0]) // BYTES_PER_MS + 10
+
+
+def in_order(types: list[str], expected: list[str]) -> list[int]:
+    """Positions of ``expected`` as a subsequence of ``types`` (fails if out of order)."""
+    positions, start = [], 0
+    for kind in expected:
+        assert kind in types[start:], f"{kind} missing after {expected[:len(positions)]}: {types}"
+        start = types.index(kind, start)
+        positions.append(start)
+        start += 1
+    return positions
+
+
+async def sim_post(sim: SimProcess, path: str, body: Any = None) -> Any:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{sim.url}{path}", json=body,
+                             timeout=aiohttp.ClientTimeout(total=5)) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+
+async def live_calls(sim: SimProcess) -> list[str]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{sim.url}/_sim/calls", timeout=aiohttp.ClientTimeout(total=5)) as r:
+            return [c["call_id"] for c in (await r.json())["calls"] if c["transport"] == "webrtc"]
+
+
+@pytest.fixture
+async def client(sim: SimProcess) -> AsyncIterator[AsyncOpenAI]:
+    async with AsyncOpenAI(api_key=API_KEY, base_url=sim.api_base, max_retries=0) as c:
+        yield c
+
+
+# -- 1. the SDP exchange ---------------------------------------------------------------
+
+
+async def test_multipart_offer_gets_201_with_call_location_and_a_loopback_opus_answer(
+    sim: SimProcess, client: AsyncOpenAI,
+) -> None:
+    session = {**SESSION, "instructions": "Answer like a ship's captain."}
+    async with rtc_call(client, session) as call:
+        assert call.request_headers["content-type"].startswith("multipart/form-data")
+        assert call.headers["content-type"].startswith("application/sdp")
+        answer = call.answer
+        assert answer.startswith("v=0\r\n")
+        assert "a=setup:active" in answer
+        assert re.search(r"^a=rtpmap:\d+ opus/48000/2\r$", answer, re.M)
+        assert re.search(r"^m=application \d+ UDP/DTLS/SCTP webrtc-datachannel\r$", answer, re.M)
+        candidates = re.findall(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ host", answer, re.M)
+        assert candidates and set(candidates) == {"127.0.0.1"}
+        # The answer is usable: the data channel opened and the session is the one asked for.
+        assert call.rtc.channel.readyState == "open"
+        created = call.created["session"]
+        assert created["instructions"] == "Answer like a ship's captain."
+        assert created["type"] == "realtime" and created["id"].startswith("sess_")
+        assert call.call_id in await live_calls(sim)
+
+
+async def test_raw_sdp_offer_with_ephemeral_key_binds_the_minted_session(
+    sim: SimProcess, client: AsyncOpenAI,
+) -> None:
+    secret = await client.realtime.client_secrets.create(session={
+        **SESSION,
+        "instructions": "You are a terse lighthouse keeper.",
+        "audio": {"output": {"voice": "coral"}},
+    })
+    assert secret.value.startswith("ek_")
+    async with AsyncOpenAI(api_key=secret.value, base_url=sim.api_base, max_retries=0) as browser:
+        async with rtc_call(browser, session=None) as call:
+            # Without a session the SDK posts the bare offer, as a browser would.
+            assert call.request_headers["content-type"] == "application/sdp"
+            assert call.request_headers["authorization"] == f"Bearer {secret.value}"
+            assert call.headers["content-type"].startswith("application/sdp")
+            assert "a=setup:active" in call.answer
+            created = call.created["session"]
+            assert created["instructions"] == "You are a terse lighthouse keeper."
+            assert created["audio"]["output"]["voice"] == "coral"
+
+
+async def test_raw_sdp_offer_over_plain_http_with_ephemeral_key(
+    sim: SimProcess, client: AsyncOpenAI,
+) -> None:
+    """The browser recipe, byte for byte: fetch(POST, application/sdp, Bearer ek_…)."""
+    secret = await client.realtime.client_secrets.create(
+        session={**SESSION, "audio": {"output": {"voice": "sage"}}})
+    rtc = RealtimeRtcClient()
+    watch = Watch(rtc)
+    try:
+        offer = await rtc.offer()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{sim.api_base}/realtime/calls", data=offer.encode(),
+                headers={"Authorization": f"Bearer {secret.value}",
+                         "Content-Type": "application/sdp", "Accept": "application/sdp"},
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as r:
+                assert r.status == 201, await r.text()
+                assert r.content_type == "application/sdp"
+                assert LOCATION.match(r.headers["Location"])
+                answer = await r.text()
+        await rtc.accept(answer)
+        await watch.next("session.created")
+        assert rtc.events[0]["session"]["audio"]["output"]["voice"] == "sage"
+    finally:
+        await rtc.close()
+
+
+# -- 2. a spoken turn ------------------------------------------------------------------
+
+
+async def test_spoken_turn_gets_a_reply_the_client_hears_on_its_track(client: AsyncOpenAI) -> None:
+    async with rtc_call(client) as call:
+        watch = call.watch
+        spoken_from = len(call.rtc.heard)
+        call.rtc.mic.play(turn())
+        started = await watch.next("output_audio_buffer.started", timeout=15)
+        stopped = await watch.next("output_audio_buffer.stopped", since=started, timeout=15)
+        await watch.hear(watch.heard_at[stopped] + 300 * BYTES_PER_MS)
+
+        types = watch.types()
+        in_order(types, [
+            "session.created",
+            "input_audio_buffer.speech_started",
+            "input_audio_buffer.speech_stopped",
+            "input_audio_buffer.committed",
+            "conversation.item.added",          # the user's audio item
+            "conversation.item.done",
+            "response.created",
+            "response.output_item.added",
+            "conversation.item.added",          # the assistant's item, in progress
+            "response.content_part.added",
+            "output_audio_buffer.started",      # after content_part.added (§4.4 C)
+            "response.output_audio.done",
+            "response.output_audio_transcript.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.done",
+            "output_audio_buffer.stopped",      # after response.done, once playout drained
+        ])
+        assert "response.output_audio.delta" not in types, "audio must only be on the track"
+        assert types.count("response.done") == 1
+
+        done = watch.events[types.index("response.done")]["response"]
+        assert done["status"] == "completed"
+        response_id = done["id"]
+        assert watch.events[started]["response_id"] == response_id
+        assert watch.events[stopped]["response_id"] == response_id
+        transcript = done["output"][0]["content"][0]["transcript"]
+        assert transcript == FIRST_LINE
+
+        # The user's utterance was measured on the audio the server received.
+        speech_started = watch.events[types.index("input_audio_buffer.speech_started")]
+        speech_stopped = watch.events[types.index("input_audio_buffer.speech_stopped")]
+        heard_speech_ms = speech_stopped["audio_end_ms"] - speech_started["audio_start_ms"]
+        assert abs(heard_speech_ms - (300 + duration_ms(speak(PHRASE)) + 200)) < 300
+
+        # What the client heard: silence while it spoke, then the reply, all of it.
+        reply = speak(transcript)  # the simulator's voice for 'alloy' is espeak en-us
+        reply_ms = duration_ms(reply)
+        start, end = watch.heard_at[started], watch.heard_at[stopped]
+        heard = bytes(call.rtc.heard[start - 100 * BYTES_PER_MS : end + 300 * BYTES_PER_MS])
+        assert watch.level(spoken_from, start - 200 * BYTES_PER_MS) < QUIET_DBFS
+        assert watch.level(start, end) > AUDIBLE_DBFS
+        assert abs((end - start) // BYTES_PER_MS - reply_ms) < 400
+        assert audible_ms(heard) > 0.9 * audible_ms(reply)
+        assert best_correlation(reply, heard) > 0.6
+
+
+# -- 3. echo mode ----------------------------------------------------------------------
+
+
+async def test_echo_mode_plays_the_users_own_words_back(
+    start_sim: Callable[..., SimProcess],
+) -> None:
+    sim = start_sim("--reply-mode", "echo", "--response-latency-ms", "100")
+    async with AsyncOpenAI(api_key=API_KEY, base_url=sim.api_base, max_retries=0) as client:
+        async with rtc_call(client) as call:
+            watch = call.watch
+            call.rtc.mic.play(turn())
+            stopped_speaking = await watch.next("input_audio_buffer.speech_stopped", timeout=10)
+            started = await watch.next("output_audio_buffer.started", timeout=10)
+            stopped = await watch.next("output_audio_buffer.stopped", since=started, timeout=10)
+            await watch.hear(watch.heard_at[stopped] + 300 * BYTES_PER_MS)
+            heard = bytes(call.rtc.heard[watch.heard_at[started] - 200 * BYTES_PER_MS :])
+
+            same = best_correlation(speak(PHRASE), heard)
+            other = best_correlation(speak(OTHER_PHRASE), heard)
+            print(f"echo correlation: same phrase {same:.3f}, other phrase {other:.3f}")
+            assert same > 0.8
+            assert other < 0.6
+            assert same - other > 0.3
+            # An exact latency probe: the echo starts about --response-latency-ms after
+            # the end of speech was detected.
+            latency = watch.arrived_at[started] - watch.arrived_at[stopped_speaking]
+            assert 0.05 < latency < 0.6
+            done = next(e for e in watch.events if e["type"] == "response.done")
+            assert done["response"]["status"] == "completed"
