@@ -75,11 +75,12 @@ class ModelAudioTrack(MediaStreamTrack):
     def finish(self, response_id: str) -> None:
         """No more audio comes for ``response_id``; report ``stopped`` once it has played."""
         if response_id in self._cleared:
+            self._cleared.discard(response_id)  # its last word: nothing more is written for it
             return
         self._finished.add(response_id)
         if self._playing is None and not any(rid == response_id for rid, _ in self._queue):
             self._finished.discard(response_id)
-            if self._played_ms.get(response_id):
+            if self._played_ms.pop(response_id, 0):
                 self._on_stopped(response_id)
 
     def clear(self) -> tuple[str, int] | None:
@@ -92,7 +93,7 @@ class ModelAudioTrack(MediaStreamTrack):
             return None
         self._cleared.add(current)
         self._finished.discard(current)
-        return current, self._played_ms.get(current, 0)
+        return current, self._played_ms.pop(current, 0)
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
@@ -111,6 +112,7 @@ class ModelAudioTrack(MediaStreamTrack):
             if done is not None and done in self._finished:
                 self._playing = None
                 self._finished.discard(done)
+                self._played_ms.pop(done, None)
                 self._on_stopped(done)
         frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
         frame.planes[0].update(pcm)
