@@ -1,0 +1,178 @@
+"""Events: a tagged union with stable tags, msgpack on the bus, JSON to browsers.
+
+Every event names its session, its producer (a service instance id), the producer's
+sequence number and when it was produced. Decode once at the boundary
+(:func:`decode`), then ``match`` on the class. New fields only with defaults;
+unknown fields are ignored, so older services keep working.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import msgspec
+
+Role = Literal["user", "assistant"]
+AiStateName = Literal["idle", "listening", "thinking", "speaking"]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    session_id: str
+    producer: str = ""
+    "Instance id of the service that produced the event (e.g. 'openai_link-1')."
+    seq: int = 0
+    "The producer's sequence number: per producer, increasing by one."
+    ts: float = 0.0
+    "Unix time in seconds when the event was produced."
+
+
+class SessionStarted(Event, tag="session.started"):
+    name: str = ""
+    instructions: str = ""
+    voice: str = ""
+
+
+class SessionEnded(Event, tag="session.ended"):
+    reason: str = ""
+
+
+class ClientJoined(Event, tag="client.joined"):
+    client_id: str
+    name: str = ""
+    role: str = "speaker"
+    transport: str = "track"
+    edge: str = ""
+
+
+class ClientLeft(Event, tag="client.left"):
+    client_id: str
+    reason: str = ""
+
+
+class TurnStart(Event, tag="turn.start"):
+    turn_id: str
+    role: Role
+    speaker: str = ""
+
+
+class TurnEnd(Event, tag="turn.end"):
+    turn_id: str
+    role: Role
+    status: str = "completed"
+    "completed, cancelled (barge-in), failed or incomplete."
+
+
+class AiState(Event, tag="ai.state"):
+    state: AiStateName
+
+
+class AiInterrupted(Event, tag="ai.interrupted"):
+    """The user spoke over the AI: every edge drops queued model audio at once."""
+
+    response_id: str = ""
+    played_ms: int = 0
+
+
+class TranscriptDelta(Event, tag="transcript.delta"):
+    turn_id: str
+    role: Role
+    delta: str
+
+
+class TranscriptDone(Event, tag="transcript.done"):
+    turn_id: str
+    role: Role
+    text: str
+    speaker: str = ""
+    "The client's name for user turns (joined with '+' when several spoke); 'assistant'."
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+
+class ErrorEvent(Event, tag="error"):
+    code: str
+    message: str
+    source: str = ""
+
+
+class LatencyPing(Event, tag="latency.ping"):
+    ping_id: str
+    client_id: str = ""
+    sent_at: float = 0.0
+    rtt_ms: float | None = None
+
+
+class RealtimeEvent(Event, tag="realtime.event"):
+    """A Realtime API server event as received (audio deltas excluded), for the record."""
+
+    event_type: str
+    data: str
+    "The event's JSON text."
+
+
+AnyEvent = (
+    SessionStarted | SessionEnded | ClientJoined | ClientLeft | TurnStart | TurnEnd | AiState
+    | AiInterrupted | TranscriptDelta | TranscriptDone | ErrorEvent | LatencyPing | RealtimeEvent
+)
+
+CLIENT_FACING = frozenset({
+    "client.joined", "client.left", "turn.start", "turn.end", "ai.state", "ai.interrupted",
+    "transcript.delta", "transcript.done", "error", "latency.ping", "question.ready",
+})
+"Tags forwarded to browsers on the ``events`` DataChannel."
+
+_BASE_FIELDS = ("session_id", "producer", "seq")
+
+
+class EventError(ValueError):
+    """Bytes that are not a known event (dropped and counted by the receiver)."""
+
+
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_msgpack_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_json_encoder = msgspec.json.Encoder()
+
+
+def tag(event: Event) -> str:
+    return type(event).__struct_config__.tag  # type: ignore[return-value]
+
+
+def encode(event: Event) -> bytes:
+    return _msgpack_encoder.encode(event)
+
+
+def decode(data: bytes) -> AnyEvent:
+    try:
+        return _msgpack_decoder.decode(data)
+    except msgspec.DecodeError as e:
+        raise EventError(str(e)) from e
+
+
+def to_client_json(event: Event) -> str:
+    """The browser shape: ``{"type", "ts", "payload"}`` (payload: the event's own fields)."""
+    fields = msgspec.structs.asdict(event)
+    payload = {k: v for k, v in fields.items() if k not in _BASE_FIELDS and k != "ts"}
+    return _json_encoder.encode({"type": tag(event), "ts": event.ts, "payload": payload}).decode()
+
+
+def to_json(event: Event) -> str:
+    """The record shape: the event's fields flat, with its ``type`` (one JSON line)."""
+    return _json_encoder.encode(event).decode()
+
+
+class Stamper:
+    """Fills producer, per-producer seq and ts on events a service emits."""
+
+    def __init__(self, producer: str) -> None:
+        self.producer = producer
+        self._seq = 0
+
+    def stamp(self, event: Event) -> Event:
+        self._seq += 1
+        return msgspec.structs.replace(event, producer=self.producer, seq=self._seq,
+                                       ts=time.time())
+
+
+def describe(event: Any) -> str:
+    return f"{tag(event)}#{event.seq}@{event.producer}"

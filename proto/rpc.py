@@ -1,0 +1,134 @@
+"""Control-plane RPC: DEALER → ROUTER, every request answered ``Ok``-like or ``Err``.
+
+Wire: ``[PROTOCOL, body]`` from the client; the ROUTER sees ``[identity, PROTOCOL,
+body]`` and replies ``[identity, PROTOCOL, body]``. ``body`` is msgpack of a
+tagged union. Clients time out every call and retry only idempotent ones.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .events import AnyEvent
+
+PROTOCOL = b"voxrelay.rpc/1"
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="op"):
+    request_id: str = ""
+
+
+class Ping(Request, tag="ping"):
+    pass
+
+
+class StartSession(Request, tag="start_session"):
+    session_id: str
+    name: str = ""
+    instructions: str = ""
+    voice: str = ""
+    record: bool = False
+
+
+class StopSession(Request, tag="stop_session"):
+    session_id: str
+    reason: str = ""
+
+
+class AddClient(Request, tag="add_client"):
+    """Edge: answer a browser's SDP offer. Mixer: start mixing this client's uplink."""
+
+    session_id: str
+    client_id: str
+    sdp: str = ""
+    name: str = ""
+    role: str = "speaker"
+    transport: str = "track"
+    edge_audio: str = ""
+    "The endpoint where the edge publishes this client's ``aud/in`` (for the mixer)."
+
+
+class RemoveClient(Request, tag="remove_client"):
+    session_id: str
+    client_id: str
+
+
+class GetTranscript(Request, tag="get_transcript"):
+    session_id: str
+
+
+class GetEvents(Request, tag="get_events"):
+    session_id: str
+    after_seq: int = 0
+    limit: int = 10_000
+
+
+AnyRequest = (
+    Ping | StartSession | StopSession | AddClient | RemoveClient | GetTranscript | GetEvents
+)
+
+IDEMPOTENT = (Ping, StopSession, RemoveClient, GetTranscript, GetEvents)
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="result"):
+    request_id: str = ""
+
+
+class Ok(Reply, tag="ok"):
+    pass
+
+
+class Answer(Reply, tag="answer"):
+    sdp: str
+    edge: str = ""
+
+
+class TranscriptEntry(msgspec.Struct, frozen=True):
+    speaker: str
+    text: str
+    started_at: float
+    ended_at: float
+    role: str = "user"
+    turn_id: str = ""
+
+
+class Transcript(Reply, tag="transcript"):
+    entries: list[TranscriptEntry]
+
+
+class EventLog(Reply, tag="event_log"):
+    events: list[AnyEvent]
+
+
+class Err(Reply, tag="err"):
+    code: str
+    message: str
+
+
+AnyReply = Ok | Answer | Transcript | EventLog | Err
+
+
+class RpcError(Exception):
+    """A call that came back ``Err`` (or timed out: code 'timeout')."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+_encoder = msgspec.msgpack.Encoder()
+_request_decoder = msgspec.msgpack.Decoder(AnyRequest)
+_reply_decoder = msgspec.msgpack.Decoder(AnyReply)
+
+
+def encode(message: Request | Reply) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_request(data: bytes) -> AnyRequest:
+    return _request_decoder.decode(data)
+
+
+def decode_reply(data: bytes) -> AnyReply:
+    return _reply_decoder.decode(data)

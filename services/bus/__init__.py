@@ -1,0 +1,1 @@
+"""The event bus: a stateless XSUB/XPUB forwarder."""

@@ -1,0 +1,98 @@
+"""The event bus seen from a service: publish events and heartbeats, subscribe to them.
+
+Publishers connect a PUB to the forwarder's XSUB; subscribers connect a SUB to its
+XPUB. Messages are ``[topic, msgpack body]``. Undecodable messages are dropped and
+counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+from prometheus_client import Counter
+
+from proto import events, heartbeat, topics
+
+from .sockets import Role, make_socket
+from .zmq_loop import SocketReader, send_nowait
+
+logger = logging.getLogger(__name__)
+
+DROPPED = Counter("voxrelay_bus_messages_dropped_total",
+                  "Bus messages dropped on receipt or send", ["reason"])
+
+
+@dataclass(frozen=True)
+class BusEndpoints:
+    publish: str
+    "The forwarder's XSUB: where publishers connect."
+    subscribe: str
+    "The forwarder's XPUB: where subscribers connect."
+
+
+class EventPublisher:
+    def __init__(self, ctx: zmq.Context[Any], bus: BusEndpoints, producer: str) -> None:
+        self.sock = make_socket(ctx, Role.EVENT_PUB)
+        self.sock.connect(bus.publish)
+        self.stamper = events.Stamper(producer)
+
+    def publish(self, event: events.Event) -> events.Event:
+        """Stamp (producer, seq, ts) and send; returns the stamped event."""
+        stamped = self.stamper.stamp(event)
+        topic = topics.evt(events.tag(stamped), stamped.session_id)
+        if not send_nowait(self.sock, [topic, events.encode(stamped)]):
+            DROPPED.labels("hwm").inc()
+        return stamped
+
+    def beat(self, beat: heartbeat.Heartbeat) -> None:
+        send_nowait(self.sock, [topics.sys_hb(beat.instance), heartbeat.encode(beat)])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class EventSubscriber:
+    """Delivers decoded events and heartbeats to callbacks."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        bus: BusEndpoints,
+        name: str,
+        on_event: Callable[[events.AnyEvent], None] | None = None,
+        on_heartbeat: Callable[[heartbeat.Heartbeat], None] | None = None,
+    ) -> None:
+        self.sock = make_socket(ctx, Role.EVENT_SUB)
+        self.sock.connect(bus.subscribe)
+        self.on_event = on_event
+        self.on_heartbeat = on_heartbeat
+        if on_event is not None:
+            self.sock.subscribe(topics.EVT)
+        if on_heartbeat is not None:
+            self.sock.subscribe(topics.SYS_HB)
+        self._reader = SocketReader(self.sock, self._on_message, f"{name}-events")
+
+    def start(self) -> None:
+        self._reader.start()
+
+    def _on_message(self, parts: list[bytes]) -> None:
+        if len(parts) != 2:
+            DROPPED.labels("malformed").inc()
+            return
+        topic, body = parts
+        try:
+            if topic.startswith(topics.EVT) and self.on_event is not None:
+                self.on_event(events.decode(body))
+            elif topic.startswith(topics.SYS_HB) and self.on_heartbeat is not None:
+                self.on_heartbeat(heartbeat.decode(body))
+        except (events.EventError, ValueError) as e:
+            DROPPED.labels("decode").inc()
+            logger.debug("dropped undecodable bus message on %r: %s", topic[:60], e)
+
+    def close(self) -> None:
+        self._reader.stop()
+        self.sock.close()
