@@ -28,6 +28,8 @@ class StartSession(Request, tag="start_session"):
     instructions: str = ""
     voice: str = ""
     record: bool = False
+    mixer_audio: str = ""
+    "For the link: the endpoint where the session's mixer publishes ``aud/mix``."
 
 
 class StopSession(Request, tag="stop_session"):
@@ -45,7 +47,9 @@ class AddClient(Request, tag="add_client"):
     role: str = "speaker"
     transport: str = "track"
     edge_audio: str = ""
-    "The endpoint where the edge publishes this client's ``aud/in`` (for the mixer)."
+    "For the mixer: the endpoint where the edge publishes this client's ``aud/in``."
+    link_audio: str = ""
+    "For the edge: the endpoint where the session's link publishes ``aud/model``."
 
 
 class RemoveClient(Request, tag="remove_client"):
