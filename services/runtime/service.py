@@ -1,0 +1,104 @@
+"""The shell every bus-connected service runs in.
+
+A :class:`Service` owns the process's ZeroMQ context, its event publisher, its RPC
+server and its heartbeat, all inside one TaskGroup. A service supplies a handler for
+RPC requests, what to run beside them, and its load; shutdown is staged: stop intake
+(the RPC server), cancel the service's own tasks, close sockets, terminate the context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+from prometheus_client import start_http_server
+
+from proto import rpc
+
+from .bus import BusEndpoints, EventPublisher
+from .bus_config import bus_from_env
+from .config import env_int, env_str
+from .heartbeat import HeartbeatSender
+from .rpc import RpcServer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    service: str
+    instance: str
+    bus: BusEndpoints
+    rpc_bind: str
+    audio_bind: str
+    metrics_host: str
+    metrics_port: int
+    "0 = no metrics endpoint."
+    data_dir: Path
+
+
+def service_config(service: str, env: Mapping[str, str] | None = None) -> ServiceConfig:
+    """Common settings: ``VOXRELAY_INSTANCE``, ``VOXRELAY_RPC_BIND``, ``VOXRELAY_AUDIO_BIND``,
+    ``VOXRELAY_METRICS_PORT``, ``VOXRELAY_DATA_DIR`` and the bus endpoints."""
+    return ServiceConfig(
+        service=service,
+        instance=env_str("VOXRELAY_INSTANCE", f"{service}-{os.getpid()}", env),
+        bus=bus_from_env(env),
+        rpc_bind=env_str("VOXRELAY_RPC_BIND", "tcp://127.0.0.1:*", env),
+        audio_bind=env_str("VOXRELAY_AUDIO_BIND", "tcp://127.0.0.1:*", env),
+        metrics_host=env_str("VOXRELAY_METRICS_HOST", "127.0.0.1", env),
+        metrics_port=env_int("VOXRELAY_METRICS_PORT", 0, env, minimum=0, maximum=65535),
+        data_dir=Path(env_str("VOXRELAY_DATA_DIR", "./data", env)),
+    )
+
+
+class Service:
+    """Context, publisher, RPC server and heartbeat of one service process."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.events = EventPublisher(self.ctx, config.bus, config.instance)
+        self.rpc: RpcServer | None = None
+        self.audio_endpoint = ""
+
+    @property
+    def instance(self) -> str:
+        return self.config.instance
+
+    async def run(
+        self,
+        handler: Callable[[rpc.AnyRequest], Awaitable[rpc.Reply]],
+        *,
+        load: Callable[[], int] = lambda: 0,
+        tasks: tuple[Callable[[], Awaitable[None]], ...] = (),
+    ) -> None:
+        """Serve until cancelled; then shut down in stages."""
+        if self.config.metrics_port:
+            start_http_server(self.config.metrics_port, addr=self.config.metrics_host)
+        self.rpc = RpcServer(self.ctx, self.config.rpc_bind, handler, self.instance)
+        self.rpc.start()
+        beat = HeartbeatSender(self.events, self.config.service, self.instance,
+                               rpc=self.rpc.endpoint, audio=self.audio_endpoint, load=load)
+        logger.info("%s up: rpc %s audio %s", self.instance, self.rpc.endpoint,
+                    self.audio_endpoint or "-")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(beat.run(), name=f"{self.instance}-heartbeat")
+                for task in tasks:
+                    tg.create_task(task(), name=f"{self.instance}-{task.__name__}")
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.rpc is not None:
+            await self.rpc.close()
+            self.rpc = None
+        self.events.close()
+        self.ctx.destroy(linger=0)
