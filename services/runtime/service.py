@@ -101,4 +101,4 @@ class Service:
             await self.rpc.close()
             self.rpc = None
         self.events.close()
-        self.ctx.destroy(linger=0)
+        self.ctx.destroy()  # each socket closes with its own linger (events get 200 ms)
