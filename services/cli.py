@@ -22,8 +22,28 @@ def _sim(args: argparse.Namespace) -> int:
     return run_service(lambda: serve(config))
 
 
+def _up(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services.supervisor import config as up_config
+    from services.supervisor.supervisor import Supervisor
+
+    try:
+        config = up_config.from_args(args)
+    except ConfigError as e:
+        sys.stderr.write(f"voxrelay up: {e}\n")
+        return 2
+    try:
+        import uvloop
+
+        return uvloop.run(Supervisor(config).run())
+    except ImportError:  # pragma: no cover
+        return asyncio.run(Supervisor(config).run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from services.openai_sim import config as sim_config
+    from services.supervisor import config as up_config
 
     parser = argparse.ArgumentParser(prog="voxrelay", description="Self-hosted realtime voice server")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (default: VOXRELAY_LOG_LEVEL or INFO)")
@@ -31,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser("sim", help="run the local OpenAI Realtime simulator")
     sim_config.add_arguments(sim)
     sim.set_defaults(run=_sim)
+    up = commands.add_parser("up", help="run the whole stack (simulator unless OPENAI_API_KEY)")
+    up_config.add_arguments(up)
+    up.set_defaults(run=_up)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""signaling: the HTTP API, session registry and placement, service liveness."""

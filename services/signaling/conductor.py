@@ -1,0 +1,158 @@
+"""Session lifecycle across the services: create, join, leave, end.
+
+Every step is a handshake: signaling answers the HTTP request only after each
+service involved acknowledged its RPC (no sleeps, no hoping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from proto import events, ids, rpc
+from services.runtime.bus import EventPublisher
+
+from .config import SignalingConfig
+from .placement import Placement
+from .sessions import Client, Session, new_session
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """Becomes an HTTP error ``{"error": {"code", "message"}}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    sdp: str
+    name: str
+    role: str
+    transport: str
+
+
+class Conductor:
+    def __init__(self, config: SignalingConfig, placement: Placement,
+                 publisher: EventPublisher) -> None:
+        self.config = config
+        self.placement = placement
+        self.publisher = publisher
+        self.sessions: dict[str, Session] = {}
+
+    def get(self, session_id: str) -> Session:
+        session = self.sessions.get(session_id) if ids.is_id(session_id) else None
+        if session is None:
+            raise ApiError(404, "session_not_found", f"no session {session_id!r}")
+        return session
+
+    async def create_session(self, name: str, instructions: str, voice: str,
+                             record: bool) -> Session:
+        mixer = self.placement.pick("mixer")
+        link = self.placement.pick("openai_link")
+        recorder = self.placement.pick("recorder")
+        session = new_session(name=name, instructions=instructions, voice=voice, record=record,
+                              mixer=mixer.instance, link=link.instance, recorder=recorder.instance)
+        start = rpc.StartSession(session_id=session.session_id, name=name,
+                                 instructions=instructions, voice=voice, record=record,
+                                 mixer_audio=mixer.audio)
+        await self._all(start, recorder, mixer, link)
+        self.sessions[session.session_id] = session
+        self.publisher.publish(events.SessionStarted(
+            session_id=session.session_id, name=name, instructions=instructions, voice=voice))
+        logger.info("session %s started on %s, %s", session.session_id, mixer.instance,
+                    link.instance)
+        return session
+
+    async def join(self, session: Session, request: JoinRequest) -> tuple[Client, str]:
+        if session.state != "active":
+            raise ApiError(409, "session_ended", "the session has ended")
+        edge = self.placement.pick("media_edge")
+        mixer = self.placement.instance(session.mixer)
+        link = self.placement.instance(session.link)
+        client = Client(ids.new_id(), request.name or "guest", request.role, request.transport,
+                        edge.instance)
+        add = rpc.AddClient(session_id=session.session_id, client_id=client.client_id,
+                            sdp=request.sdp, name=client.name, role=client.role,
+                            transport=client.transport, edge_audio=edge.audio,
+                            link_audio=link.audio)
+        timeout = self.config.join_timeout_s
+        replies = await self._all(add, mixer, link, edge, timeout=timeout)
+        answer = replies[-1]
+        if not isinstance(answer, rpc.Answer):
+            raise ApiError(502, "bad_answer", f"{edge.instance} did not answer with SDP")
+        session.clients[client.client_id] = client
+        return client, answer.sdp
+
+    async def leave(self, session: Session, client_id: str) -> None:
+        client = session.clients.pop(client_id, None)
+        if client is None:
+            raise ApiError(404, "client_not_found", f"no client {client_id!r} in this session")
+        remove = rpc.RemoveClient(session_id=session.session_id, client_id=client_id)
+        await self._best_effort(remove, session.mixer, client.edge)
+
+    async def end(self, session: Session, reason: str = "ended") -> None:
+        if session.state == "ended":
+            return
+        session.state = "ended"
+        stop = rpc.StopSession(session_id=session.session_id, reason=reason)
+        edges = {c.edge for c in session.clients.values()}
+        await self._best_effort(stop, *edges, session.link, session.mixer)
+        self.publisher.publish(events.SessionEnded(session_id=session.session_id, reason=reason))
+        await self._best_effort(stop, session.recorder)
+        session.clients.clear()
+
+    async def transcript(self, session_id: str) -> list[rpc.TranscriptEntry]:
+        reply = await self._recorder_call(rpc.GetTranscript(session_id=session_id))
+        assert isinstance(reply, rpc.Transcript)
+        return reply.entries
+
+    async def event_log(self, session_id: str, after: int, limit: int) -> list[events.AnyEvent]:
+        reply = await self._recorder_call(
+            rpc.GetEvents(session_id=session_id, after_seq=after, limit=limit))
+        assert isinstance(reply, rpc.EventLog)
+        return reply.events
+
+    async def _recorder_call(self, request: rpc.Request) -> rpc.AnyReply:
+        session = self.sessions.get(getattr(request, "session_id", ""))
+        recorder = (self.placement.instance(session.recorder) if session
+                    else self.placement.pick("recorder"))
+        try:
+            return await self.placement.client(recorder).call(request, self.config.rpc_timeout_s)
+        except rpc.RpcError as e:
+            raise _api_error(e, recorder.instance) from e
+
+    async def _all(self, request: rpc.Request, *targets, timeout: float | None = None
+                   ) -> list[rpc.AnyReply]:
+        """Send ``request`` to every target at once; all must acknowledge."""
+        timeout = timeout or self.config.rpc_timeout_s
+        calls = [self.placement.client(t).call(request, timeout) for t in targets]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for target, result in zip(targets, results, strict=True):
+            if isinstance(result, rpc.RpcError):
+                raise _api_error(result, target.instance) from result
+            if isinstance(result, BaseException):
+                raise result
+        return list(results)  # type: ignore[arg-type]
+
+    async def _best_effort(self, request: rpc.Request, *instances: str) -> None:
+        """Tell each instance; a dead or failing one is logged (it holds nothing now)."""
+        for name in instances:
+            beat = self.placement.registry.get(name)
+            if beat is None:
+                continue
+            try:
+                await self.placement.client(beat).call(request, self.config.rpc_timeout_s)
+            except rpc.RpcError as e:
+                logger.warning("%s to %s failed: %s", type(request).__name__, name, e)
+
+
+def _api_error(error: rpc.RpcError, instance: str) -> ApiError:
+    status = {"not_found": 404, "bad_request": 400, "timeout": 504, "exists": 409}.get(error.code, 502)
+    return ApiError(status, error.code, f"{instance}: {error.message}")

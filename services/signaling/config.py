@@ -1,0 +1,39 @@
+"""signaling configuration: ``VOXRELAY_HTTP_*`` and the session limits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.runtime.config import env_float, env_int, env_str
+
+REQUIRED_SERVICES = ("media_edge", "mixer", "openai_link", "recorder")
+
+
+@dataclass(frozen=True)
+class SignalingConfig:
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    public_url: str = ""
+    "Base of join links; default http://<host>:<port>."
+    rpc_timeout_s: float = 5.0
+    join_timeout_s: float = 12.0
+    "A join waits for the edge's answer and the link's Realtime connection (8 s budget)."
+    max_body_bytes: int = 256 * 1024
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "") else self.http_host
+        return f"http://{host}:{self.http_port}"
+
+
+def from_env(env: Mapping[str, str] | None = None) -> SignalingConfig:
+    return SignalingConfig(
+        http_host=env_str("VOXRELAY_HTTP_HOST", "127.0.0.1", env),
+        http_port=env_int("VOXRELAY_HTTP_PORT", 8080, env, minimum=0, maximum=65535),
+        public_url=env_str("VOXRELAY_PUBLIC_URL", "", env),
+        rpc_timeout_s=env_float("VOXRELAY_RPC_TIMEOUT_S", 5.0, env, minimum=0.1),
+        join_timeout_s=env_float("VOXRELAY_JOIN_TIMEOUT_S", 12.0, env, minimum=1.0),
+    )

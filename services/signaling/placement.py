@@ -1,0 +1,61 @@
+"""Placement: which live instance holds what, and RPC clients to reach them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from proto.heartbeat import Heartbeat
+from services.runtime.heartbeat import Registry
+from services.runtime.rpc import RpcClient
+
+from .config import REQUIRED_SERVICES
+
+
+class NoInstance(Exception):
+    """No live instance of a service kind: the stack is not (yet) complete."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"no live {service} instance")
+        self.service = service
+
+
+class Placement:
+    def __init__(self, ctx: zmq.Context[Any], registry: Registry) -> None:
+        self.ctx = ctx
+        self.registry = registry
+        self._clients: dict[tuple[str, str], RpcClient] = {}
+
+    def pick(self, service: str) -> Heartbeat:
+        beat = self.registry.least_loaded(service)
+        if beat is None:
+            raise NoInstance(service)
+        return beat
+
+    def instance(self, name: str) -> Heartbeat:
+        beat = self.registry.get(name)
+        if beat is None:
+            raise NoInstance(name)
+        return beat
+
+    def client(self, beat: Heartbeat) -> RpcClient:
+        """An RPC client for this instance (a restarted instance gets a fresh one)."""
+        key = (beat.instance, beat.rpc)
+        if key not in self._clients:
+            for old in [k for k in self._clients if k[0] == beat.instance]:
+                self._clients.pop(old).close()
+            self._clients[key] = RpcClient(self.ctx, beat.rpc, f"signaling->{beat.instance}")
+        return self._clients[key]
+
+    def health(self) -> dict[str, list[str]]:
+        return {service: sorted(b.instance for b in self.registry.alive(service))
+                for service in REQUIRED_SERVICES}
+
+    def complete(self) -> bool:
+        return all(self.health().values())
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()

@@ -1,0 +1,60 @@
+"""The signaling process: HTTP API + bus membership (events out, heartbeats in)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+
+from proto import events, rpc
+from services.runtime.bus import EventSubscriber
+from services.runtime.heartbeat import Registry
+from services.runtime.service import Service, ServiceConfig
+
+from .api import create_api
+from .conductor import Conductor
+from .config import SignalingConfig
+from .placement import Placement
+
+logger = logging.getLogger(__name__)
+
+
+async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
+    service = Service(service_config)
+    registry = Registry()
+    placement = Placement(service.ctx, registry)
+    conductor = Conductor(config, placement, service.events)
+
+    def on_event(event: events.AnyEvent) -> None:
+        match event:
+            case events.ClientJoined() | events.ClientLeft():
+                session = conductor.sessions.get(event.session_id)
+                client = session.clients.get(event.client_id) if session else None
+                if client is not None:
+                    client.connected = isinstance(event, events.ClientJoined)
+
+    subscriber = EventSubscriber(service.ctx, service_config.bus, service.instance,
+                                 on_event=on_event, on_heartbeat=registry.observe)
+    subscriber.start()
+    runner = web.AppRunner(create_api(conductor, config.max_body_bytes), access_log=None,
+                           handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http_host, config.http_port)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
+    sys.stdout.write(f"signaling listening on http://{config.http_host}:{port}\n")
+    sys.stdout.flush()
+
+    async def handle(request: rpc.AnyRequest) -> rpc.Reply:
+        match request:
+            case rpc.Ping():
+                return rpc.Ok()
+        raise rpc.RpcError("bad_request", f"signaling does not serve {type(request).__name__}")
+
+    try:
+        await service.run(handle, load=lambda: len(conductor.sessions))
+    finally:
+        await runner.cleanup()  # stop intake first
+        subscriber.close()
+        placement.close()

@@ -1,0 +1,126 @@
+"""``voxrelay up``: the whole stack as child processes of one supervisor.
+
+Start order: bus, simulator (when no OPENAI_API_KEY), recorder, mixer, openai_link,
+media edges, signaling; the URL is printed once signaling reports every service
+alive. A crashed child is restarted with backoff. Ctrl-C/SIGTERM stops the children
+in stages — signaling (no new work), then edges, link and simulator, then the mixer,
+then the recorder (which flushes), then the bus — each with a deadline; a second
+Ctrl-C kills everything at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import aiohttp
+
+from .children import Child, ChildSpec
+from .config import UpConfig
+
+logger = logging.getLogger(__name__)
+
+STOP_DEADLINE_S = 8.0
+READY_TIMEOUT_S = 60.0
+
+
+def child_specs(config: UpConfig) -> list[ChildSpec]:
+    base = {
+        **os.environ,
+        "VOXRELAY_BUS_PUBLISH": config.bus_publish,
+        "VOXRELAY_BUS_SUBSCRIBE": config.bus_subscribe,
+        "VOXRELAY_DATA_DIR": str(config.data_dir),
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if config.ice_hosts:
+        base["VOXRELAY_ICE_HOSTS"] = config.ice_hosts
+    if config.use_simulator:
+        base["VOXRELAY_OPENAI_BASE_URL"] = f"http://127.0.0.1:{config.sim_port}/v1"
+    specs: list[tuple[str, str, int, dict[str, str]]] = [("bus", "services.bus", 5, {})]
+    if config.use_simulator:
+        specs.append(("openai_sim", "services.openai_sim", 2, {
+            "VOXRELAY_SIM_HOST": "127.0.0.1", "VOXRELAY_SIM_PORT": str(config.sim_port)}))
+    specs += [
+        ("recorder-1", "services.recorder", 4, {}),
+        ("mixer-1", "services.mixer", 3, {}),
+        ("openai_link-1", "services.openai_link", 2, {}),
+    ]
+    specs += [(f"media_edge-{i + 1}", "services.media_edge", 1, {}) for i in range(config.edges)]
+    specs.append(("signaling-1", "services.signaling", 0, {
+        "VOXRELAY_HTTP_HOST": config.host, "VOXRELAY_HTTP_PORT": str(config.http_port)}))
+    result = []
+    for index, (name, module, stage, extra) in enumerate(specs):
+        env = {**base, "VOXRELAY_INSTANCE": name, **extra}
+        if config.metrics_base_port:
+            env["VOXRELAY_METRICS_PORT"] = str(config.metrics_base_port + index)
+        result.append(ChildSpec(name, module, env, stage))
+    return result
+
+
+class Supervisor:
+    def __init__(self, config: UpConfig) -> None:
+        self.config = config
+        self.children = [Child(spec) for spec in child_specs(config)]
+        self._stop = asyncio.Event()
+        self._signals = 0
+
+    def request_stop(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            logger.warning("second %s: killing every child", signal.Signals(signum).name)
+            for child in self.children:
+                child.kill()
+            os._exit(130)
+        logger.info("%s: stopping voxrelay", signal.Signals(signum).name)
+        self._stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.request_stop, signum)
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for child in self.children:
+                    await child.start()
+                    tg.create_task(child.watch(), name=f"watch-{child.spec.name}")
+                ready = tg.create_task(self._announce_when_ready())
+                await self._stop.wait()
+                ready.cancel()
+                await self._stop_in_stages()
+        finally:
+            for child in self.children:
+                child.kill()
+        return 0
+
+    async def _announce_when_ready(self) -> None:
+        url = self.config.url
+        async with aiohttp.ClientSession() as http:
+            try:
+                async with asyncio.timeout(READY_TIMEOUT_S):
+                    while True:
+                        try:
+                            async with http.get(f"{url}/healthz") as resp:
+                                if resp.status == 200:
+                                    break
+                        except aiohttp.ClientError:
+                            pass
+                        await asyncio.sleep(0.2)
+            except TimeoutError:
+                logger.error("the stack did not become healthy within %.0f s", READY_TIMEOUT_S)
+                return
+        mode = "the built-in simulator" if self.config.use_simulator else "the OpenAI API"
+        sys.stdout.write(f"voxrelay up on {url} (Realtime: {mode}; "
+                         f"{self.config.edges} media edge(s); data in {self.config.data_dir})\n")
+        sys.stdout.flush()
+
+    async def _stop_in_stages(self) -> None:
+        for stage in sorted({c.spec.stage for c in self.children}):
+            group = [c for c in self.children if c.spec.stage == stage]
+            codes = await asyncio.gather(*(c.stop(STOP_DEADLINE_S) for c in group))
+            for child, code in zip(group, codes, strict=True):
+                logger.info("stopped %s (exit %s)", child.spec.name, code)
