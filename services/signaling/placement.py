@@ -48,8 +48,11 @@ class Placement:
             self._clients[key] = RpcClient(self.ctx, beat.rpc, f"signaling->{beat.instance}")
         return self._clients[key]
 
-    def health(self) -> dict[str, list[str]]:
-        return {service: sorted(b.instance for b in self.registry.alive(service))
+    def health(self) -> dict[str, list[dict[str, object]]]:
+        """Live instances per required service, with pid and load."""
+        return {service: [{"instance": b.instance, "pid": b.pid, "load": b.load,
+                           "loop_lag_ms": round(b.loop_lag_ms, 1)}
+                          for b in sorted(self.registry.alive(service), key=lambda b: b.instance)]
                 for service in REQUIRED_SERVICES}
 
     def complete(self) -> bool:

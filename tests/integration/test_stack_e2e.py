@@ -1,0 +1,129 @@
+"""One conversation end to end through ``voxrelay up``: every service its own process.
+
+A real supervisor starts the bus, simulator, recorder, mixer, link, two media edges and
+signaling; real aiortc clients join through the HTTP API, speak espeak-ng speech, and
+must hear the AI, get events on their DataChannel, and find the transcript stored.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.ports import free_port, free_tcp_endpoint
+from tests.support.speech import rms_dbfs, silence, speak
+from tests.support.voxrelay_client import VoxrelayClient, create_session
+
+UP_TIMEOUT_S = 90.0
+PHRASE = "what is the weather like today"
+
+
+@dataclass
+class Up:
+    url: str
+    proc: subprocess.Popen[str]
+    data_dir: Path
+
+
+@pytest.fixture
+def stack(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env.update({
+        "VOXRELAY_BUS_PUBLISH": free_tcp_endpoint(),
+        "VOXRELAY_BUS_SUBSCRIBE": free_tcp_endpoint(),
+        "VOXRELAY_SIM_RESPONSE_LATENCY_MS": "150",
+        "PYTHONUNBUFFERED": "1",
+    })
+    data_dir = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", "--port", str(port), "--sim-port",
+         str(free_port()), "--loopback", "--edges", "2", "--data-dir", str(data_dir)],
+        env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    line = ""
+    while "voxrelay up on" not in line:
+        assert time.monotonic() < deadline, "voxrelay up did not become ready"
+        assert proc.poll() is None, f"voxrelay up exited with {proc.returncode}"
+        if select.select([proc.stdout], [], [], 0.5)[0]:
+            line = proc.stdout.readline()
+    up = Up(f"http://127.0.0.1:{port}", proc, data_dir)
+    yield up
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    proc.stdout.close()
+
+
+async def service_pids(http: aiohttp.ClientSession, url: str) -> dict[str, int]:
+    async with http.get(f"{url}/healthz") as resp:
+        assert resp.status == 200
+        services = (await resp.json())["services"]
+    return {i["instance"]: i["pid"] for instances in services.values() for i in instances}
+
+
+async def test_two_clients_hear_the_ai_and_the_transcript_is_stored(stack):
+    async with aiohttp.ClientSession() as http:
+        pids = await service_pids(http, stack.url)
+        assert len(set(pids.values())) == len(pids) >= 5  # every service its own process
+        session = await create_session(http, stack.url, name="e2e")
+        laptop, phone = VoxrelayClient("laptop"), VoxrelayClient("phone")
+        try:
+            for client in (laptop, phone):
+                await client.join(http, stack.url, session)
+            for client in (laptop, phone):
+                await client.wait_connected()
+            laptop.mic.play(silence(300) + speak(PHRASE) + silence(1500))
+            for client in (laptop, phone):
+                await client.wait_event("turn.start", role="user")
+                done = await client.wait_event("transcript.done", role="assistant", timeout=30)
+                assert done["payload"]["text"]
+                await client.wait_event("turn.end", role="assistant", timeout=30)
+            for client in (laptop, phone):
+                assert client.heard_ms() > 1000
+                assert rms_dbfs(bytes(client.heard)) > -45, f"{client.name} heard no AI voice"
+            async with http.get(f"{stack.url}/v1/sessions/{session['session_id']}/transcript") as r:
+                entries = (await r.json())["entries"]
+            speakers = [e["speaker"] for e in entries]
+            assert "assistant" in speakers and any(s != "assistant" for s in speakers)
+            async with http.get(f"{stack.url}/v1/sessions/{session['session_id']}") as r:
+                detail = await r.json()
+            assert {c["name"] for c in detail["clients"]} == {"laptop", "phone"}
+        finally:
+            await laptop.close()
+            await phone.close()
+
+
+async def test_ctrl_c_leaves_no_process_and_loses_no_recorded_event(stack):
+    async with aiohttp.ClientSession() as http:
+        pids = await service_pids(http, stack.url)
+        session = await create_session(http, stack.url, name="durable")
+        client = VoxrelayClient("kiosk")
+        try:
+            await client.join(http, stack.url, session)
+            await client.wait_connected()
+            client.mic.play(silence(300) + speak(PHRASE) + silence(1500))
+            await client.wait_event("transcript.done", role="assistant", timeout=30)
+        finally:
+            await client.close()
+        async with http.get(f"{stack.url}/v1/sessions/{session['session_id']}/events") as r:
+            served = [line for line in (await r.text()).splitlines() if line]
+    stack.proc.send_signal(signal.SIGINT)
+    assert stack.proc.wait(60) == 0
+    for name, pid in pids.items():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with sqlite3.connect(stack.data_dir / "recorder.sqlite3") as db:
+        stored = db.execute("SELECT COUNT(*) FROM events WHERE session_id = ?",
+                            (session["session_id"],)).fetchone()[0]
+    assert stored >= len(served) > 10

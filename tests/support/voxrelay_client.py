@@ -1,0 +1,102 @@
+"""A real aiortc client of voxrelay's own API, as the web client is.
+
+It creates a session or joins one through signaling's HTTP API, offers one
+sendrecv audio track (a microphone playing PCM in real time) and the ``events``
+DataChannel, records what it hears, and collects the events it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioResampler
+
+from .rtc_client import PcmTrack
+
+SAMPLE_RATE = 24_000
+
+
+async def create_session(http: aiohttp.ClientSession, base: str, **fields: Any) -> dict[str, Any]:
+    async with http.post(f"{base}/v1/sessions", json=fields) as resp:
+        body = await resp.json()
+        assert resp.status == 201, body
+        return body
+
+
+class VoxrelayClient:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channel = self.pc.createDataChannel("events")
+        self.mic = PcmTrack()
+        self.pc.addTrack(self.mic)
+        self.events: list[dict[str, Any]] = []
+        self.heard = bytearray()
+        self.first_audio_at: float | None = None
+        self.client_id: str | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.channel.on("message", self._on_message)
+        self.pc.on("track", self._on_track)
+
+    async def join(self, http: aiohttp.ClientSession, base: str, session: dict[str, Any]) -> None:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with http.post(f"{base}/v1/sessions/{session['session_id']}/clients",
+                             json={"sdp": self.pc.localDescription.sdp, "type": "offer",
+                                   "name": self.name},
+                             headers={"Authorization": f"Bearer {session['token']}"}) as resp:
+            body = await resp.json()
+            assert resp.status == 201, body
+        self.client_id = body["client_id"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while self.pc.connectionState != "connected" or self.channel.readyState != "open":
+                await asyncio.sleep(0.02)
+
+    async def wait_event(self, kind: str, timeout: float = 20.0, **payload: Any) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                for event in self.events:
+                    if event["type"] == kind and all(
+                            event["payload"].get(k) == v for k, v in payload.items()):
+                        return event
+                await asyncio.sleep(0.02)
+
+    def heard_ms(self) -> int:
+        return len(self.heard) // 48
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    def _on_message(self, message: str | bytes) -> None:
+        try:
+            self.events.append(json.loads(message))
+        except ValueError:
+            self.events.append({"type": "<undecodable>", "payload": {"raw": str(message)[:200]}})
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._reader = asyncio.ensure_future(self._read(track))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            for out in resampler.resample(frame):
+                pcm = out.to_ndarray().tobytes()
+                if self.first_audio_at is None and any(pcm):
+                    self.first_audio_at = time.monotonic()
+                self.heard += pcm
