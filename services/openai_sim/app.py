@@ -36,6 +36,7 @@ from .voice import Voice
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+SHUTDOWN_GRACE_S = 3.0
 CALL_NOT_FOUND = "No session found for the provided call_id"
 
 
@@ -67,6 +68,7 @@ def create_app(config: SimConfig) -> web.Application:
     app.router.add_get("/_sim/calls", list_calls)
     app.router.add_post("/_sim/drop", drop_calls)
     app.cleanup_ctx.append(_lifetime)
+    app.on_shutdown.append(_end_live_sessions)
     return app
 
 
@@ -74,11 +76,22 @@ async def _lifetime(app: web.Application):  # type: ignore[no-untyped-def]
     state = app[STATE]
     await state.owner.start()
     yield
+    await state.owner.aclose()
+
+
+async def _end_live_sessions(app: web.Application) -> None:
+    """On shutdown, before connections are cut: end calls and sockets so clients hear of it."""
+    state = app[STATE]
     for call in list(state.calls.values()):
         call.end()
     for _, session in list(state.sockets.values()):
         session.end(1001, "server shutting down")
-    await state.owner.aclose()
+    try:
+        async with asyncio.timeout(SHUTDOWN_GRACE_S):
+            while state.calls or state.sockets:
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        logger.warning("shutdown: %d call(s) did not end in time", len(state.calls))
 
 
 def _authorize(request: web.Request) -> Grant:

@@ -282,7 +282,7 @@ class RealtimeSession:
                 "output_audio_buffer.clear is only supported for WebRTC and SIP connections.",
                 param="type",
             )
-        self._clear_output()
+        self._clear_output("client_cancelled")
 
     def _on_conversation_item_create(self, event: dict[str, Any]) -> None:
         item = _checked_item(event.get("item"))
@@ -411,7 +411,7 @@ class RealtimeSession:
             if self._active is not None:
                 self._active.cancel("turn_detected")
             if self.track is not None:
-                self._clear_output()
+                self._clear_output("turn_detected")
 
     def _speech_stopped(self, stopped: SpeechStopped) -> None:
         started, item_id = self._speech, self._speech_item_id
@@ -525,7 +525,7 @@ class RealtimeSession:
         if self.track is not None:
             self.track.finish(response.id)
 
-    def _clear_output(self) -> None:
+    def _clear_output(self, reason: str) -> None:
         """Drop unplayed model audio; the item keeps only what was heard."""
         assert self.track is not None
         cleared = self.track.clear()
@@ -535,7 +535,7 @@ class RealtimeSession:
         running = self._responses.get(response_id)
         if running is not None:
             running.heard_ms = played_ms
-            running.cancel("turn_detected")
+            running.cancel(reason)
         else:
             item_id = self._finished_items.get(response_id)
             if item_id is not None and item_id in self.conversation:

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
 
 from services.runtime import rtc_configuration, strip_mdns_candidates
 from services.runtime.tasks import TaskOwner
@@ -29,14 +30,32 @@ class InvalidOffer(ValueError):
     """The SDP offer could not be used; the message says why."""
 
 
+OFFER_PARSE_ERRORS = (
+    ValueError, KeyError, IndexError, AttributeError, TypeError, AssertionError,
+)
+"What aiortc raises on SDP it cannot use (a truncated offer can trip any of them)."
+
+
 def check_offer(sdp: str) -> None:
-    """Reject what is plainly not an SDP offer before aiortc sees it."""
+    """Reject what is plainly not a complete SDP offer before aiortc sees it."""
     if not sdp.startswith("v=0"):
         raise InvalidOffer("failed to unmarshal SDP: expected 'v=0' first")
+    if not sdp.endswith("\n"):
+        # The real service's parser needs every line terminated: an offer whose final
+        # CRLF was trimmed (or that was cut off mid-line) fails with exactly this.
+        raise InvalidOffer("failed to unmarshal SDP: EOF")
     if "\nm=" not in sdp:
         raise InvalidOffer("failed to unmarshal SDP: no media sections")
     if "a=fingerprint:" not in sdp:
         raise InvalidOffer("no DTLS fingerprint in the offer")
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except OFFER_PARSE_ERRORS as e:
+        raise InvalidOffer(f"failed to unmarshal SDP: {e or type(e).__name__}") from e
+    for media in parsed.media:
+        # aiortc drops DTLS parameters without a=setup and then fails on them (500).
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise InvalidOffer(f"no DTLS setup/fingerprint for media section '{media.kind}'")
 
 
 class RtcCall:
@@ -55,7 +74,8 @@ class RtcCall:
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
-        self.session.on_close(lambda code, reason: self._ended.set())
+        self._close_code, self._close_reason = 1000, "call ended"
+        self.session.on_close(self._session_ended)
 
     async def answer(self, offer_sdp: str) -> str:
         check_offer(offer_sdp)
@@ -63,7 +83,7 @@ class RtcCall:
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=strip_mdns_candidates(offer_sdp), type="offer")
             )
-        except (ValueError, KeyError, IndexError) as e:
+        except OFFER_PARSE_ERRORS as e:
             raise InvalidOffer(str(e) or type(e).__name__) from e
         if not any(t.kind == "audio" for t in self.pc.getTransceivers()):
             raise InvalidOffer("the offer has no audio section")
@@ -88,11 +108,16 @@ class RtcCall:
         finally:
             self.session.close()
             await self.pc.close()
-            for close in self.sideband_closers:
-                close(1000, "call ended")
+            for close in list(self.sideband_closers):
+                close(self._close_code, self._close_reason)
             await asyncio.wait({session_task}, timeout=1.0)
 
     def end(self) -> None:
+        self._ended.set()
+
+    def _session_ended(self, code: int, reason: str) -> None:
+        """The session ended itself (the cap): sidebands hear why, as WebSockets do."""
+        self._close_code, self._close_reason = code, reason
         self._ended.set()
 
     @property

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -80,20 +80,12 @@ class Watch:
     def types(self) -> list[str]:
         return [e["type"] for e in self.rtc.events]
 
-    async def next(
-        self,
-        kind: str,
-        *,
-        since: int = 0,
-        where: Callable[[dict[str, Any]], bool] = lambda e: True,
-        timeout: float = 10.0,
-    ) -> int:
+    async def next(self, kind: str, *, since: int = 0, timeout: float = 10.0) -> int:
         """Index in ``events`` of the first ``kind`` event at or after ``since`` (waits)."""
         async with asyncio.timeout(timeout):
             while True:
                 for i in range(since, len(self.rtc.events)):
-                    event = self.rtc.events[i]
-                    if event["type"] == kind and where(event):
+                    if self.rtc.events[i]["type"] == kind:
                         return i
                 since = len(self.rtc.events)
                 self._arrived.clear()
@@ -139,7 +131,7 @@ class Call:
     call_id: str
     answer: str
     headers: dict[str, str]
-    request_headers: dict[str, str] = field(default_factory=dict)
+    request_headers: dict[str, str]
 
     @property
     def created(self) -> dict[str, Any]:
@@ -159,23 +151,28 @@ async def rtc_call(
     rtc = RealtimeRtcClient()
     watch = Watch(rtc)
     try:
-        offer = await rtc.offer()
-        if session is None:
-            raw = await client.realtime.calls.with_raw_response.create(sdp=offer)
-        else:
-            raw = await client.realtime.calls.with_raw_response.create(sdp=offer, session=session)
-        assert raw.http_response.status_code == 201, raw.http_response.text
-        location = LOCATION.match(raw.headers["location"])
-        assert location is not None, raw.headers["location"]
-        call = Call(rtc, watch, location.group(1), raw.http_response.text, dict(raw.headers),
-                    dict(raw.http_request.headers))
-        await rtc.accept(call.answer)
-        await watch.next("session.created", timeout=10)
+        async with asyncio.timeout(15):
+            offer = await rtc.offer()
+            calls = client.realtime.calls.with_raw_response
+            raw = await (calls.create(sdp=offer) if session is None
+                         else calls.create(sdp=offer, session=session))
+            assert raw.http_response.status_code == 201, raw.http_response.text
+            location = LOCATION.match(raw.headers["location"])
+            assert location is not None, raw.headers["location"]
+            call = Call(rtc, watch, location.group(1), raw.http_response.text,
+                        dict(raw.headers), dict(raw.http_request.headers))
+            await rtc.accept(call.answer)
+            await watch.next("session.created")
         assert watch.types()[0] == "session.created"
         yield call
         for event in rtc.events:
             validate_server_event(event)
     finally:
+        await close_client(rtc)
+
+
+async def close_client(rtc: RealtimeRtcClient) -> None:
+    async with asyncio.timeout(5):
         await rtc.close()
 
 
@@ -184,23 +181,33 @@ def turn(phrase: str = PHRASE, tail_ms: int = 1200) -> bytes:
     return silence(300) + speak(phrase) + silence(tail_ms)
 
 
+WINDOW = 10 * BYTES_PER_MS
+
+
+def loud_windows(pcm: bytes, floor_dbfs: float) -> list[int]:
+    """Byte offsets of the 10 ms windows of ``pcm`` louder than ``floor_dbfs``."""
+    return [i for i in range(0, len(pcm) - WINDOW + 1, WINDOW)
+            if rms_dbfs(pcm[i : i + WINDOW]) > floor_dbfs]
+
+
 def audible_ms(pcm: bytes, floor_dbfs: float = -50.0) -> int:
-    """From the first to the last 10 ms window above ``floor_dbfs``."""
-    step = 10 * BYTES_PER_MS
-    loud = [i for i in range(0, len(pcm) - step + 1, step)
-            if rms_dbfs(pcm[i : i + step]) > floor_dbfs]
-    return 0 if not loud else (loud[-1] - loud[0]) // BYTES_PER_MS + 10
+    """From the start of the first to the end of the last window above ``floor_dbfs``."""
+    loud = loud_windows(pcm, floor_dbfs)
+    return (loud[-1] + WINDOW - loud[0]) // BYTES_PER_MS if loud else 0
 
 
-def in_order(types: list[str], expected: list[str]) -> list[int]:
-    """Positions of ``expected`` as a subsequence of ``types`` (fails if out of order)."""
-    positions, start = [], 0
-    for kind in expected:
-        assert kind in types[start:], f"{kind} missing after {expected[:len(positions)]}: {types}"
-        start = types.index(kind, start)
-        positions.append(start)
-        start += 1
-    return positions
+def last_audible(pcm: bytes, floor_dbfs: float = -50.0) -> int:
+    """Where (in bytes) the last window above ``floor_dbfs`` ends."""
+    loud = loud_windows(pcm, floor_dbfs)
+    return loud[-1] + WINDOW if loud else 0
+
+
+def assert_in_order(types: list[str], expected: list[str]) -> None:
+    """``expected`` occurs in ``types`` as a subsequence, in this order."""
+    start = 0
+    for n, kind in enumerate(expected):
+        assert kind in types[start:], f"{kind} missing after {expected[:n]}: {types}"
+        start = types.index(kind, start) + 1
 
 
 async def sim_post(sim: SimProcess, path: str, body: Any = None) -> Any:
@@ -217,9 +224,14 @@ async def live_calls(sim: SimProcess) -> list[str]:
             return [c["call_id"] for c in (await r.json())["calls"] if c["transport"] == "webrtc"]
 
 
+def sdk(sim: SimProcess, api_key: str = API_KEY) -> AsyncOpenAI:
+    """The official client, pointed at the simulator: no retries, short timeouts."""
+    return AsyncOpenAI(api_key=api_key, base_url=sim.api_base, max_retries=0, timeout=10.0)
+
+
 @pytest.fixture
 async def client(sim: SimProcess) -> AsyncIterator[AsyncOpenAI]:
-    async with AsyncOpenAI(api_key=API_KEY, base_url=sim.api_base, max_retries=0) as c:
+    async with sdk(sim) as c:
         yield c
 
 
@@ -238,8 +250,8 @@ async def test_multipart_offer_gets_201_with_call_location_and_a_loopback_opus_a
         assert "a=setup:active" in answer
         assert re.search(r"^a=rtpmap:\d+ opus/48000/2\r$", answer, re.M)
         assert re.search(r"^m=application \d+ UDP/DTLS/SCTP webrtc-datachannel\r$", answer, re.M)
-        candidates = re.findall(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ host", answer, re.M)
-        assert candidates and set(candidates) == {"127.0.0.1"}
+        candidates = re.findall(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ (\S+)", answer, re.M)
+        assert candidates and set(candidates) == {("127.0.0.1", "host")}
         # The answer is usable: the data channel opened and the session is the one asked for.
         assert call.rtc.channel.readyState == "open"
         created = call.created["session"]
@@ -257,7 +269,7 @@ async def test_raw_sdp_offer_with_ephemeral_key_binds_the_minted_session(
         "audio": {"output": {"voice": "coral"}},
     })
     assert secret.value.startswith("ek_")
-    async with AsyncOpenAI(api_key=secret.value, base_url=sim.api_base, max_retries=0) as browser:
+    async with sdk(sim, secret.value) as browser:
         async with rtc_call(browser, session=None) as call:
             # Without a session the SDK posts the bare offer, as a browser would.
             assert call.request_headers["content-type"] == "application/sdp"
@@ -278,23 +290,23 @@ async def test_raw_sdp_offer_over_plain_http_with_ephemeral_key(
     rtc = RealtimeRtcClient()
     watch = Watch(rtc)
     try:
-        offer = await rtc.offer()
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                f"{sim.api_base}/realtime/calls", data=offer.encode(),
-                headers={"Authorization": f"Bearer {secret.value}",
-                         "Content-Type": "application/sdp", "Accept": "application/sdp"},
-                timeout=aiohttp.ClientTimeout(total=10),
-            ) as r:
-                assert r.status == 201, await r.text()
-                assert r.content_type == "application/sdp"
-                assert LOCATION.match(r.headers["Location"])
-                answer = await r.text()
-        await rtc.accept(answer)
-        await watch.next("session.created")
+        async with asyncio.timeout(15):
+            offer = await rtc.offer()
+            async with aiohttp.ClientSession() as http:
+                async with http.post(
+                    f"{sim.api_base}/realtime/calls", data=offer.encode(),
+                    headers={"Authorization": f"Bearer {secret.value}",
+                             "Content-Type": "application/sdp", "Accept": "application/sdp"},
+                ) as r:
+                    assert r.status == 201, await r.text()
+                    assert r.content_type == "application/sdp"
+                    assert LOCATION.match(r.headers["Location"])
+                    answer = await r.text()
+            await rtc.accept(answer)
+            await watch.next("session.created")
         assert rtc.events[0]["session"]["audio"]["output"]["voice"] == "sage"
     finally:
-        await rtc.close()
+        await close_client(rtc)
 
 
 # -- 2. a spoken turn ------------------------------------------------------------------
@@ -310,7 +322,7 @@ async def test_spoken_turn_gets_a_reply_the_client_hears_on_its_track(client: As
         await watch.hear(watch.heard_at[stopped] + 600 * BYTES_PER_MS)
 
         types = watch.types()
-        in_order(types, [
+        assert_in_order(types, [
             "session.created",
             "input_audio_buffer.speech_started",
             "input_audio_buffer.speech_stopped",
@@ -368,7 +380,7 @@ async def test_echo_mode_plays_the_users_own_words_back(
     start_sim: Callable[..., SimProcess],
 ) -> None:
     sim = start_sim("--reply-mode", "echo", "--response-latency-ms", "100")
-    async with AsyncOpenAI(api_key=API_KEY, base_url=sim.api_base, max_retries=0) as client:
+    async with sdk(sim) as client:
         async with rtc_call(client) as call:
             watch = call.watch
             call.rtc.mic.play(turn())
@@ -424,22 +436,21 @@ async def test_barge_in_cancels_the_reply_and_the_client_stops_hearing_it(
         said = item["content"][0]["transcript"]
         assert said and FIRST_LINE.startswith(said) and len(said) < len(FIRST_LINE)
 
-        # The reply was audible until the interruption, and silent soon after.
+        # The reply was audible until the interruption, and silent soon after it.
         cleared_at = watch.heard_at[cleared]
         await watch.hear(cleared_at + 700 * BYTES_PER_MS)
         assert watch.level(watch.heard_at[started], talk_from) > AUDIBLE_DBFS
-        assert watch.level(cleared_at + 300 * BYTES_PER_MS, cleared_at + 700 * BYTES_PER_MS) < QUIET_DBFS
-        heard = bytes(call.rtc.heard)
-        step = 10 * BYTES_PER_MS
-        last_loud = max(i for i in range(0, cleared_at + 700 * BYTES_PER_MS, step)
-                        if rms_dbfs(heard[i : i + step]) > -50.0)
-        print(f"barge-in: reply heard until {(last_loud + step - talk_from) // BYTES_PER_MS} ms "
-              f"after the client began talking; cleared event at "
-              f"{(cleared_at - talk_from) // BYTES_PER_MS} ms")
-        assert last_loud + step < cleared_at + 300 * BYTES_PER_MS
-        # No new reply speaks over the user while they are still talking.
-        assert not any(e["type"] == "output_audio_buffer.started" and watch.heard_at[i] < cleared_at
-                       + 700 * BYTES_PER_MS for i, e in enumerate(watch.events) if i > started)
+        assert watch.level(cleared_at + 300 * BYTES_PER_MS,
+                           cleared_at + 700 * BYTES_PER_MS) < QUIET_DBFS
+        audible_until = last_audible(bytes(call.rtc.heard[: cleared_at + 700 * BYTES_PER_MS]))
+        def ms(at: int) -> int:
+            return (at - talk_from) // BYTES_PER_MS
+
+        print(f"barge-in: output_audio_buffer.cleared {ms(cleared_at)} ms and the reply's last "
+              f"audible audio {ms(audible_until)} ms after the client began talking over it")
+        assert audible_until < cleared_at + 300 * BYTES_PER_MS
+        # No new reply talks over the user while they are still speaking.
+        assert "output_audio_buffer.started" not in watch.types()[started + 1 :]
 
 
 # -- 5. sideband -----------------------------------------------------------------------
@@ -488,8 +499,14 @@ async def test_sideband_sees_the_calls_events_and_can_make_the_model_speak(
             await watch.hear(start + 800 * BYTES_PER_MS)
             assert watch.level(quiet_from, quiet_from + 300 * BYTES_PER_MS) < QUIET_DBFS
             assert watch.level(start, start + 800 * BYTES_PER_MS) > AUDIBLE_DBFS
-            side_done = await side_until("response.done")
-            assert side_done["response"]["status"] == "completed"
+            # ... and can cancel it.
+            await sideband.response.cancel()
+            side_done = await side_until("response.done", timeout=5)
+            assert side_done["response"]["id"] == side_created["response"]["id"]
+            assert side_done["response"]["status"] == "cancelled"
+            assert side_done["response"]["status_details"]["reason"] == "client_cancelled"
+            channel_done = await watch.next("response.done", since=speaking, timeout=5)
+            assert watch.events[channel_done]["event_id"] == side_done["event_id"]
             for event in side:
                 validate_server_event(event)
         finally:
@@ -502,7 +519,7 @@ async def test_sideband_refuses_ephemeral_keys_and_unknown_calls(
 ) -> None:
     secret = await client.realtime.client_secrets.create(session=SESSION)
     async with rtc_call(client) as call:
-        async with AsyncOpenAI(api_key=secret.value, base_url=sim.api_base, max_retries=0) as browser:
+        async with sdk(sim, secret.value) as browser:
             with pytest.raises(InvalidStatus) as with_ek:
                 async with asyncio.timeout(10), browser.realtime.connect(call_id=call.call_id):
                     pass
@@ -543,6 +560,17 @@ async def test_hangup_closes_the_clients_peer_connection(
         await client.realtime.calls.hangup(call.call_id)
 
 
+async def test_client_closing_its_peer_connection_ends_the_call(
+    sim: SimProcess, client: AsyncOpenAI,
+) -> None:
+    async with rtc_call(client) as call:
+        assert call.call_id in await live_calls(sim)
+        await close_client(call.rtc)
+        await wait_call_gone(sim, call.call_id)
+    with pytest.raises(openai.NotFoundError):
+        await client.realtime.calls.hangup(call.call_id)
+
+
 async def test_hangup_of_an_unknown_call_is_404_call_id_not_found(client: AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as refused:
         await client.realtime.calls.hangup("rtc_u1_" + "0" * 32)
@@ -560,12 +588,13 @@ BAD_OFFERS: dict[str, Callable[[str], str]] = {
     "no_media": lambda offer: "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
     "cut_mid_line": lambda offer: offer[: offer.index("a=fingerprint:") + 30],
     "cut_before_dtls_setup": lambda offer: offer[: offer.index("a=setup:")],
-    "cut_in_datachannel_section": lambda offer: offer[: offer.index("a=fingerprint:", offer.index("m=application"))],
+    "cut_in_datachannel_section":
+        lambda offer: offer[: offer.index("a=fingerprint:", offer.index("m=application"))],
     "final_crlf_trimmed": lambda offer: offer.rstrip("\r\n"),
 }
 
 
-@pytest.mark.parametrize("spoil", BAD_OFFERS.values(), ids=BAD_OFFERS.keys())
+@pytest.mark.parametrize("spoil", BAD_OFFERS.values(), ids=list(BAD_OFFERS))
 async def test_bad_offer_is_400_invalid_offer_and_good_calls_still_work(
     client: AsyncOpenAI, spoil: Callable[[str], str],
 ) -> None:
@@ -573,7 +602,7 @@ async def test_bad_offer_is_400_invalid_offer_and_good_calls_still_work(
     try:
         bad = spoil(await rtc.offer())
     finally:
-        await rtc.close()
+        await close_client(rtc)
     with pytest.raises(openai.BadRequestError) as refused:
         await client.realtime.calls.create(sdp=bad, session=SESSION)
     assert refused.value.status_code == 400
@@ -595,6 +624,7 @@ async def test_sim_drop_ends_a_call_without_hangup_and_spares_the_others(
         assert await sim_post(sim, "/_sim/drop", {"call_id": victim.call_id}) == {
             "dropped": [victim.call_id]}
         await victim.watch.wait_closed(timeout=5)
+        assert victim.rtc.channel.readyState == "closed"
         print(f"drop: client closed after {time.monotonic() - began:.3f} s")
         await wait_call_gone(sim, victim.call_id)
         # The other call goes on.
@@ -613,16 +643,28 @@ async def test_session_cap_sends_session_expired_then_ends_the_call(
     start_sim: Callable[..., SimProcess],
 ) -> None:
     sim = start_sim("--session-cap-s", "2")
-    async with AsyncOpenAI(api_key=API_KEY, base_url=sim.api_base, max_retries=0) as client:
-        began = time.time()
+    async with sdk(sim) as client:
+        began, began_wall = time.monotonic(), time.time()
         async with rtc_call(client) as call:
             watch = call.watch
-            assert abs(call.created["session"]["expires_at"] - (began + 2)) <= 1.5
+            assert abs(call.created["session"]["expires_at"] - (began_wall + 2)) <= 1.5
             expired = await watch.next("error", timeout=5)
             error = watch.events[expired]["error"]
             assert error["code"] == "session_expired"
             assert error["message"] == "Your session hit the maximum duration of 2 seconds."
             await watch.wait_closed(timeout=5)
-            print(f"session cap: error at {time.time() - began:.2f} s, closed at "
-                  f"{time.time() - began:.2f} s")
-            assert 1.5 < watch.arrived_at[expired] - (time.monotonic() - (time.time() - began)) < 4
+            closed = time.monotonic()
+            assert call.rtc.channel.readyState == "closed"
+            print(f"session cap: error after {watch.arrived_at[expired] - began:.2f} s, "
+                  f"connection closed after {closed - began:.2f} s")
+            assert 1.5 < watch.arrived_at[expired] - began < 3.5
+            assert closed - watch.arrived_at[expired] < 2.0
+            assert watch.types()[-1] == "error", "nothing may follow session_expired"
+
+
+async def test_stopping_the_simulator_closes_live_calls(start_sim) -> None:
+    own = start_sim("--response-latency-ms", "150")
+    async with rtc_call(sdk(own)) as call:
+        own.stop()
+        await call.watch.wait_closed(timeout=5)
+        assert call.rtc.channel.readyState == "closed"
