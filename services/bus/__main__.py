@@ -1,9 +1,11 @@
 """``python -m services.bus``: forward events from every publisher to every subscriber.
 
 Publishers connect to ``VOXRELAY_BUS_PUBLISH`` (XSUB), subscribers to
-``VOXRELAY_BUS_SUBSCRIBE`` (XPUB). SIGINT/SIGTERM stop the proxy through its
-control socket; the forwarder holds no state, so a restart loses nothing but
-messages in flight.
+``VOXRELAY_BUS_SUBSCRIBE`` (XPUB). The proxy runs in a worker thread; the main
+thread waits for SIGINT/SIGTERM with the signals blocked (``sigwait``), so a signal
+is never lost while the proxy is busy forwarding, and then stops the proxy through
+its control socket. The forwarder holds no state: a restart loses only messages in
+flight.
 """
 
 from __future__ import annotations
@@ -12,49 +14,79 @@ import logging
 import signal
 import sys
 import threading
+from typing import Any
 
 import zmq
 
 from services.runtime import setup_logging
+from services.runtime.bus import BusEndpoints
 from services.runtime.bus_config import bus_from_env
 from services.runtime.sockets import Role, bind, make_socket
 
 logger = logging.getLogger("services.bus")
 CONTROL = "inproc://bus-control"
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+JOIN_TIMEOUT_S = 5.0
+
+
+class Forwarder(threading.Thread):
+    """Owns the proxy's sockets: they are created, used and closed in this thread."""
+
+    def __init__(self, ctx: zmq.Context[Any], endpoints: BusEndpoints) -> None:
+        super().__init__(name="bus-proxy", daemon=True)
+        self.ctx = ctx
+        self.endpoints = endpoints
+        self.ready = threading.Event()
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        xsub = make_socket(self.ctx, Role.BUS_XSUB)
+        xpub = make_socket(self.ctx, Role.BUS_XPUB)
+        control = self.ctx.socket(zmq.PAIR)
+        try:
+            bind(xsub, self.endpoints.publish)
+            bind(xpub, self.endpoints.subscribe)
+            control.bind(CONTROL)
+        except zmq.ZMQError as e:
+            self.error = e
+            self.ready.set()
+            return
+        finally:
+            if self.error is not None:
+                for sock in (xsub, xpub, control):
+                    sock.close(linger=0)
+        self.ready.set()
+        try:
+            zmq.proxy_steerable(xsub, xpub, None, control)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            for sock in (xsub, xpub, control):
+                sock.close(linger=0)
 
 
 def main() -> int:
     setup_logging()
     endpoints = bus_from_env()
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # inherited by the proxy thread
     ctx = zmq.Context()
-    xsub = make_socket(ctx, Role.BUS_XSUB)
-    xpub = make_socket(ctx, Role.BUS_XPUB)
-    bind(xsub, endpoints.publish)
-    bind(xpub, endpoints.subscribe)
-    control = ctx.socket(zmq.PAIR)
-    control.bind(CONTROL)
-    stopper = ctx.socket(zmq.PAIR)
-    stopper.connect(CONTROL)
-    lock = threading.Lock()
-
-    def stop(signum: int, frame: object) -> None:
-        with lock:
-            if not stopper.closed:
-                stopper.send(b"TERMINATE")
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    forwarder = Forwarder(ctx, endpoints)
+    forwarder.start()
+    forwarder.ready.wait()
+    if forwarder.error is not None:
+        sys.stderr.write(f"bus: cannot bind {endpoints.publish} / {endpoints.subscribe}: "
+                         f"{forwarder.error}\n")
+        ctx.term()
+        return 1
     sys.stdout.write(f"bus forwarding {endpoints.publish} -> {endpoints.subscribe}\n")
     sys.stdout.flush()
-    try:
-        zmq.proxy_steerable(xsub, xpub, None, control)
-    except zmq.ContextTerminated:
-        pass
-    logger.info("bus stopped")
-    with lock:
-        stopper.close()
-    for sock in (xsub, xpub, control):
-        sock.close(linger=0)
+    received = signal.sigwait(STOP_SIGNALS)
+    logger.info("%s: stopping the bus", signal.Signals(received).name)
+    stopper = ctx.socket(zmq.PAIR)
+    stopper.connect(CONTROL)
+    stopper.send(b"TERMINATE")
+    forwarder.join(JOIN_TIMEOUT_S)
+    stopper.close(linger=0)
     ctx.term()
     return 0
 
