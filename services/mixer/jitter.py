@@ -1,0 +1,144 @@
+"""A small per-client jitter buffer: frames in by ``seq``, at most one out per mixer tick.
+
+The mixer's clock never waits for a client. Each tick takes the client's oldest buffered
+frame, or nothing (the client then contributes silence). Playout starts once
+``target_frames`` are buffered (about 40 ms), or once a lone frame has waited that many
+ticks; when the buffer runs dry it re-primes, so a client that pauses and resumes comes
+back at the target latency instead of far behind.
+
+Frames are dropped, and the reason returned, when they are:
+
+- ``stale``: at or before a frame already played (late or duplicate), already buffered,
+  or captured more than ``stale_after_ns`` before the client's newest frame;
+- ``overflow``: beyond ``max_frames`` buffered (the oldest goes);
+
+and :meth:`JitterBuffer.trim` drops what a late mixer can no longer play in time.
+A frame with an old ``seq`` but a capture time newer than anything seen means the edge
+restarted the client's stream (a rebuilt peer connection): the buffer starts over.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from proto.audio import FRAME_MS
+
+TARGET_FRAMES = 2
+MAX_FRAMES = 6
+STALE_AFTER_NS = 150_000_000
+
+
+class DropReason(enum.StrEnum):
+    """Why an incoming audio frame was not mixed (the metric's ``reason`` label)."""
+
+    DECODE = "decode"
+    "Malformed: wrong part count, bad header or topic, wrong size."
+    UNKNOWN = "unknown"
+    "For no session or client this mixer mixes."
+    STALE = "stale"
+    "Late, duplicate, or too old to play."
+    OVERFLOW = "overflow"
+    "The client's buffer was full."
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    seq: int
+    capture_ns: int
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class JitterSettings:
+    target_frames: int = TARGET_FRAMES
+    "Frames buffered before playout starts (each is FRAME_MS long)."
+    max_frames: int = MAX_FRAMES
+    stale_after_ns: int = STALE_AFTER_NS
+    "A frame captured this long before the client's newest is dropped."
+
+    def __post_init__(self) -> None:
+        if self.target_frames < 1:
+            raise ValueError(f"'target_frames' must be >= 1 (got {self.target_frames})")
+        if self.max_frames < self.target_frames:
+            raise ValueError(f"'max_frames' must be >= 'target_frames' ({self.target_frames}) "
+                             f"(got {self.max_frames})")
+        if self.stale_after_ns < FRAME_MS * 1_000_000:
+            raise ValueError(f"'stale_after_ns' must be >= one frame ({FRAME_MS} ms) "
+                             f"(got {self.stale_after_ns})")
+
+
+class JitterBuffer:
+    def __init__(self, settings: JitterSettings) -> None:
+        self.settings = settings
+        self._frames: dict[int, Frame] = {}
+        self._played: int | None = None
+        "The last seq handed out."
+        self._newest: Frame | None = None
+        "The highest-seq frame seen."
+        self._primed = False
+        self._waited = 0
+
+    @property
+    def depth(self) -> int:
+        return len(self._frames)
+
+    def push(self, frame: Frame) -> list[DropReason]:
+        """Buffer ``frame``; returns what was dropped (it, or older frames), usually nothing."""
+        if self._restarted(frame):
+            self.reset()
+        if (self._played is not None and frame.seq <= self._played) or frame.seq in self._frames:
+            return [DropReason.STALE]
+        newest = self._newest
+        if newest is None or frame.seq > newest.seq:
+            self._newest = newest = frame
+        deadline = newest.capture_ns - self.settings.stale_after_ns
+        if frame.capture_ns < deadline:
+            return [DropReason.STALE]
+        self._frames[frame.seq] = frame
+        dropped: list[DropReason] = []
+        if newest is frame:
+            for seq in [s for s, f in self._frames.items() if f.capture_ns < deadline]:
+                del self._frames[seq]
+                dropped.append(DropReason.STALE)
+        while len(self._frames) > self.settings.max_frames:
+            del self._frames[min(self._frames)]
+            dropped.append(DropReason.OVERFLOW)
+        return dropped
+
+    def pop(self) -> Frame | None:
+        """The frame for this tick, or None (silence) if there is none yet or none left."""
+        if not self._frames:
+            self._primed = False
+            self._waited = 0
+            return None
+        if not self._primed:
+            self._waited += 1
+            target = self.settings.target_frames
+            if len(self._frames) < target and self._waited <= target:
+                return None
+            self._primed = True
+        frame = self._frames.pop(min(self._frames))
+        self._played = frame.seq
+        return frame
+
+    def trim(self) -> list[DropReason]:
+        """Drop the oldest frames down to the target depth (after the mixer fell behind)."""
+        dropped: list[DropReason] = []
+        while len(self._frames) > self.settings.target_frames:
+            seq = min(self._frames)
+            del self._frames[seq]
+            self._played = seq
+            dropped.append(DropReason.STALE)
+        return dropped
+
+    def reset(self) -> None:
+        self._frames.clear()
+        self._played = None
+        self._newest = None
+        self._primed = False
+        self._waited = 0
+
+    def _restarted(self, frame: Frame) -> bool:
+        return (self._played is not None and frame.seq <= self._played
+                and self._newest is not None and frame.capture_ns > self._newest.capture_ns)

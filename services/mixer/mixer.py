@@ -1,0 +1,204 @@
+"""The mixer process: its RPC surface, its audio sockets and its sessions.
+
+One AUDIO_SUB socket reads every mixed client's ``aud/in`` (connected to each edge that
+holds one, subscribed per client); one AUDIO_PUB socket, bound here and announced in the
+heartbeat, carries every session's ``aud/mix``. Frames are decoded once, at the socket;
+what cannot be used is dropped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any, assert_never
+
+import zmq
+
+from proto import audio, rpc, topics
+from proto.ids import check_id
+from services.runtime.service import Service
+from services.runtime.sockets import Role, bind, make_socket
+from services.runtime.zmq_loop import SocketReader, send_nowait
+
+from .config import MixerConfig
+from .jitter import DropReason
+from .metrics import DROPPED, FRAMES_MIXED, SESSIONS
+from .session import MixerSession, MixFrame
+
+logger = logging.getLogger(__name__)
+
+SPEAKER = "speaker"
+LISTENER = "listener"
+
+
+class Mixer:
+    def __init__(self, ctx: zmq.Context[Any], config: MixerConfig, name: str) -> None:
+        self.config = config
+        self.name = name
+        self.sessions: dict[str, MixerSession] = {}
+        self._pub = make_socket(ctx, Role.AUDIO_PUB)
+        self.audio_endpoint = bind(self._pub, config.service.audio_bind)
+        self._sub = make_socket(ctx, Role.AUDIO_SUB)
+        self._reader = SocketReader(self._sub, self._on_frame, f"{name}-aud-in")
+        self._edges: dict[tuple[str, str], str] = {}
+        "(session, client) → the edge endpoint its uplink comes from."
+        self._connected: collections.Counter[str] = collections.Counter()
+        "Edge endpoint → how many mixed clients use it."
+
+    def load(self) -> int:
+        return len(self.sessions)
+
+    async def run(self) -> None:
+        """Read client audio until cancelled, then close."""
+        self._reader.start()
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop every session and close the sockets (idempotent)."""
+        for session in self.sessions.values():
+            session.stop("mixer shutting down")
+        self.sessions.clear()
+        SESSIONS.set(0)
+        self._reader.stop()
+        self._sub.close(linger=0)
+        self._pub.close(linger=0)
+
+    async def handle(self, request: rpc.AnyRequest) -> rpc.Reply:
+        match request:
+            case rpc.Ping():
+                pass
+            case rpc.StartSession():
+                await self.start_session(request.session_id)
+            case rpc.StopSession():
+                self.stop_session(request.session_id, request.reason)
+            case rpc.AddClient():
+                self.add_client(request)
+            case rpc.RemoveClient():
+                self.remove_client(request.session_id, request.client_id)
+            case rpc.GetTranscript() | rpc.GetEvents():
+                raise rpc.RpcError("bad_request", f"{self.name} does not serve "
+                                   f"{type(request).__name__}")
+            case _:
+                assert_never(request)
+        return rpc.Ok()
+
+    async def start_session(self, session_id: str) -> None:
+        """Create the session and return once its clock ticks (idempotent)."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            session = MixerSession(_checked(session_id, "session_id"), self.config.jitter)
+            self.sessions[session_id] = session
+            SESSIONS.set(len(self.sessions))
+            session.start(lambda frame: self._publish(session, frame))
+            logger.info("MixerSession(%s): started on %s", session_id, self.name,
+                        extra={"session_id": session_id})
+        await session.wait_ticking()
+
+    def stop_session(self, session_id: str, reason: str = "") -> None:
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return
+        SESSIONS.set(len(self.sessions))
+        session.stop(reason)
+        for client_id in session.clients:
+            self._unroute(session_id, client_id)
+
+    def add_client(self, request: rpc.AddClient) -> None:
+        session = self._session(request.session_id)
+        client_id = _checked(request.client_id, "client_id")
+        if request.role == LISTENER:  # heard nothing from, so never mixed
+            self.remove_client(session.session_id, client_id)
+            return
+        if request.role != SPEAKER:
+            raise rpc.RpcError("bad_request", f"'role' must be {SPEAKER!r} or {LISTENER!r} "
+                               f"(got {request.role!r})")
+        key = (session.session_id, client_id)
+        previous = self._edges.get(key)
+        if previous == request.edge_audio:
+            return
+        self._connect(request.edge_audio)
+        self._edges[key] = request.edge_audio
+        if previous is None:
+            self._sub.subscribe(topics.aud_in(*key))
+            session.add_client(client_id)
+        else:  # the client came back through another edge
+            self._disconnect(previous)
+
+    def remove_client(self, session_id: str, client_id: str) -> None:
+        session = self._session(session_id)
+        if session.remove_client(client_id):
+            self._unroute(session_id, client_id)
+
+    def _session(self, session_id: str) -> MixerSession:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise rpc.RpcError("not_found", f"{self.name} has no session {session_id!r}")
+        return session
+
+    def _unroute(self, session_id: str, client_id: str) -> None:
+        endpoint = self._edges.pop((session_id, client_id), None)
+        if endpoint is not None:
+            self._sub.unsubscribe(topics.aud_in(session_id, client_id))
+            self._disconnect(endpoint)
+
+    def _connect(self, endpoint: str) -> None:
+        if not endpoint:
+            raise rpc.RpcError("bad_request", "'edge_audio' is required for a speaker")
+        if not self._connected[endpoint]:
+            try:
+                self._sub.connect(endpoint)
+            except zmq.ZMQError as e:
+                raise rpc.RpcError("bad_request", f"cannot connect to 'edge_audio' "
+                                   f"{endpoint!r}: {e}") from e
+            logger.info("%s: connected to edge audio %s", self.name, endpoint)
+        self._connected[endpoint] += 1
+
+    def _disconnect(self, endpoint: str) -> None:
+        self._connected[endpoint] -= 1
+        if self._connected[endpoint] <= 0:
+            del self._connected[endpoint]
+            self._sub.disconnect(endpoint)
+            logger.info("%s: disconnected from edge audio %s", self.name, endpoint)
+
+    def _on_frame(self, parts: list[bytes]) -> None:
+        try:
+            raw_topic, header, pcm = audio.unpack(parts)
+            topic = topics.parse(raw_topic)
+        except (audio.FrameError, topics.TopicError) as e:
+            DROPPED[DropReason.DECODE].inc()
+            logger.debug("%s: dropped a malformed frame: %s", self.name, e)
+            return
+        match topic:
+            case topics.Topic(channel="aud/in", session_id=str(session_id),
+                              client_id=str(client_id)) if header.samples == audio.FRAME_SAMPLES:
+                session = self.sessions.get(session_id)
+                if session is None:
+                    DROPPED[DropReason.UNKNOWN].inc()
+                else:
+                    session.receive(client_id, header.seq, header.capture_ns, pcm)
+            case _:
+                DROPPED[DropReason.DECODE].inc()
+                logger.debug("%s: dropped a %d-sample frame on %r", self.name, header.samples,
+                             raw_topic[:80])
+
+    def _publish(self, session: MixerSession, frame: MixFrame) -> None:
+        send_nowait(self._pub, audio.pack(session.topic, frame.seq, frame.capture_ns, frame.pcm))
+        FRAMES_MIXED.inc()
+
+
+def _checked(value: str, what: str) -> str:
+    try:
+        return check_id(value, what)
+    except ValueError as e:
+        raise rpc.RpcError("bad_request", str(e)) from e
+
+
+async def main(config: MixerConfig) -> None:
+    service = Service(config.service)
+    mixer = Mixer(service.ctx, config, service.instance)
+    service.audio_endpoint = mixer.audio_endpoint
+    await service.run(mixer.handle, load=mixer.load, tasks=(mixer.run,))

@@ -1,0 +1,232 @@
+"""Jitter buffers, the tick schedule and MixerSession, driven by an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from proto import ids
+from proto.audio import FRAME_SAMPLES
+from services.mixer.clock import PERIOD_S, SKIP_AFTER_TICKS, next_tick
+from services.mixer.jitter import DropReason, Frame, JitterBuffer, JitterSettings
+from services.mixer.mix import SILENCE
+from services.mixer.session import MixerSession
+
+FRAME_NS = 20_000_000
+T0 = 1_700_000_000_000_000_000
+
+
+def level(value: int) -> bytes:
+    """A frame holding one constant sample value (easy to recognise in a mix)."""
+    return np.full(FRAME_SAMPLES, value, dtype="<i2").tobytes()
+
+
+def value_of(pcm: bytes) -> set[int]:
+    return set(np.frombuffer(pcm, dtype="<i2").tolist())
+
+
+def frame(seq: int, value: int | None = None) -> Frame:
+    return Frame(seq, T0 + seq * FRAME_NS, level(seq + 1 if value is None else value))
+
+
+def drain(buffer: JitterBuffer, ticks: int) -> list[int | None]:
+    out = []
+    for _ in range(ticks):
+        popped = buffer.pop()
+        out.append(None if popped is None else popped.seq)
+    return out
+
+
+# --- jitter buffer -----------------------------------------------------------------------
+
+
+def test_jitter_buffer_plays_frames_in_seq_order_after_priming():
+    buffer = JitterBuffer(JitterSettings(target_frames=2))
+    for seq in (1, 0, 3, 2):
+        assert buffer.push(frame(seq)) == []
+    assert drain(buffer, 5) == [0, 1, 2, 3, None]
+
+
+def test_jitter_buffer_waits_for_the_target_depth_before_playing():
+    buffer = JitterBuffer(JitterSettings(target_frames=2))
+    buffer.push(frame(0))
+    assert buffer.pop() is None  # one frame of two: keep buffering
+    buffer.push(frame(1))
+    assert drain(buffer, 2) == [0, 1]
+
+
+def test_a_lone_frame_is_played_after_waiting_the_target_ticks():
+    buffer = JitterBuffer(JitterSettings(target_frames=2))
+    buffer.push(frame(0))
+    assert drain(buffer, 3) == [None, None, 0]
+
+
+def test_duplicates_and_already_played_frames_are_dropped_as_stale():
+    buffer = JitterBuffer(JitterSettings(target_frames=1))
+    buffer.push(frame(5))
+    assert buffer.push(frame(5)) == [DropReason.STALE]  # duplicate while buffered
+    assert drain(buffer, 1) == [5]
+    assert buffer.push(frame(5)) == [DropReason.STALE]  # duplicate after playout
+    assert buffer.push(frame(4)) == [DropReason.STALE]  # older than what was played
+    assert buffer.depth == 0
+
+
+def test_frames_older_than_150_ms_before_the_newest_are_dropped():
+    buffer = JitterBuffer(JitterSettings(target_frames=4, max_frames=20))
+    buffer.push(frame(0))
+    buffer.push(frame(1))
+    # The newest arrives 200 ms of capture time later: both buffered frames are stale.
+    assert buffer.push(frame(10)) == [DropReason.STALE, DropReason.STALE]
+    assert buffer.push(frame(2)) == [DropReason.STALE]  # arrives too late to matter
+    assert buffer.push(frame(4)) == []  # 120 ms before the newest: still in time
+    assert buffer.depth == 2
+
+
+def test_overflow_drops_the_oldest_frame():
+    buffer = JitterBuffer(JitterSettings(target_frames=2, max_frames=3))
+    reasons = [buffer.push(frame(seq)) for seq in range(5)]
+    assert reasons == [[], [], [], [DropReason.OVERFLOW], [DropReason.OVERFLOW]]
+    assert drain(buffer, 3) == [2, 3, 4]
+
+
+def test_a_gap_is_skipped_and_its_late_frame_dropped():
+    buffer = JitterBuffer(JitterSettings(target_frames=2))
+    for seq in (0, 1, 3):
+        buffer.push(frame(seq))
+    assert drain(buffer, 3) == [0, 1, 3]  # frame 2 missing: the mix does not wait for it
+    assert buffer.push(frame(2)) == [DropReason.STALE]
+
+
+def test_a_restarted_stream_is_accepted_from_seq_zero():
+    buffer = JitterBuffer(JitterSettings(target_frames=1))
+    for seq in range(3):
+        buffer.push(frame(seq))
+    assert drain(buffer, 3) == [0, 1, 2]
+    # The edge rebuilt the client's peer: seq starts again, capture times go on.
+    assert buffer.push(Frame(0, T0 + 50 * FRAME_NS, level(9))) == []
+    assert drain(buffer, 1) == [0]
+
+
+def test_trim_keeps_the_target_depth_and_drops_the_rest_as_stale():
+    buffer = JitterBuffer(JitterSettings(target_frames=2, max_frames=6))
+    for seq in range(5):
+        buffer.push(frame(seq))
+    assert buffer.trim() == [DropReason.STALE] * 3
+    assert buffer.push(frame(1)) == [DropReason.STALE]  # trimmed frames count as played
+    assert drain(buffer, 2) == [3, 4]
+
+
+def test_invalid_jitter_settings_name_the_field():
+    with pytest.raises(ValueError, match="'max_frames'"):
+        JitterSettings(target_frames=3, max_frames=2)
+
+
+# --- tick schedule -----------------------------------------------------------------------
+
+
+def test_a_slightly_late_tick_is_run_not_skipped():
+    assert next_tick(100.0, 5, 100.0 + 5 * PERIOD_S + 0.035) == (5, 0)
+
+
+def test_a_tick_several_periods_late_skips_to_now():
+    late = SKIP_AFTER_TICKS + 2
+    assert next_tick(100.0, 5, 100.0 + (5 + late) * PERIOD_S + 0.001) == (5 + late, late)
+
+
+# --- MixerSession with an injected clock ---------------------------------------------------
+
+
+def session_with(*clients: str, target: int = 1) -> MixerSession:
+    session = MixerSession(ids.new_id(), JitterSettings(target_frames=target))
+    for client in clients:
+        session.add_client(client)
+    return session
+
+
+def test_a_session_without_clients_ticks_silence_stamped_with_the_clock():
+    session = session_with()
+    frames = [session.tick(T0 + n * FRAME_NS) for n in range(3)]
+    assert [f.pcm for f in frames] == [SILENCE] * 3
+    assert [f.seq for f in frames] == [0, 1, 2]
+    assert [f.capture_ns for f in frames] == [T0, T0 + FRAME_NS, T0 + 2 * FRAME_NS]
+
+
+def test_a_mix_frame_carries_the_newest_contributing_capture_time():
+    a, b = ids.new_id(), ids.new_id()
+    session = session_with(a, b)
+    session.receive(a, 0, T0, level(100))
+    session.receive(b, 7, T0 + 3_000_000, level(20))
+    mixed = session.tick(T0 + 99 * FRAME_NS)
+    assert value_of(mixed.pcm) == {120} and mixed.speakers == 2
+    assert mixed.capture_ns == T0 + 3_000_000
+
+
+def test_a_stalled_client_does_not_stop_the_mix():
+    talker, staller = ids.new_id(), ids.new_id()
+    session = session_with(talker, staller)
+    session.receive(staller, 0, T0, level(1000))
+    heard = []
+    for n in range(10):
+        session.receive(talker, n, T0 + n * FRAME_NS, level(10))
+        heard.append(value_of(session.tick(T0 + n * FRAME_NS).pcm))
+    # One frame with both, then the talker alone while the other client sends nothing.
+    assert heard == [{1010}] + [{10}] * 9
+
+
+def test_a_late_frame_is_dropped_and_counted():
+    client = ids.new_id()
+    session = session_with(client)
+    for seq in (0, 1, 3):
+        session.receive(client, seq, T0 + seq * FRAME_NS, level(seq + 1))
+    played = [value_of(session.tick(T0).pcm) for _ in range(3)]
+    assert played == [{1}, {2}, {4}]
+    session.receive(client, 2, T0 + 2 * FRAME_NS, level(3))  # frame 2 shows up too late
+    assert session.dropped[DropReason.STALE] == 1
+    assert session.tick(T0).pcm == SILENCE
+
+
+def test_frames_of_unknown_or_removed_clients_are_counted_not_mixed():
+    client = ids.new_id()
+    session = session_with(client)
+    session.receive(ids.new_id(), 0, T0, level(5))
+    session.remove_client(client)
+    session.receive(client, 0, T0, level(5))
+    assert session.dropped[DropReason.UNKNOWN] == 2
+    assert session.tick(T0).pcm == SILENCE
+
+
+def test_skipped_ticks_leave_a_seq_gap_and_trim_the_backlog():
+    client = ids.new_id()
+    session = session_with(client, target=2)
+    for seq in range(6):
+        session.receive(client, seq, T0 + seq * FRAME_NS, level(seq + 1))
+    assert session.tick(T0).seq == 0
+    session.skip(4)
+    after = session.tick(T0)
+    assert after.seq == 5
+    assert value_of(after.pcm) == {5}  # frames 1-3 were too late to play; 4 and 5 remain
+    assert session.dropped[DropReason.STALE] == 3
+
+
+async def test_a_started_session_publishes_one_frame_per_20_ms():
+    published = []
+    session = MixerSession(ids.new_id())
+    session.start(published.append)
+    try:
+        async with asyncio.timeout(2):
+            await session.wait_ticking()
+        async with asyncio.timeout(5):
+            while len(published) < 11:
+                await asyncio.sleep(0.005)
+    finally:
+        session.stop()
+    assert [f.seq for f in published[:11]] == list(range(11))
+    # Silence is stamped with the wall clock at each tick: ten periods, not a burst
+    # (generous bounds: other test runs share this machine).
+    span_s = (published[10].capture_ns - published[0].capture_ns) / 1e9
+    assert 0.12 <= span_s < 1.0
+    count = len(published)
+    await asyncio.sleep(0.1)
+    assert len(published) == count  # stopped means stopped
