@@ -102,6 +102,8 @@ class Transcript(Reply, tag="transcript"):
 
 class EventLog(Reply, tag="event_log"):
     events: list[AnyEvent]
+    next_after_seq: int = 0
+    "The cursor for the next page: pass it as ``GetEvents.after_seq``."
 
 
 class Err(Reply, tag="err"):

@@ -1,0 +1,143 @@
+"""The recorder service: every bus event into the store, and the recorder's RPCs.
+
+Intake is one ``EventSubscriber`` on ``evt/``: each decoded event is queued on the
+:class:`~.writer.BatchWriter` (undecodable messages never get here: the subscriber
+drops and counts them). RPCs:
+
+- ``StartSession`` / ``StopSession``: the session row; ``Ok`` once committed.
+- ``GetTranscript`` / ``GetEvents``: commit everything received first, so a caller sees
+  every event that reached the recorder before it asked. ``GetEvents.after_seq`` is a
+  cursor over the recorder's own row ids (``events.id``), not a producer's ``seq``:
+  events from many producers interleave in one session. An unknown session has an
+  empty event log; its transcript is ``not_found``.
+
+Shutdown (SIGTERM/SIGINT cancel :meth:`Recorder.run`): keep reading the bus until it
+has been quiet for ``INTAKE_QUIET_S`` (at most ``INTAKE_DRAIN_S``) so events already
+on their way in are kept, close the subscription, then commit everything queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import assert_never
+
+from proto import events, ids, rpc
+from services.runtime.bus import EventSubscriber
+from services.runtime.service import Service
+
+from .config import RecorderConfig
+from .store import CloseSession, OpenSession, SqliteStore
+from .writer import BatchWriter, WriteLost, WriterClosed
+
+logger = logging.getLogger(__name__)
+
+INTAKE_QUIET_S = 0.1
+"On shutdown, stop reading the bus once no event arrived for this long..."
+INTAKE_DRAIN_S = 1.0
+"...or after this long in any case."
+MAX_EVENTS_PER_CALL = 10_000
+
+
+class Recorder:
+    def __init__(self, service: Service, writer: BatchWriter) -> None:
+        self.instance = service.instance
+        self._writer = writer
+        self._subscriber = EventSubscriber(service.ctx, service.config.bus, service.instance,
+                                           on_event=self.on_event)
+        self._last_event_at = 0.0
+
+    def load(self) -> int:
+        """Sessions started and not ended."""
+        return self._writer.open_sessions
+
+    def on_event(self, event: events.AnyEvent) -> None:
+        self._last_event_at = time.monotonic()
+        self._writer.submit(event)
+
+    async def run(self) -> None:
+        """Record until cancelled; then drain the intake and commit everything."""
+        self._subscriber.start()
+        try:
+            await self._writer.run()
+        finally:
+            await self._drain_intake()
+            self._subscriber.close()
+            await self._writer.close()
+            logger.info("Recorder(%s): stopped", self.instance)
+
+    async def _drain_intake(self) -> None:
+        deadline = time.monotonic() + INTAKE_DRAIN_S
+        while (now := time.monotonic()) < deadline:
+            quiet_for = now - self._last_event_at
+            if quiet_for >= INTAKE_QUIET_S:
+                return
+            await asyncio.sleep(INTAKE_QUIET_S - quiet_for)
+
+    async def handle(self, request: rpc.AnyRequest) -> rpc.Reply:
+        try:
+            return await self._serve(request)
+        except (WriteLost, WriterClosed) as e:
+            raise rpc.RpcError("unavailable", str(e)) from e
+
+    async def _serve(self, request: rpc.AnyRequest) -> rpc.Reply:
+        match request:
+            case rpc.Ping():
+                return rpc.Ok()
+            case rpc.StartSession():
+                await self._writer.commit(OpenSession(
+                    _session_id(request.session_id), request.name, request.instructions,
+                    request.voice, request.record, time.time()))
+                logger.info("Recorder(%s): session %s started", self.instance,
+                            request.session_id, extra={"session_id": request.session_id})
+                return rpc.Ok()
+            case rpc.StopSession():
+                await self._writer.commit(CloseSession(
+                    _session_id(request.session_id), request.reason, time.time()))
+                return rpc.Ok()
+            case rpc.GetTranscript():
+                session_id = _session_id(request.session_id)
+                await self._writer.commit()
+                entries = await self._writer.read(lambda store: store.transcript(session_id))
+                if entries is None:
+                    raise rpc.RpcError("not_found", f"no session {session_id}")
+                return rpc.Transcript(entries=entries)
+            case rpc.GetEvents():
+                return await self._events(request)
+            case rpc.AddClient() | rpc.RemoveClient():
+                raise rpc.RpcError("bad_request",
+                                   f"the recorder does not serve {type(request).__name__}")
+            case _:
+                assert_never(request)
+
+    async def _events(self, request: rpc.GetEvents) -> rpc.EventLog:
+        session_id = _session_id(request.session_id)
+        if request.after_seq < 0 or not 0 < request.limit <= MAX_EVENTS_PER_CALL:
+            raise rpc.RpcError("bad_request", f"'after_seq' must be >= 0 (got {request.after_seq})"
+                               f" and 'limit' in 1..{MAX_EVENTS_PER_CALL} (got {request.limit})")
+        await self._writer.commit()
+        found, cursor = await self._writer.read(
+            lambda store: store.events(session_id, request.after_seq, request.limit))
+        return rpc.EventLog(events=found, next_after_seq=cursor)
+
+
+def _session_id(value: str) -> str:
+    if not ids.is_id(value):
+        raise rpc.RpcError("bad_request", f"'session_id' must be 32 lowercase hex characters "
+                           f"(got {value[:40]!r})")
+    return value
+
+
+async def main(config: RecorderConfig) -> None:
+    writer = await BatchWriter.open(lambda: SqliteStore.open(config.db_path),
+                                    flush_interval_s=config.flush_interval_s,
+                                    max_pending=config.max_pending,
+                                    name=config.service.instance)
+    try:
+        service = Service(config.service)
+        recorder = Recorder(service, writer)
+        logger.info("Recorder(%s): recording into %s", service.instance, config.db_path)
+        await service.run(recorder.handle, load=recorder.load, tasks=(recorder.run,))
+    finally:
+        await writer.close()
