@@ -186,9 +186,11 @@ async def event_log(request: web.Request) -> web.StreamResponse:
         limit = min(int(request.query.get("limit", str(EVENTS_LIMIT))), EVENTS_LIMIT)
     except ValueError as e:
         raise ApiError(400, "invalid_query", "'after' and 'limit' must be integers") from e
-    logged = await request.app[CONDUCTOR].event_log(sid, after, limit)
+    logged, cursor = await request.app[CONDUCTOR].event_log(sid, after, limit)
     text = "".join(events.to_json(e) + "\n" for e in logged)
-    return web.Response(text=text, content_type="application/x-ndjson")
+    # The next page: GET …/events?after=<Voxrelay-Next-After>.
+    return web.Response(text=text, content_type="application/x-ndjson",
+                        headers={"Voxrelay-Next-After": str(cursor)})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -113,11 +113,13 @@ class Conductor:
         assert isinstance(reply, rpc.Transcript)
         return reply.entries
 
-    async def event_log(self, session_id: str, after: int, limit: int) -> list[events.AnyEvent]:
+    async def event_log(self, session_id: str, after: int, limit: int
+                        ) -> tuple[list[events.AnyEvent], int]:
+        """A page of the recorded events and the cursor for the next page."""
         reply = await self._recorder_call(
             rpc.GetEvents(session_id=session_id, after_seq=after, limit=limit))
         assert isinstance(reply, rpc.EventLog)
-        return reply.events
+        return reply.events, reply.next_after_seq
 
     async def _recorder_call(self, request: rpc.Request) -> rpc.AnyReply:
         session = self.sessions.get(getattr(request, "session_id", ""))
