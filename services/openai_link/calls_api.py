@@ -1,0 +1,123 @@
+"""The Realtime API's REST surface for WebRTC calls, and the session the link asks for.
+
+``POST {base}/realtime/calls`` takes the SDP offer and the session as
+``multipart/form-data`` (parts ``sdp`` and ``session``) with the standard API key, and
+answers 201 with the SDP answer and ``Location: /v1/realtime/calls/<call id>``; any other
+status carries a JSON error body, which becomes a :class:`CallRefused` that says what
+the API said. ``POST {base}/realtime/calls/{call_id}/hangup`` ends the call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .config import LinkConfig
+from .errors import CallRefused, RealtimeUnavailable, redact
+
+logger = logging.getLogger(__name__)
+
+TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+HANGUP_TIMEOUT_S = 2.0
+MAX_ERROR_CHARS = 300
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """What a conversation asks of the model; empty means the API's default."""
+
+    instructions: str = ""
+    voice: str = ""
+
+
+@dataclass(frozen=True)
+class CallAnswer:
+    sdp: str
+    call_id: str
+
+
+def session_config(settings: CallSettings) -> dict[str, Any]:
+    """The GA session (``type: realtime``) for ``session.update``: voice, instructions,
+    input transcription, and server VAD that answers and lets the user barge in."""
+    session: dict[str, Any] = {"type": "realtime", "output_modalities": ["audio"]}
+    if settings.instructions:
+        session["instructions"] = settings.instructions
+    session["audio"] = {
+        "input": {
+            "transcription": {"model": TRANSCRIPTION_MODEL},
+            "turn_detection": {"type": "server_vad", "create_response": True,
+                               "interrupt_response": True},
+        },
+    }
+    if settings.voice:
+        session["audio"]["output"] = {"voice": settings.voice}
+    return session
+
+
+def call_session(model: str, settings: CallSettings) -> dict[str, Any]:
+    """The ``session`` part of the call request (a ``RealtimeSessionCreateRequest``)."""
+    session: dict[str, Any] = {"type": "realtime", "model": model}
+    if settings.instructions:
+        session["instructions"] = settings.instructions
+    session["audio"] = {"input": {"transcription": {"model": TRANSCRIPTION_MODEL}}}
+    if settings.voice:
+        session["audio"]["output"] = {"voice": settings.voice}
+    return session
+
+
+def _headers(config: LinkConfig, accept: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {config.api_key.reveal()}", "Accept": accept}
+
+
+async def create_call(http: aiohttp.ClientSession, config: LinkConfig, offer_sdp: str,
+                      settings: CallSettings) -> CallAnswer:
+    """Post the offer; raises RealtimeUnavailable (CallRefused for a non-201 answer)."""
+    form = aiohttp.FormData()
+    form.add_field("sdp", offer_sdp, content_type="application/sdp")
+    form.add_field("session", json.dumps(call_session(config.model, settings)),
+                   content_type="application/json")
+    url = f"{config.base_url}/realtime/calls"
+    try:
+        async with http.post(url, data=form, headers=_headers(config, "application/sdp")) as r:
+            body = await r.text()
+            if r.status != 201:
+                code, message = _error_of(body)
+                raise CallRefused(r.status, code, redact(message, config.api_key.reveal()))
+            location = r.headers.get("Location", "")
+    except aiohttp.ClientError as e:
+        raise RealtimeUnavailable(f"cannot reach the Realtime API at {url}: {e}") from e
+    call_id = location.rstrip("/").rsplit("/", 1)[-1]
+    if not call_id:
+        raise RealtimeUnavailable(f"{url} answered 201 without a call id in Location")
+    if not body.startswith("v=0"):
+        raise RealtimeUnavailable(f"{url} answered 201 without an SDP answer")
+    return CallAnswer(sdp=body, call_id=call_id)
+
+
+async def hangup(http: aiohttp.ClientSession, config: LinkConfig, call_id: str) -> bool:
+    """End the call server-side; False (logged) if that failed. Never raises on I/O."""
+    url = f"{config.base_url}/realtime/calls/{call_id}/hangup"
+    try:
+        async with http.post(url, headers=_headers(config, "application/json"),
+                             timeout=aiohttp.ClientTimeout(total=HANGUP_TIMEOUT_S)) as r:
+            if r.status == 200:
+                return True
+            code, message = _error_of(await r.text())
+            logger.info("hangup of call %s: HTTP %s %s: %s", call_id, r.status, code,
+                        redact(message, config.api_key.reveal()))
+    except (aiohttp.ClientError, TimeoutError) as e:
+        logger.info("hangup of call %s failed: %s", call_id, e or type(e).__name__)
+    return False
+
+
+def _error_of(body: str) -> tuple[str, str]:
+    """(code, message) of an OpenAI error body, or of whatever text came instead."""
+    try:
+        error = json.loads(body)["error"]
+        return str(error.get("code") or error.get("type") or "error"), str(error.get("message"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "error", body.strip()[:MAX_ERROR_CHARS] or "(empty body)"

@@ -1,0 +1,224 @@
+"""The openai_link service: RPC, audio sockets, and the conversations it holds.
+
+RPC (``proto/README.md`` §6): ``StartSession`` remembers a conversation and subscribes
+to its ``aud/mix`` at the mixer's endpoint; ``AddClient`` opens the Realtime connection
+when the first client joins and answers once it is usable (``unavailable`` if it cannot
+be had within the connect timeout); ``StopSession`` hangs up and forgets (idempotent).
+
+Audio: one SUB socket follows every mixer a session names (connected once per
+endpoint); one PUB socket, bound on ``VOXRELAY_AUDIO_BIND``, carries ``aud/model``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import assert_never
+
+import aiohttp
+import zmq
+
+from proto import audio, ids, rpc
+from services.runtime import configure_ice_hosts
+from services.runtime.service import Service
+from services.runtime.sockets import Role, bind, make_socket
+from services.runtime.tasks import TaskOwner
+from services.runtime.zmq_loop import SocketReader, send_nowait
+
+from .calls_api import CallSettings
+from .config import LinkConfig
+from .errors import RealtimeUnavailable
+from .metrics import FRAMES_DROPPED
+from .session import LinkSession
+
+logger = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 5.0
+"How long a request waits for the service to finish starting."
+
+
+class Link:
+    def __init__(self, config: LinkConfig, service: Service) -> None:
+        self.config = config
+        self.service = service
+        self.sessions: dict[str, LinkSession] = {}
+        self._by_mix_topic: dict[bytes, LinkSession] = {}
+        self._mixers: Counter[str] = Counter()
+        "Mixer endpoint → sessions following it (the SUB is connected while > 0)."
+        self._audio_pub = make_socket(service.ctx, Role.AUDIO_PUB)
+        self.audio_endpoint = bind(self._audio_pub, config.service.audio_bind)
+        self._mix_sub = make_socket(service.ctx, Role.AUDIO_SUB)
+        self._mix_reader = SocketReader(self._mix_sub, self._on_mix_frame,
+                                        f"{service.instance}-mix")
+        self._owner = TaskOwner(f"{service.instance}-sessions")
+        self._http: aiohttp.ClientSession | None = None
+        self._running = asyncio.Event()
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"Link({self.service.instance})"
+
+    def load(self) -> int:
+        return len(self.sessions)
+
+    async def run(self) -> None:
+        """Serve sessions until cancelled; then close every one (hanging up its call)."""
+        await self._owner.start()
+        # One request per call set-up or hang-up, far apart: a pooled keep-alive connection
+        # would mostly be one the server has closed since (ServerDisconnectedError).
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        self._mix_reader.start()
+        self._running.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+    # -- RPC --------------------------------------------------------------------
+
+    async def handle(self, request: rpc.AnyRequest) -> rpc.Reply:
+        match request:
+            case rpc.Ping():
+                return rpc.Ok()
+            case rpc.StartSession():
+                await self._ready()
+                return self._start_session(request)
+            case rpc.AddClient():
+                await self._ready()
+                return await self._add_client(request)
+            case rpc.StopSession():
+                return await self._stop_session(request)
+            case rpc.RemoveClient() | rpc.GetTranscript() | rpc.GetEvents():
+                raise rpc.RpcError("bad_request",
+                                   f"openai_link does not serve {type(request).__name__}")
+            case _:
+                assert_never(request)
+
+    async def _ready(self) -> None:
+        if self._closing:
+            raise rpc.RpcError("unavailable", f"{self.service.instance} is shutting down")
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await self._running.wait()
+        except TimeoutError:
+            raise rpc.RpcError("unavailable", f"{self.service.instance} is not ready") from None
+
+    def _start_session(self, request: rpc.StartSession) -> rpc.Reply:
+        sid = request.session_id
+        if not ids.is_id(sid):
+            raise rpc.RpcError("bad_request", f"'session_id' must be 32 lowercase hex (got {sid!r})")
+        if not request.mixer_audio:
+            raise rpc.RpcError("bad_request", "'mixer_audio' is required: the endpoint where "
+                               "the session's mixer publishes aud/mix")
+        existing = self.sessions.get(sid)
+        if existing is not None:
+            if existing.mixer_audio == request.mixer_audio:
+                return rpc.Ok()  # a repeated request
+            raise rpc.RpcError("exists", f"session {sid} exists with another mixer")
+        self._follow_mixer(request.mixer_audio)
+        assert self._http is not None
+        session = LinkSession(
+            sid, CallSettings(instructions=request.instructions, voice=request.voice),
+            request.mixer_audio, config=self.config, http=self._http, spawn=self._owner.spawn,
+            publish_event=self.service.events.publish, publish_audio=self._publish_audio,
+        )
+        self.sessions[sid] = session
+        self._by_mix_topic[session.mix_topic] = session
+        self._mix_sub.subscribe(session.mix_topic)
+        logger.info("%r started %r (aud/mix at %s)", self, session, request.mixer_audio,
+                    extra={"session_id": sid})
+        return rpc.Ok()
+
+    async def _add_client(self, request: rpc.AddClient) -> rpc.Reply:
+        session = self.sessions.get(request.session_id)
+        if session is None:
+            raise rpc.RpcError("not_found", f"no session {request.session_id}")
+        session.add_client(request.client_id, request.name)
+        try:
+            await session.connect()
+        except RealtimeUnavailable as e:
+            raise rpc.RpcError("unavailable", str(e)) from e
+        return rpc.Ok()
+
+    async def _stop_session(self, request: rpc.StopSession) -> rpc.Reply:
+        session = self.sessions.pop(request.session_id, None)
+        if session is None:
+            return rpc.Ok()
+        self._by_mix_topic.pop(session.mix_topic, None)
+        self._mix_sub.unsubscribe(session.mix_topic)
+        self._unfollow_mixer(session.mixer_audio)
+        await session.close()
+        logger.info("%r stopped %r (%s)", self, session, request.reason or "no reason given",
+                    extra={"session_id": session.id})
+        return rpc.Ok()
+
+    # -- audio ------------------------------------------------------------------
+
+    def _follow_mixer(self, endpoint: str) -> None:
+        if self._mixers[endpoint] == 0:
+            try:
+                self._mix_sub.connect(endpoint)
+            except zmq.ZMQError as e:
+                raise rpc.RpcError("bad_request", f"bad 'mixer_audio' {endpoint!r}: {e}") from e
+        self._mixers[endpoint] += 1
+
+    def _unfollow_mixer(self, endpoint: str) -> None:
+        self._mixers[endpoint] -= 1
+        if self._mixers[endpoint] <= 0:
+            del self._mixers[endpoint]
+            try:
+                self._mix_sub.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass  # never connected, or already gone
+
+    def _on_mix_frame(self, parts: list[bytes]) -> None:
+        try:
+            topic, _, pcm = audio.unpack(parts)
+        except audio.FrameError as e:
+            FRAMES_DROPPED.labels("malformed").inc()
+            logger.debug("%r dropped a mixer frame: %s", self, e)
+            return
+        if len(pcm) != audio.FRAME_BYTES:
+            FRAMES_DROPPED.labels("frame_size").inc()
+            return
+        session = self._by_mix_topic.get(topic)
+        if session is None:
+            FRAMES_DROPPED.labels("unknown_session").inc()
+            return
+        session.on_mix_frame(pcm)
+
+    def _publish_audio(self, parts: list[bytes]) -> bool:
+        return send_nowait(self._audio_pub, parts)
+
+    # -- closing ----------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop intake, close every session (bounded), then sockets. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        self._mix_reader.stop()
+        sessions = list(self.sessions.values())
+        self.sessions.clear()
+        self._by_mix_topic.clear()
+        await asyncio.gather(*(session.close() for session in sessions))
+        await self._owner.aclose()
+        if self._http is not None:
+            await self._http.close()
+        self._mix_sub.close(linger=0)
+        self._audio_pub.close(linger=0)
+        logger.info("%r closed (%d sessions ended)", self, len(sessions))
+
+
+async def main(config: LinkConfig) -> None:
+    configure_ice_hosts(config.ice_hosts)
+    service = Service(config.service)
+    link = Link(config, service)
+    service.audio_endpoint = link.audio_endpoint
+    if not config.key_from_env:
+        logger.warning("OPENAI_API_KEY is not set: using the simulator key; only a simulator "
+                       "(VOXRELAY_OPENAI_BASE_URL) will accept it")
+    logger.info("%r: Realtime API %s, model %s, connect timeout %g s", link, config.base_url,
+                config.model, config.connect_timeout_s)
+    await service.run(link.handle, load=link.load, tasks=(link.run,))

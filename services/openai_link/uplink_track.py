@@ -1,0 +1,81 @@
+"""The link's microphone toward the Realtime API: the session's ``aud/mix`` frames.
+
+The mixer publishes a frame every 20 ms on its clock; aiortc pulls one every 20 ms on
+ours. A small queue between them absorbs jitter; when the clocks drift apart it stays
+bounded (the oldest frame is dropped and counted) or runs dry (silence is sent), so the
+model always hears the newest audio with at most ``MAX_QUEUED`` frames of delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections import deque
+from collections.abc import Callable
+
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+from proto import audio
+
+from .metrics import FRAMES_DROPPED
+
+MAX_QUEUED = 5
+"Frames (100 ms) waiting for the encoder before the oldest is dropped."
+TIME_BASE = fractions.Fraction(1, audio.SAMPLE_RATE)
+SILENCE = bytes(audio.FRAME_BYTES)
+
+
+class UplinkTrack(MediaStreamTrack):
+    """PCM16 24 kHz mono 20 ms frames, paced at real time; silence when none is queued."""
+
+    kind = "audio"
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._queue: deque[bytes] = deque()
+        self._start: float | None = None
+        self._pts = 0
+        self.dropped = 0
+        self.silent = 0
+        "Frames sent as silence because none was queued."
+
+    def push(self, pcm: bytes) -> None:
+        """Queue one bus frame (960 bytes); drops the oldest when the queue is full."""
+        if len(self._queue) >= MAX_QUEUED:
+            self._queue.popleft()
+            self.dropped += 1
+            FRAMES_DROPPED.labels("uplink_overflow").inc()
+        self._queue.append(pcm)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._pace()
+        if self._queue:
+            pcm = self._queue.popleft()
+        else:
+            pcm = SILENCE
+            self.silent += 1
+        frame = AudioFrame(format="s16", layout="mono", samples=audio.FRAME_SAMPLES)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = audio.SAMPLE_RATE
+        frame.pts = self._pts
+        frame.time_base = TIME_BASE
+        return frame
+
+    async def _pace(self) -> None:
+        if self._start is None:
+            self._start = self._clock()
+            return
+        self._pts += audio.FRAME_SAMPLES
+        wait = self._start + self._pts / audio.SAMPLE_RATE - self._clock()
+        if wait > 0:
+            await asyncio.sleep(wait)

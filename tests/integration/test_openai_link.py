@@ -1,0 +1,373 @@
+"""openai_link as a real process on a real bus, talking WebRTC to a real simulator process.
+
+The test plays the session's mixer with a real ``AUDIO_PUB`` socket (``aud/mix`` frames
+every 20 ms at real-time pace) and listens to ``aud/model`` with a real ``AUDIO_SUB``
+on the endpoint the link announces in its heartbeat. The simulator stands in for the
+OpenAI Realtime API (it is the only fake: the API is outside the machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import zmq
+
+from proto import audio, events, ids, rpc, topics
+from services.runtime.sockets import Role, bind, make_socket
+from services.runtime.zmq_loop import SocketReader, send_nowait
+from tests.support.ports import free_tcp_endpoint
+from tests.support.sim_process import SimProcess
+from tests.support.speech import BYTES_PER_MS, rms_dbfs, silence, speak
+from tests.support.stack import Running, Stack
+
+SECRET = "sk-test-SECRETVALUE"
+PHRASE = "what is the weather like today"
+"A turn without commas: server VAD (silence 200 ms) hears it as one utterance."
+CONNECT_TIMEOUT_S = 8.0
+RPC_TIMEOUT_S = 15.0
+"AddClient waits for the Realtime connection (up to the link's 8 s connect timeout)."
+TURN_TIMEOUT_S = 20.0
+AUDIBLE_DBFS = -40.0
+TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+
+
+class MixerStandIn:
+    """The session's mixer, played by the test: one 20 ms ``aud/mix`` frame every 20 ms."""
+
+    def __init__(self, ctx: zmq.Context[Any], session_id: str) -> None:
+        self.sock = make_socket(ctx, Role.AUDIO_PUB)
+        self.endpoint = bind(self.sock, "tcp://127.0.0.1:*")
+        self.topic = topics.aud_mix(session_id)
+        self._pending = bytearray()
+
+    def play(self, pcm: bytes) -> None:
+        self._pending += pcm
+
+    async def run(self) -> None:
+        start, seq = time.monotonic(), 0
+        while True:
+            chunk = bytes(self._pending[: audio.FRAME_BYTES])
+            del self._pending[: audio.FRAME_BYTES]
+            chunk += bytes(audio.FRAME_BYTES - len(chunk))
+            seq += 1
+            send_nowait(self.sock, audio.pack(self.topic, seq, time.time_ns(), chunk))
+            await asyncio.sleep(max(0.0, start + seq * audio.FRAME_MS / 1000 - time.monotonic()))
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+class ModelListener:
+    """What an edge hears: every ``aud/model/<session>`` frame, checked on receipt."""
+
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, session_id: str) -> None:
+        self.sock = make_socket(ctx, Role.AUDIO_SUB)
+        self.sock.connect(endpoint)
+        self.sock.subscribe(topics.aud_model(session_id))
+        self.frames: list[tuple[audio.AudioHeader, bytes]] = []
+        self.malformed = 0
+        self._reader = SocketReader(self.sock, self._on_message, "test-aud-model")
+        self._reader.start()
+
+    def _on_message(self, parts: list[bytes]) -> None:
+        try:
+            _, header, pcm = audio.unpack(parts)
+        except audio.FrameError:
+            self.malformed += 1
+            return
+        self.frames.append((header, pcm))
+
+    def pcm_between(self, start: float, end: float) -> bytes:
+        """The audio the link received between two wall-clock times (capture_ns)."""
+        return b"".join(pcm for header, pcm in self.frames
+                        if start <= header.capture_ns / 1e9 <= end)
+
+    async def wait_until(self, wall_time: float, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not self.frames or self.frames[-1][0].capture_ns / 1e9 < wall_time:
+                await asyncio.sleep(0.02)
+
+    def close(self) -> None:
+        self._reader.stop()
+        self.sock.close(linger=0)
+
+
+async def sim_calls(sim: SimProcess) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{sim.url}/_sim/calls",
+                            timeout=aiohttp.ClientTimeout(total=5)) as r:
+            return (await r.json())["calls"]
+
+
+async def poll(condition: Callable[[], Any], timeout: float, what: str) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not await condition():
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout} s: {what}") from None
+
+
+@pytest.fixture
+async def link_stack(tmp_path, sim: SimProcess) -> AsyncIterator[tuple[Stack, Running]]:
+    env = {"VOXRELAY_OPENAI_BASE_URL": sim.api_base, "OPENAI_API_KEY": SECRET}
+    async with Stack(data_dir=tmp_path, env=env) as stack:
+        yield stack, await stack.start("openai_link")
+
+
+async def test_a_spoken_turn_is_answered_in_voice_and_in_events(link_stack, sim):
+    stack, link = link_stack
+    assert link.beat is not None and link.beat.audio.startswith("tcp://127.0.0.1:")
+    client = stack.rpc(link)
+    sid = ids.new_id()
+    mixer = MixerStandIn(stack.ctx, sid)
+    listener = ModelListener(stack.ctx, link.beat.audio, sid)
+    playing = asyncio.create_task(mixer.run())
+    try:
+        started = await client.call(rpc.StartSession(
+            session_id=sid, instructions="Be brief.", voice="marin", mixer_audio=mixer.endpoint))
+        assert isinstance(started, rpc.Ok)
+        await poll(lambda: _load_is(stack, link, 1), 5, "the heartbeat counts the session")
+        assert await sim_calls(sim) == []  # no client yet: no Realtime connection
+
+        # The first client opens the Realtime connection; the second finds it open.
+        began = time.monotonic()
+        joined = await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(),
+                                                 name="Ada"), timeout=RPC_TIMEOUT_S)
+        assert isinstance(joined, rpc.Ok)
+        print(f"AddClient answered Ok after {time.monotonic() - began:.2f} s")
+        await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Bo"),
+                          timeout=RPC_TIMEOUT_S)
+        calls = await sim_calls(sim)
+        assert [(c["transport"], c["connection_state"]) for c in calls] == [
+            ("webrtc", "connected")]
+
+        # AddClient's Ok came long after StartSession subscribed to aud/mix: the link hears
+        # everything played from now on.
+        mixer.play(silence(500) + speak(PHRASE) + silence(1500))
+        ai_start, ai_end = await check_turns(stack, sid)
+        await check_model_audio(listener, ai_start, ai_end)
+        check_records(stack, sid)
+
+        stopped = await client.call(rpc.StopSession(session_id=sid, reason="test over"))
+        assert isinstance(stopped, rpc.Ok)
+        await poll(lambda: _no_calls(sim), 10, "the simulator's call ended")
+        assert isinstance(await client.call(rpc.StopSession(session_id=sid)), rpc.Ok)
+        await poll(lambda: _load_is(stack, link, 0), 5, "the heartbeat forgets the session")
+        for event in stack.events:
+            assert SECRET not in events.to_json(event), event
+    finally:
+        playing.cancel()
+        await asyncio.gather(playing, return_exceptions=True)
+        listener.close()
+        mixer.close()
+
+
+async def check_turns(stack: Stack, sid: str) -> tuple[events.TurnStart, events.TurnEnd]:
+    """The user's turn, its transcript, the AI's turn and transcript, in order on the bus."""
+    user_start = await stack.wait_event(events.TurnStart, TURN_TIMEOUT_S, session_id=sid,
+                                        role="user")
+    user_done = await stack.wait_event(events.TranscriptDone, TURN_TIMEOUT_S, session_id=sid,
+                                       role="user")
+    ai_start = await stack.wait_event(events.TurnStart, TURN_TIMEOUT_S, session_id=sid,
+                                      role="assistant")
+    ai_done = await stack.wait_event(events.TranscriptDone, TURN_TIMEOUT_S, session_id=sid,
+                                     role="assistant")
+    ai_end = await stack.wait_event(events.TurnEnd, TURN_TIMEOUT_S, session_id=sid,
+                                    role="assistant")
+    assert user_start.seq < user_done.seq < ai_start.seq < ai_done.seq < ai_end.seq
+    assert len({e.producer for e in (user_start, ai_start, ai_end)}) == 1
+    assert user_done.speaker == "Ada+Bo" and user_done.text
+    assert user_done.started_at < user_done.ended_at <= user_done.ts
+    assert ai_done.text and ai_done.speaker == "assistant"
+    assert ai_end.status == "completed" and ai_end.turn_id == ai_start.turn_id
+    # output_audio_buffer.stopped, once the reply has played out:
+    await poll(lambda: _listening_after(stack, ai_end), TURN_TIMEOUT_S, "listening again")
+    print("bus:", " ".join(events.tag(e) + (f"({e.role})" if hasattr(e, "role") else "")
+                           for e in stack.events if e.session_id == sid
+                           and not isinstance(e, events.RealtimeEvent)))
+    states = [e.state for e in stack.events
+              if isinstance(e, events.AiState) and e.session_id == sid]
+    assert states == ["listening", "thinking", "speaking", "listening"]
+    return ai_start, ai_end
+
+
+async def check_model_audio(listener: ModelListener, ai_start: events.TurnStart,
+                            ai_end: events.TurnEnd) -> None:
+    """The model's voice came out on aud/model: valid 20 ms frames, in order, audible."""
+    await listener.wait_until(ai_end.ts + 0.2)
+    assert listener.malformed == 0 and len(listener.frames) > 50
+    seqs = [header.seq for header, _ in listener.frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert {len(pcm) for _, pcm in listener.frames} == {audio.FRAME_BYTES}
+    reply = listener.pcm_between(ai_start.ts, ai_end.ts)
+    print(f"reply: {len(reply) // BYTES_PER_MS} ms at {rms_dbfs(reply):.1f} dBFS; "
+          f"{len(listener.frames)} frames on aud/model")
+    assert len(reply) // BYTES_PER_MS > 1000
+    assert rms_dbfs(reply) > AUDIBLE_DBFS
+
+
+def check_records(stack: Stack, sid: str) -> None:
+    """Every Realtime event was recorded (audio deltas excepted), with the call's settings."""
+    records = [e for e in stack.events
+               if isinstance(e, events.RealtimeEvent) and e.session_id == sid]
+    kinds = {e.event_type for e in records}
+    assert {"session.created", "session.updated", "input_audio_buffer.committed",
+            "output_audio_buffer.started", "response.done"} <= kinds
+    assert "response.output_audio.delta" not in kinds
+    # The call was made with the session's voice and instructions, transcription on.
+    for record in records:
+        if record.event_type in ("session.created", "session.updated"):
+            session = json.loads(record.data)["session"]
+            assert session["type"] == "realtime" and session["model"] == "gpt-realtime"
+            assert session["instructions"] == "Be brief."
+            assert session["audio"]["output"]["voice"] == "marin"
+            assert session["audio"]["input"]["transcription"]["model"] == TRANSCRIPTION_MODEL
+
+
+async def _load_is(stack: Stack, link: Running, load: int) -> bool:
+    beat = stack.registry.get(link.instance)
+    return beat is not None and beat.load == load
+
+
+async def _listening_after(stack: Stack, event: events.Event) -> bool:
+    return any(isinstance(e, events.AiState) and e.state == "listening" and e.seq > event.seq
+               and e.producer == event.producer for e in stack.events)
+
+
+async def _no_calls(sim: SimProcess) -> bool:
+    return await sim_calls(sim) == []
+
+
+async def test_a_dropped_call_is_reported_and_the_next_join_reconnects(link_stack, sim):
+    stack, link = link_stack
+    client = stack.rpc(link)
+    sid = ids.new_id()
+    await client.call(rpc.StartSession(session_id=sid, mixer_audio=free_tcp_endpoint()))
+    await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
+                      timeout=RPC_TIMEOUT_S)
+    [first] = [c["call_id"] for c in await sim_calls(sim)]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{sim.url}/_sim/drop", json={"call_id": first}) as r:
+            assert (await r.json())["dropped"] == [first]
+    error = await stack.wait_event(events.ErrorEvent, TURN_TIMEOUT_S, session_id=sid,
+                                   code="realtime_disconnected")
+    assert error.source == "openai_link"
+    # The next client to join opens a new call under the same session.
+    await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Bo"),
+                      timeout=RPC_TIMEOUT_S)
+    calls = [c["call_id"] for c in await sim_calls(sim)]
+    assert len(calls) == 1 and calls[0] != first
+    # Shutting the link down hangs its calls up.
+    began = time.monotonic()
+    link.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(link.proc.wait, 10) == 0
+    print(f"link exited {time.monotonic() - began:.2f} s after SIGTERM")
+    await poll(lambda: _no_calls(sim), 10, "the simulator's call ended")
+
+
+async def test_add_client_is_unavailable_when_the_api_is_unreachable(tmp_path, start_sim):
+    stopped = start_sim()
+    stopped.stop()  # the port is closed now: connections are refused
+    env = {"VOXRELAY_OPENAI_BASE_URL": stopped.api_base}
+    async with Stack(data_dir=tmp_path, env=env) as stack:
+        link = await stack.start("openai_link")
+        client = stack.rpc(link)
+        sid = ids.new_id()
+        await client.call(rpc.StartSession(session_id=sid, mixer_audio=free_tcp_endpoint()))
+        began = time.monotonic()
+        with pytest.raises(rpc.RpcError) as refused:
+            await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
+                              timeout=RPC_TIMEOUT_S)
+        took = time.monotonic() - began
+        assert refused.value.code == "unavailable"
+        assert "cannot reach the Realtime API" in refused.value.message
+        assert took < CONNECT_TIMEOUT_S + 2
+        error = await stack.wait_event(events.ErrorEvent, session_id=sid,
+                                       code="realtime_unavailable")
+        assert error.source == "openai_link"
+        # The link stays up and serves on.
+        assert link.proc.poll() is None
+        assert isinstance(await client.call(rpc.Ping()), rpc.Ok)
+        assert isinstance(await client.call(rpc.StopSession(session_id=sid)), rpc.Ok)
+
+
+async def test_a_refused_key_is_a_clear_unavailable_that_never_shows_the_key(
+        tmp_path, start_sim):
+    strict = start_sim("--api-key", "sk-the-only-key-it-takes")
+    env = {"VOXRELAY_OPENAI_BASE_URL": strict.api_base, "OPENAI_API_KEY": SECRET}
+    async with Stack(data_dir=tmp_path, env=env) as stack:
+        link = await stack.start("openai_link")
+        client = stack.rpc(link)
+        sid = ids.new_id()
+        await client.call(rpc.StartSession(session_id=sid, mixer_audio=free_tcp_endpoint()))
+        with pytest.raises(rpc.RpcError) as refused:
+            await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id()),
+                              timeout=RPC_TIMEOUT_S)
+        assert refused.value.code == "unavailable"
+        assert "HTTP 401 invalid_api_key" in refused.value.message
+        assert SECRET not in refused.value.message
+        await stack.wait_event(events.ErrorEvent, session_id=sid, code="realtime_unavailable")
+        for event in stack.events:
+            assert SECRET not in events.to_json(event), event
+        assert await sim_calls(strict) == []
+
+
+async def test_add_client_gives_up_at_the_connect_timeout_when_the_api_never_answers(tmp_path):
+    accepted = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # until the link gives up and closes the connection
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    env = {"VOXRELAY_OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+           "VOXRELAY_OPENAI_CONNECT_TIMEOUT_S": "2"}
+    try:
+        async with Stack(data_dir=tmp_path, env=env) as stack:
+            link = await stack.start("openai_link")
+            client = stack.rpc(link)
+            sid = ids.new_id()
+            await client.call(rpc.StartSession(session_id=sid, mixer_audio=free_tcp_endpoint()))
+            began = time.monotonic()
+            with pytest.raises(rpc.RpcError) as refused:
+                await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id()),
+                                  timeout=RPC_TIMEOUT_S)
+            took = time.monotonic() - began
+            assert accepted.is_set()
+            assert refused.value.code == "unavailable"
+            assert "within 2 s (stuck posting the offer)" in refused.value.message
+            assert 2.0 <= took < 6.0
+            assert isinstance(await client.call(rpc.Ping()), rpc.Ok)
+            assert link.proc.poll() is None
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_requests_the_link_does_not_serve_are_bad_requests(tmp_path, sim):
+    async with Stack(data_dir=tmp_path, env={"VOXRELAY_OPENAI_BASE_URL": sim.api_base}) as stack:
+        link = await stack.start("openai_link")
+        client = stack.rpc(link)
+        sid = ids.new_id()
+        for request, code in [
+            (rpc.GetTranscript(session_id=sid), "bad_request"),
+            (rpc.RemoveClient(session_id=sid, client_id=ids.new_id()), "bad_request"),
+            (rpc.StartSession(session_id="not-an-id", mixer_audio=free_tcp_endpoint()),
+             "bad_request"),
+            (rpc.StartSession(session_id=sid), "bad_request"),
+            (rpc.AddClient(session_id=sid, client_id=ids.new_id()), "not_found"),
+        ]:
+            with pytest.raises(rpc.RpcError) as refused:
+                await client.call(request)
+            assert refused.value.code == code, request
+        assert isinstance(await client.call(rpc.StopSession(session_id=sid)), rpc.Ok)
