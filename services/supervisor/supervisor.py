@@ -3,9 +3,10 @@
 Start order: bus, simulator (when no OPENAI_API_KEY), recorder, mixer, openai_link,
 media edges, signaling; the URL is printed once signaling reports every service
 alive. A crashed child is restarted with backoff. Ctrl-C/SIGTERM stops the children
-in stages — signaling (no new work), then edges, link and simulator, then the mixer,
-then the recorder (which flushes), then the bus — each with a deadline; a second
-Ctrl-C kills everything at once.
+in stages — signaling (no new work), then edges, then the link (which hangs up its
+calls while the simulator still listens), then the simulator and the mixer, then the
+recorder (which flushes), then the bus — each with a deadline; a second Ctrl-C kills
+everything at once.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def child_specs(config: UpConfig) -> list[ChildSpec]:
         base["VOXRELAY_OPENAI_BASE_URL"] = f"http://127.0.0.1:{config.sim_port}/v1"
     specs: list[tuple[str, str, int, dict[str, str]]] = [("bus", "services.bus", 5, {})]
     if config.use_simulator:
-        specs.append(("openai_sim", "services.openai_sim", 2, {
+        specs.append(("openai_sim", "services.openai_sim", 3, {
             "VOXRELAY_SIM_HOST": "127.0.0.1", "VOXRELAY_SIM_PORT": str(config.sim_port)}))
     specs += [
         ("recorder-1", "services.recorder", 4, {}),

@@ -84,14 +84,17 @@ class Stack:
         for client in self._clients.values():
             client.close()
         for running in reversed(self.processes):
-            if not stop_process(running.proc):
-                failures.append(running.instance)
+            problem = stop_problem(running.proc)
+            if problem:
+                failures.append(f"{running.instance} {problem}")
         if self._subscriber is not None:
             self._subscriber.close()
-        if self._bus_proc is not None and not stop_process(self._bus_proc):
-            failures.append("bus")
+        if self._bus_proc is not None:
+            problem = stop_problem(self._bus_proc)
+            if problem:
+                failures.append(f"bus {problem}")
         self.ctx.destroy(linger=0)
-        assert not failures, f"did not exit within {STOP_TIMEOUT_S} s of SIGTERM: {failures}"
+        assert not failures, f"unclean stop on SIGTERM: {'; '.join(failures)}"
 
     def _on_beat(self, beat: heartbeat.Heartbeat) -> None:
         self.registry.observe(beat)
@@ -136,8 +139,8 @@ class Stack:
                 await asyncio.sleep(0.02)
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> bool:
-    """SIGTERM, wait; True if it exited by itself with status 0."""
+def stop_problem(proc: subprocess.Popen[bytes]) -> str:
+    """SIGTERM and wait; '' if it exited by itself with status 0, else what went wrong."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -145,5 +148,10 @@ def stop_process(proc: subprocess.Popen[bytes]) -> bool:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            return False
-    return proc.returncode == 0
+            return f"did not exit within {STOP_TIMEOUT_S:.0f} s"
+    return "" if proc.returncode == 0 else f"exited with status {proc.returncode}"
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> bool:
+    """SIGTERM, wait; True if it exited by itself with status 0."""
+    return not stop_problem(proc)
