@@ -1,0 +1,219 @@
+"""One browser client's RTCPeerConnection on this edge.
+
+A :class:`ClientPeer` answers the browser's offer, drains its microphone into an
+:class:`Uplink` (``aud/in``), plays the model's voice on a :class:`DownlinkTrack`, and
+holds the ``events`` DataChannel the browser opened. It lives (``run()``) until it is
+ended — removed, replaced by a reconnect, its session stopped, the edge shutting
+down — or its connection fails, closes, or never comes up; then it closes everything
+it owns and returns why it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
+
+from proto.ids import check_id
+from services.runtime import rtc_configuration, strip_mdns_candidates
+
+from .channel import LABEL, EventsChannel
+from .config import EdgeConfig
+from .tracks import DownlinkTrack
+from .uplink import Publish, Uplink
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("speaker", "listener")
+TRANSPORTS = ("track", "datachannel")
+OFFER_ERRORS = (
+    ValueError, KeyError, IndexError, AttributeError, TypeError, AssertionError,
+    InternalError, InvalidAccessError, InvalidStateError,
+)
+"What aiortc raises on an offer it cannot use (a truncated one can trip any of these)."
+
+
+class InvalidOffer(ValueError):
+    """The SDP offer cannot be answered; the message says why."""
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    session_id: str
+    client_id: str
+    name: str = ""
+    role: str = "speaker"
+    "'speaker' (its microphone is published) or 'listener' (it only hears)."
+    transport: str = "track"
+    "'track' (audio over RTP) or 'datachannel' (PCM16 over a DataChannel)."
+
+    def __post_init__(self) -> None:
+        check_id(self.session_id, "session_id")
+        check_id(self.client_id, "client_id")
+        if self.role not in ROLES:
+            raise ValueError(f"'role' must be one of {', '.join(ROLES)} (got {self.role!r})")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"'transport' must be one of {', '.join(TRANSPORTS)} "
+                             f"(got {self.transport!r})")
+
+    @property
+    def label(self) -> str:
+        return f"{self.session_id[:8]}/{self.client_id[:8]}"
+
+
+def check_offer(sdp: str) -> None:
+    """Reject what is plainly not a complete SDP offer before aiortc sees it.
+
+    aiortc accepts an empty or garbage offer and answers it with nothing.
+    """
+    if not sdp.startswith("v=0"):
+        raise InvalidOffer("expected an SDP offer starting with 'v=0'")
+    if "\nm=" not in sdp:
+        raise InvalidOffer("the offer has no media sections")
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except OFFER_ERRORS as e:
+        raise InvalidOffer(f"unparseable SDP: {e or type(e).__name__}") from e
+    for media in parsed.media:
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise InvalidOffer(f"no DTLS fingerprint for media section '{media.kind}'")
+        if not media.ice.usernameFragment or not media.ice.password:
+            raise InvalidOffer(f"no ICE credentials for media section '{media.kind}'")
+
+
+class ClientPeer:
+    """A browser's peer connection: answer, mic → ``aud/in``, model voice, events channel."""
+
+    def __init__(self, info: ClientInfo, config: EdgeConfig, publish: Publish,
+                 on_connected: Callable[[ClientPeer], None], *, first_seq: int = 0) -> None:
+        self.info = info
+        self.name = info.label
+        self._connect_timeout_s = config.connect_timeout_s
+        self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers))
+        self.track = DownlinkTrack(config.queue_frames)
+        self.uplink = Uplink(info.session_id, info.client_id, publish,
+                             enabled=info.role == "speaker", first_seq=first_seq)
+        self.events: EventsChannel | None = None
+        self.connected = False
+        self.end_reason = ""
+        self._on_connected = on_connected
+        self._ended = asyncio.Event()
+        self._closed = False
+        self._mics: list[MediaStreamTrack] = []
+        self._readers: list[asyncio.Task[None]] = []
+        self._tg: asyncio.TaskGroup | None = None
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    async def answer(self, offer_sdp: str) -> str:
+        """The SDP answer to the browser's offer; raises InvalidOffer."""
+        check_offer(offer_sdp)
+        offer = RTCSessionDescription(sdp=strip_mdns_candidates(offer_sdp), type="offer")
+        try:
+            await self.pc.setRemoteDescription(offer)
+        except OFFER_ERRORS as e:
+            raise InvalidOffer(f"{type(e).__name__}: {e}") from e
+        if any(t.kind == "audio" for t in self.pc.getTransceivers()):
+            self.pc.addTrack(self.track)
+        elif self.info.transport == "track":
+            raise InvalidOffer("the offer has no audio section")
+        elif self.pc.sctp is None:
+            raise InvalidOffer("the offer has neither audio nor a data channel")
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except OFFER_ERRORS as e:
+            raise InvalidOffer(f"cannot answer: {type(e).__name__}: {e}") from e
+        return self.pc.localDescription.sdp
+
+    async def run(self) -> str:
+        """Live until ended or the connection goes; close everything; return why it ended."""
+        deadline = asyncio.get_running_loop().call_later(
+            self._connect_timeout_s, self._on_connect_deadline)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for track in self._mics:
+                    self._read(track)
+                await self._ended.wait()
+                await self.close()
+                for reader in self._readers:
+                    reader.cancel()  # a track that never started never ends by itself
+        finally:
+            self._tg = None
+            deadline.cancel()
+            await self.close()
+        logger.info("ClientPeer(%s) ended: %s", self.name, self.end_reason)
+        return self.end_reason
+
+    def end(self, reason: str) -> None:
+        """Ask ``run()`` to finish; the first reason given is the one reported."""
+        if not self._ended.is_set():
+            self.end_reason = reason
+            self.uplink.enabled = False  # a replacement may carry on this client's aud/in
+            self._ended.set()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    async def close(self) -> None:
+        """Close the peer connection and the outbound track (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.track.stop()
+        await self.pc.close()
+
+    def play(self, pcm: bytes) -> None:
+        """Queue one 20 ms frame of model audio (ignored until connected)."""
+        if self.connected and not self.ended:
+            self.track.push(pcm)
+
+    def interrupt(self) -> int:
+        """Drop the queued model audio at once; returns the frames dropped."""
+        return self.track.clear()
+
+    def send_event(self, text: str) -> bool:
+        return self.events is not None and self.events.send(text)
+
+    def _read(self, track: MediaStreamTrack) -> None:
+        assert self._tg is not None
+        self._readers.append(self._tg.create_task(self.uplink.run(track),
+                                                  name=f"uplink-{self.name}"))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio":
+            logger.info("ClientPeer(%s) ignores a %s track", self.name, track.kind)
+            return
+        if self._tg is None:
+            self._mics.append(track)  # the offer is being applied: run() starts the reader
+        else:
+            self._read(track)
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != LABEL:
+            logger.info("ClientPeer(%s) ignores data channel %r", self.name, channel.label)
+            return
+        self.events = EventsChannel(channel, self.name)
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        logger.debug("ClientPeer(%s) connection %s", self.name, state)
+        if state == "connected" and not self.connected and not self.ended:
+            self.connected = True
+            self._on_connected(self)
+        elif state in ("failed", "closed"):
+            self.end(state)
+
+    def _on_connect_deadline(self) -> None:
+        if not self.connected:
+            logger.warning("ClientPeer(%s) did not connect within %.0f s", self.name,
+                           self._connect_timeout_s)
+            self.end("connect_timeout")

@@ -1,0 +1,93 @@
+"""The model's voice to one browser: a bounded queue of 20 ms frames, paced at real time.
+
+Frames arrive from the link at its own pace (real time, with jitter) and leave at
+aiortc's: ``recv()`` hands out one frame every 20 ms of the track's own clock and
+silence when nothing is queued. The queue is short on purpose: when it is full the
+oldest frame goes (counted ``stale``), so a client that fell behind hears the present,
+not a growing backlog. ``clear()`` (on ``ai.interrupted``) drops everything at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections import deque
+from collections.abc import Callable
+
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+from proto.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
+
+from .metrics import DROPPED_STALE, FRAMES_OUT
+
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+SILENCE = bytes(FRAME_BYTES)
+MAX_CATCH_UP_S = 0.2
+"After a stall longer than this the clock restarts instead of bursting frames to catch up."
+
+
+class DownlinkTrack(MediaStreamTrack):
+    """Queued model audio for one client, paced at real time; silence when idle."""
+
+    kind = "audio"
+
+    def __init__(self, max_frames: int, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        if max_frames < 1:
+            raise ValueError(f"'max_frames' must be >= 1 (got {max_frames})")
+        self.max_frames = max_frames
+        self._clock = clock
+        self._queue: deque[bytes] = deque()
+        self._start: float | None = None
+        self._pts = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def push(self, pcm: bytes) -> None:
+        """Queue one 20 ms frame (960 bytes); the oldest goes when the queue is full."""
+        if len(pcm) != FRAME_BYTES:
+            raise ValueError(f"a frame must be {FRAME_BYTES} bytes (got {len(pcm)})")
+        if len(self._queue) >= self.max_frames:
+            self._queue.popleft()
+            DROPPED_STALE.inc()
+        self._queue.append(pcm)
+
+    def clear(self) -> int:
+        """Drop everything queued (barge-in); returns how many frames went."""
+        dropped = len(self._queue)
+        self._queue.clear()
+        return dropped
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._pace()
+        if self._queue:
+            pcm = self._queue.popleft()
+            FRAMES_OUT.inc()
+        else:
+            pcm = SILENCE
+        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        frame.time_base = TIME_BASE
+        return frame
+
+    async def _pace(self) -> None:
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+            return
+        self._pts += FRAME_SAMPLES
+        due = self._start + self._pts / SAMPLE_RATE
+        if now - due > MAX_CATCH_UP_S:
+            self._start = now - self._pts / SAMPLE_RATE  # stalled: resume from now
+        elif due > now:
+            await asyncio.sleep(due - now)
+

@@ -1,0 +1,106 @@
+"""A client's microphone onto the bus: decode, resample, cut into 20 ms frames, publish.
+
+aiortc hands out Opus decoded as 48 kHz stereo s16, 960 samples a frame, whatever the
+browser sent. Each frame is resampled to 24 kHz mono, cut into exact 20 ms frames
+(480 samples, 960 bytes) and published on ``aud/in/<session>/<client>`` with the
+capture time taken here. The remote track's queue is unbounded, so it is always
+drained, even for listeners, whose audio is not published.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import av
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, AudioResampler
+
+from proto import audio, topics
+from proto.audio import FRAME_BYTES, SAMPLE_RATE
+
+from .metrics import DROPPED_DECODE, DROPPED_HWM, FRAMES_IN
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[list[bytes]], bool]
+"Sends one multipart frame without blocking; False when the socket would block."
+
+
+class Framer:
+    """Cuts a stream of PCM16 bytes into exact 20 ms frames, carrying the remainder."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._pending)
+
+    def push(self, pcm: bytes) -> list[bytes]:
+        """Add ``pcm``; return every complete frame now available, oldest first."""
+        self._pending += pcm
+        whole = len(self._pending) - len(self._pending) % FRAME_BYTES
+        frames = [bytes(self._pending[i:i + FRAME_BYTES]) for i in range(0, whole, FRAME_BYTES)]
+        del self._pending[:whole]
+        return frames
+
+
+def new_resampler() -> AudioResampler:
+    return AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+
+
+def resample(resampler: AudioResampler, frame: AudioFrame) -> bytes:
+    """One decoded frame as PCM16 24 kHz mono (possibly empty while the filter fills)."""
+    return b"".join(out.to_ndarray().tobytes() for out in resampler.resample(frame))
+
+
+class Uplink:
+    """One client's microphone stream: ``aud/in/<session>/<client>``, seq per client."""
+
+    def __init__(self, session_id: str, client_id: str, publish: Publish, *,
+                 enabled: bool = True, first_seq: int = 0) -> None:
+        self.name = f"{session_id[:8]}/{client_id[:8]}"
+        self.topic = topics.aud_in(session_id, client_id)
+        self.enabled = enabled
+        "False for listeners: their track is drained, nothing is published."
+        self.next_seq = first_seq
+        self.first_frame_ns: int | None = None
+        self._publish = publish
+
+    async def run(self, track: MediaStreamTrack) -> None:
+        """Drain ``track`` until it ends, publishing its audio if enabled."""
+        resampler = new_resampler()
+        framer = Framer()
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                logger.debug("Uplink(%s): track ended", self.name)
+                return
+            if not self.enabled:
+                continue
+            try:
+                pcm = resample(resampler, frame)
+            except (ValueError, av.FFmpegError) as e:
+                DROPPED_DECODE.inc()
+                logger.warning("Uplink(%s): dropped a frame it could not resample: %s",
+                               self.name, e)
+                resampler = new_resampler()
+                continue
+            for chunk in framer.push(pcm):
+                self.publish(chunk)
+
+    def publish(self, pcm: bytes) -> None:
+        """Send one 20 ms frame; a frame the socket refuses is counted and its seq skipped."""
+        now = time.time_ns()
+        if self.first_frame_ns is None:
+            self.first_frame_ns = now
+            logger.info("Uplink(%s): first frame", self.name)
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        if self._publish(audio.pack(self.topic, seq, now, pcm)):
+            FRAMES_IN.inc()
+        else:
+            DROPPED_HWM.inc()

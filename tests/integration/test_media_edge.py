@@ -1,0 +1,534 @@
+"""The media edge, end to end, with real parts only.
+
+A real bus and a real ``python -m services.media_edge`` (tests/support/stack.py). The
+test plays signaling (``AddClient`` over RPC), the link (a real ``AUDIO_PUB`` socket
+publishing ``aud/model/<session>`` at real-time pace) and the mixer (a real
+``AUDIO_SUB`` on the edge's ``aud/in``), and the browser is a real aiortc peer: an
+``events`` DataChannel created before the offer, a microphone that speaks espeak-ng
+speech in real time, and a recorder of what it hears on the model's track.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+import zmq
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from av import AudioResampler
+
+from proto import audio, events, ids, rpc, topics
+from services.runtime.bus import EventPublisher
+from services.runtime.sockets import Role, bind, make_socket
+from services.runtime.zmq_loop import SocketReader
+from tests.support.rtc_client import PcmTrack
+from tests.support.speech import (
+    BYTES_PER_MS,
+    best_correlation,
+    duration_ms,
+    rms_dbfs,
+    silence,
+    speak,
+)
+from tests.support.stack import Running, Stack
+
+MIC_PHRASE = "the quick brown fox jumps over the lazy dog"
+MODEL_PHRASE = "hello everyone this is the assistant speaking"
+AUDIBLE_DBFS = -40.0
+"Speech through Opus and back measures about -20 dBFS; silence far below this."
+QUIET_DBFS = -60.0
+CONNECT_TIMEOUT_S = 15.0
+"Generous: other engineers run tests on the same 2-core machine."
+
+
+# -- the browser ----------------------------------------------------------------------
+
+
+class Browser:
+    """A browser client of the edge: an aiortc peer with a mic, a recorder and ``events``."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channel = self.pc.createDataChannel("events")
+        self.mic = PcmTrack()
+        self.pc.addTrack(self.mic)
+        self.messages: list[dict[str, Any]] = []
+        self.heard = bytearray()
+        "Everything received on the model's track, PCM16 24 kHz mono."
+        self.opened = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self.channel.on("open", self.opened.set)
+        self.channel.on("message", lambda m: self.messages.append(json.loads(m)))
+        self.pc.on("track", self._on_track)
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+
+    def send(self, message: dict[str, Any] | str) -> None:
+        self.channel.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def wait_state(self, *states: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+        await until(lambda: self.pc.connectionState in states, timeout,
+                    f"connectionState in {states} (is {self.pc.connectionState})")
+
+    async def message(self, predicate: Callable[[dict[str, Any]], bool],
+                      timeout: float = 10.0) -> dict[str, Any]:
+        """The first message (already received or arriving) that ``predicate`` accepts."""
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            found[:] = [m for m in self.messages if predicate(m)][:1]
+            return bool(found)
+
+        await until(seen, timeout, "a matching DataChannel message")
+        return found[0]
+
+    async def hear(self, ms: int, timeout: float = 10.0) -> int:
+        """Wait for ``ms`` more of the model's track; returns where that began (bytes)."""
+        start = len(self.heard)
+        await until(lambda: len(self.heard) >= start + ms * BYTES_PER_MS, timeout,
+                    f"{ms} ms of the model's track")
+        return start
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._reader = asyncio.get_running_loop().create_task(self._record(track))
+
+    async def _record(self, track: MediaStreamTrack) -> None:
+        resampler = AudioResampler(format="s16", layout="mono", rate=audio.SAMPLE_RATE)
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            for out in resampler.resample(frame):
+                self.heard += out.to_ndarray().tobytes()
+
+
+# -- the mixer's and the link's sides -----------------------------------------------
+
+
+@dataclass
+class Received:
+    topic: bytes
+    header: audio.AudioHeader
+    pcm: bytes
+    at: float
+
+
+@dataclass
+class UplinkTap:
+    """A real AUDIO_SUB on the edge's ``aud/in`` publisher, as the mixer has."""
+
+    sock: zmq.Socket[Any]
+    frames: list[Received] = field(default_factory=list)
+    malformed: int = 0
+
+    def on_message(self, parts: list[bytes]) -> None:
+        try:
+            topic, header, pcm = audio.unpack(parts)
+        except audio.FrameError:
+            self.malformed += 1
+            return
+        self.frames.append(Received(topic, header, pcm, time.monotonic()))
+
+    def of(self, session_id: str, client_id: str) -> list[Received]:
+        topic = topics.aud_in(session_id, client_id)
+        return [f for f in self.frames if f.topic == topic]
+
+
+class Link:
+    """A real AUDIO_PUB bound on loopback, publishing ``aud/model`` as the link does."""
+
+    def __init__(self, ctx: zmq.Context[Any]) -> None:
+        self.sock = make_socket(ctx, Role.AUDIO_PUB)
+        self.endpoint = bind(self.sock, "tcp://127.0.0.1:*")
+        self.seq = 0
+
+    def send(self, session_id: str, pcm: bytes) -> None:
+        """Publish ``pcm`` at once, frame by frame (a burst)."""
+        for frame in frames_of(pcm):
+            self.sock.send_multipart(audio.pack(topics.aud_model(session_id), self.seq,
+                                                time.time_ns(), frame))
+            self.seq += 1
+
+    async def play(self, session_id: str, pcm: bytes) -> None:
+        """Publish ``pcm`` at real-time pace, one 20 ms frame per 20 ms."""
+        start = time.monotonic()
+        for i, frame in enumerate(frames_of(pcm)):
+            delay = start + i * audio.FRAME_MS / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.send(session_id, frame)
+
+
+def frames_of(pcm: bytes) -> list[bytes]:
+    pcm += bytes(-len(pcm) % audio.FRAME_BYTES)
+    return [pcm[i:i + audio.FRAME_BYTES] for i in range(0, len(pcm), audio.FRAME_BYTES)]
+
+
+def tone(ms: int, hz: float = 440.0, dbfs: float = -12.0) -> bytes:
+    t = np.arange(ms * audio.SAMPLE_RATE // 1000) / audio.SAMPLE_RATE
+    amplitude = 32767 * 10 ** (dbfs / 20)
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+
+
+def loudest_window_dbfs(pcm: bytes, window_ms: int) -> float:
+    """The RMS level of the loudest ``window_ms`` stretch of ``pcm`` (20 ms steps)."""
+    size, step = window_ms * BYTES_PER_MS, audio.FRAME_BYTES
+    if len(pcm) <= size:
+        return rms_dbfs(pcm)
+    return max(rms_dbfs(pcm[i:i + size]) for i in range(0, len(pcm) - size + 1, step))
+
+
+def loud_ms(pcm: bytes, floor_dbfs: float = AUDIBLE_DBFS) -> int:
+    """How many ms of ``pcm`` (in 20 ms windows) are louder than ``floor_dbfs``."""
+    step = audio.FRAME_BYTES
+    return sum(audio.FRAME_MS for i in range(0, len(pcm) - step + 1, step)
+               if rms_dbfs(pcm[i:i + step]) > floor_dbfs)
+
+
+async def live_publisher(stack: Stack, session_id: str,
+                         producer: str = "openai_link-test") -> EventPublisher:
+    """An event publisher whose messages the bus is known to deliver (a handshake)."""
+    publisher = stack.publisher(producer)
+    try:
+        async with asyncio.timeout(10):
+            while not any(isinstance(e, events.AiState) and e.producer == producer
+                          for e in stack.events):
+                publisher.publish(events.AiState(session_id=session_id, state="idle"))
+                await asyncio.sleep(0.05)
+    except BaseException:
+        publisher.close()
+        raise
+    return publisher
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
+# -- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def stack(tmp_path) -> AsyncIterator[Stack]:
+    async with Stack(data_dir=tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def edge(stack: Stack) -> Running:
+    return await stack.start("media_edge")
+
+
+@pytest.fixture
+async def browsers() -> AsyncIterator[list[Browser]]:
+    """Browsers made by a test; closed (before the stack stops) when it ends."""
+    made: list[Browser] = []
+    yield made
+    async with asyncio.timeout(10):
+        for browser in made:
+            await browser.close()
+
+
+@pytest.fixture
+def link(stack: Stack) -> Iterator[Link]:
+    played = Link(stack.ctx)
+    yield played
+    played.sock.close()
+
+
+@pytest.fixture
+async def tap(stack: Stack, edge: Running) -> AsyncIterator[UplinkTap]:
+    assert edge.beat is not None and edge.beat.audio, "the edge announces its aud/in endpoint"
+    sock = make_socket(stack.ctx, Role.AUDIO_SUB)
+    sock.connect(edge.beat.audio)
+    sock.subscribe(topics.AUD_IN)
+    uplink = UplinkTap(sock)
+    reader = SocketReader(sock, uplink.on_message, "test-uplink")
+    reader.start()
+    yield uplink
+    reader.stop()
+    sock.close()
+
+
+@dataclass
+class Join:
+    browser: Browser
+    session_id: str
+    client_id: str
+    answer: rpc.Answer
+    added_at: float
+    "time.monotonic() when AddClient was sent."
+    answered_at: float
+    connected_at: float
+
+
+async def join(stack: Stack, edge: Running, browsers: list[Browser], session_id: str,
+               client_id: str | None = None, *, name: str = "ann", role: str = "speaker",
+               link_audio: str = "") -> Join:
+    """AddClient with a real offer, apply the answer, wait until connected."""
+    browser = Browser()
+    browsers.append(browser)
+    client_id = client_id or ids.new_id()
+    offer = await browser.offer()
+    added_at = time.monotonic()
+    answer = await stack.rpc(edge).call(rpc.AddClient(
+        session_id=session_id, client_id=client_id, sdp=offer, name=name, role=role,
+        link_audio=link_audio), timeout=10.0)
+    assert isinstance(answer, rpc.Answer)
+    answered_at = time.monotonic()
+    await browser.accept(answer.sdp)
+    await browser.wait_state("connected")
+    return Join(browser, session_id, client_id, answer, added_at, answered_at, time.monotonic())
+
+
+# -- tests ------------------------------------------------------------------------------
+
+
+async def test_client_joins_and_is_announced_on_the_bus(stack, edge, browsers):
+    session_id = ids.new_id()
+    joined = await join(stack, edge, browsers, session_id, name="ann")
+
+    assert joined.answer.edge == edge.instance
+    assert "a=candidate:" in joined.answer.sdp and "127.0.0.1" in joined.answer.sdp
+    event = await stack.wait_event(events.ClientJoined, client_id=joined.client_id)
+    assert (event.session_id, event.name, event.role, event.transport, event.edge) == (
+        session_id, "ann", "speaker", "track", edge.instance)
+    await until(lambda: edge.beat is not None and edge.beat.load == 1, 5.0,
+                "the edge's heartbeat to count the connected client")
+
+
+async def test_client_speech_reaches_aud_in_as_frames(stack, edge, browsers, tap):
+    speech = speak(MIC_PHRASE)
+    session_id = ids.new_id()
+    joined = await join(stack, edge, browsers, session_id)
+    await until(lambda: bool(tap.of(session_id, joined.client_id)), 10.0, "a first aud/in frame")
+    first = tap.of(session_id, joined.client_id)[0]
+    print(f"\nAddClient -> answer {(joined.answered_at - joined.added_at) * 1000:.0f} ms, "
+          f"-> client connected {(joined.connected_at - joined.added_at) * 1000:.0f} ms, "
+          f"-> first aud/in frame {(first.at - joined.added_at) * 1000:.0f} ms")
+
+    joined.browser.mic.play(silence(200) + speech + silence(400))
+    await until(joined.browser.mic.drained.is_set, 15.0, "the mic to play the phrase")
+    drained_at = time.monotonic()
+    await until(lambda: tap.of(session_id, joined.client_id)[-1].at > drained_at + 0.4, 5.0,
+                "the frames after the phrase")
+
+    frames = tap.of(session_id, joined.client_id)
+    assert tap.malformed == 0
+    assert all(len(f.pcm) == audio.FRAME_BYTES and f.header.samples == 480 for f in frames)
+    seqs = [f.header.seq for f in frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "one seq per frame, no gaps"
+    assert seqs[0] == 0
+    rate = (len(frames) - 1) / (frames[-1].at - frames[0].at)
+    assert 40 <= rate <= 60, f"{rate:.1f} frames/s"
+    recording = b"".join(f.pcm for f in frames)
+    level = loudest_window_dbfs(recording, duration_ms(speech))
+    assert level > AUDIBLE_DBFS, f"the phrase measured {level:.1f} dBFS"
+    assert best_correlation(speech, recording) > 0.7
+
+
+async def test_model_audio_is_heard_by_every_client_of_the_session(stack, edge, browsers, link,
+                                                                   tap):
+    speech = speak(MODEL_PHRASE)
+    session_id = ids.new_id()
+    ann = await join(stack, edge, browsers, session_id, name="ann", link_audio=link.endpoint)
+    bob = await join(stack, edge, browsers, session_id, name="bob", role="listener",
+                     link_audio=link.endpoint)
+    for browser in (ann.browser, bob.browser):
+        await browser.hear(200)
+    marks = [len(b.heard) for b in (ann.browser, bob.browser)]
+
+    await link.play(session_id, speech)
+    for browser, mark in zip((ann.browser, bob.browser), marks, strict=True):
+        end = mark + (duration_ms(speech) + 400) * BYTES_PER_MS
+        await until(lambda b=browser, e=end: len(b.heard) >= e, 10.0, "the whole phrase")
+        before, during = bytes(browser.heard[:mark]), bytes(browser.heard[mark:])
+        assert rms_dbfs(before) < QUIET_DBFS, "silence before the model spoke"
+        level = loudest_window_dbfs(during, duration_ms(speech))
+        assert level > AUDIBLE_DBFS, f"the model's speech measured {level:.1f} dBFS"
+        assert best_correlation(speech, during) > 0.7
+    # A listener is heard by no one: only the speaker's microphone reaches aud/in.
+    assert tap.of(session_id, ann.client_id)
+    assert not tap.of(session_id, bob.client_id)
+
+
+async def test_client_facing_events_reach_the_data_channel_of_their_session_only(
+        stack, edge, browsers):
+    session_id, other_session = ids.new_id(), ids.new_id()
+    joined = await join(stack, edge, browsers, session_id)
+    browser = joined.browser
+    await until(browser.opened.is_set, 10.0, "the events channel to open")
+    publisher = stack.publisher("openai_link-test")
+    try:
+        # Handshake, not a sleep: publish until the edge has forwarded one.
+        async with asyncio.timeout(10):
+            while not any(m["type"] == "ai.state" for m in browser.messages):
+                publisher.publish(events.AiState(session_id=session_id, state="listening"))
+                await asyncio.sleep(0.05)
+        publisher.publish(events.TurnStart(session_id=other_session, turn_id="elsewhere",
+                                           role="assistant", speaker="assistant"))
+        publisher.publish(events.RealtimeEvent(session_id=session_id, event_type="x", data="{}"))
+        sent = publisher.publish(events.TurnStart(session_id=session_id, turn_id="here",
+                                                  role="assistant", speaker="assistant"))
+        message = await browser.message(lambda m: m["type"] == "turn.start")
+    finally:
+        publisher.close()
+
+    assert message == {"type": "turn.start", "ts": sent.ts,
+                       "payload": {"turn_id": "here", "role": "assistant",
+                                   "speaker": "assistant"}}
+    # Sent before it on the same ordered path: had they been forwarded, they would be here.
+    assert not [m for m in browser.messages if m["type"] == "realtime.event"
+                or m.get("payload", {}).get("turn_id") == "elsewhere"]
+
+
+async def test_latency_ping_gets_a_pong_with_the_same_ping_id(stack, edge, browsers):
+    joined = await join(stack, edge, browsers, ids.new_id())
+    browser = joined.browser
+    await until(browser.opened.is_set, 10.0, "the events channel to open")
+    browser.send("not json at all")
+    browser.send({"type": "latency.ping", "payload": {"ping_id": "x" * 20_000}})
+    browser.send({"type": "something.else", "payload": {}})
+    browser.send({"type": "latency.ping", "payload": {}})
+    sent_ms = time.time() * 1000
+    browser.send({"type": "latency.ping", "ts": sent_ms, "payload": {"ping_id": "p-1"}})
+
+    pong = await browser.message(lambda m: m["type"] == "latency.pong")
+    assert pong["payload"] == {"ping_id": "p-1", "client_ts": sent_ms}
+    assert abs(pong["ts"] - time.time()) < 5.0, "server time, unix seconds"
+    assert [m["type"] for m in browser.messages].count("latency.pong") == 1
+    assert browser.channel.readyState == "open", "bad messages never close the channel"
+
+
+async def test_bad_offer_is_refused_and_the_edge_keeps_working(stack, edge, browsers):
+    session_id = ids.new_id()
+    client = stack.rpc(edge)
+    for sdp in ("", "this is not sdp", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"):
+        with pytest.raises(rpc.RpcError) as refused:
+            await client.call(rpc.AddClient(session_id=session_id, client_id=ids.new_id(),
+                                            sdp=sdp))
+        assert refused.value.code == "bad_request"
+        assert "SDP" in refused.value.message
+    with pytest.raises(rpc.RpcError) as refused:
+        await client.call(rpc.AddClient(session_id="not-an-id", client_id=ids.new_id()))
+    assert refused.value.code == "bad_request" and "session_id" in refused.value.message
+    with pytest.raises(rpc.RpcError) as refused:
+        await client.call(rpc.StartSession(session_id=session_id))
+    assert refused.value.code == "bad_request"
+
+    assert isinstance(await client.call(rpc.Ping()), rpc.Ok)
+    joined = await join(stack, edge, browsers, session_id)
+    await stack.wait_event(events.ClientJoined, client_id=joined.client_id)
+
+
+async def test_remove_client_closes_its_connection(stack, edge, browsers):
+    session_id = ids.new_id()
+    joined = await join(stack, edge, browsers, session_id)
+    client = stack.rpc(edge)
+
+    assert isinstance(await client.call(rpc.RemoveClient(session_id=session_id,
+                                                         client_id=joined.client_id)), rpc.Ok)
+    await joined.browser.wait_state("closed", "failed", timeout=10.0)
+    left = await stack.wait_event(events.ClientLeft, client_id=joined.client_id)
+    assert left.reason == "removed"
+    again = rpc.RemoveClient(session_id=session_id, client_id=joined.client_id)
+    assert isinstance(await client.call(again), rpc.Ok), "idempotent"
+    assert isinstance(await client.call(rpc.StopSession(session_id=session_id)), rpc.Ok)
+    await until(lambda: edge.beat is not None and edge.beat.load == 0, 5.0, "load back to 0")
+
+
+async def test_reconnect_replaces_the_old_connection(stack, edge, browsers, tap):
+    session_id, client_id = ids.new_id(), ids.new_id()
+    first = await join(stack, edge, browsers, session_id, client_id)
+    await until(lambda: len(tap.of(session_id, client_id)) >= 5, 10.0, "the first uplink")
+    second = await join(stack, edge, browsers, session_id, client_id)
+
+    await first.browser.wait_state("closed", "failed", timeout=10.0)
+    left = await stack.wait_event(events.ClientLeft, client_id=client_id)
+    assert left.reason == "replaced"
+    joins = [e for e in stack.events
+             if isinstance(e, events.ClientJoined) and e.client_id == client_id]
+    assert len(joins) == 2
+    assert second.browser.pc.connectionState == "connected"
+    count = len(tap.of(session_id, client_id))
+    await until(lambda: len(tap.of(session_id, client_id)) >= count + 10, 10.0,
+                "the new connection's uplink")
+    seqs = [f.header.seq for f in tap.of(session_id, client_id)]
+    assert seqs == sorted(set(seqs)), "one aud/in stream per client: seq carries on"
+
+
+async def test_interruption_drops_queued_model_audio_at_once(stack, browsers, link):
+    edge = await stack.start("media_edge", env={"VOXRELAY_EDGE_QUEUE_FRAMES": "50"})
+    session_id = ids.new_id()
+    joined = await join(stack, edge, browsers, session_id, link_audio=link.endpoint)
+    browser = joined.browser
+    publisher = await live_publisher(stack, session_id)
+    mark = await browser.hear(200)
+    try:
+        link.send(session_id, tone(800))  # a burst: 800 ms queued at the edge
+        await until(lambda: loud_ms(bytes(browser.heard[mark:])) > 0, 10.0, "the tone")
+        publisher.publish(events.AiInterrupted(session_id=session_id, response_id="r1"))
+        await browser.hear(1200)
+    finally:
+        publisher.close()
+    heard = loud_ms(bytes(browser.heard[mark:]))
+    print(f"\ntone heard after interruption: {heard} ms")
+    assert 0 < heard < 500, f"{heard} ms of an 800 ms tone played after the interruption"
+
+
+async def test_edge_exits_cleanly_on_sigterm_with_clients_connected(stack, edge, browsers):
+    joined = await join(stack, edge, browsers, ids.new_id())
+    await stack.wait_event(events.ClientJoined, client_id=joined.client_id)
+
+    edge.proc.send_signal(signal.SIGTERM)
+    await until(lambda: edge.proc.poll() is not None, 5.0, "the edge to exit")
+    assert edge.proc.returncode == 0
+    left = await stack.wait_event(events.ClientLeft, client_id=joined.client_id)
+    assert left.reason == "shutdown"
+    await joined.browser.wait_state("closed", "failed", timeout=10.0)
+
+
+async def test_a_client_that_never_connects_is_given_up(stack, browsers):
+    edge = await stack.start("media_edge", env={"VOXRELAY_EDGE_CONNECT_TIMEOUT_S": "1"})
+    browser = Browser()
+    browsers.append(browser)
+    client_id = ids.new_id()
+    reply = await stack.rpc(edge).call(rpc.AddClient(
+        session_id=ids.new_id(), client_id=client_id, sdp=await browser.offer()), timeout=10.0)
+    assert isinstance(reply, rpc.Answer)  # never applied: the browser went away
+
+    left = await stack.wait_event(events.ClientLeft, client_id=client_id)
+    assert left.reason == "connect_timeout"
+    assert not [e for e in stack.events
+                if isinstance(e, events.ClientJoined) and e.client_id == client_id]

@@ -1,0 +1,102 @@
+"""The edge's uplink: decoded browser audio becomes exact 20 ms aud/in frames."""
+
+from __future__ import annotations
+
+import fractions
+
+import numpy as np
+import pytest
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+from proto import audio, ids, topics
+from services.media_edge.uplink import Framer, Uplink
+from tests.support.speech import rms_dbfs
+
+BROWSER_RATE = 48_000
+BROWSER_SAMPLES = 960
+"What aiortc's Opus decoder hands out: 48 kHz stereo s16, 960 samples a frame."
+
+
+class DecodedOpus(MediaStreamTrack):
+    """A remote track as aiortc presents one: ``count`` frames of a 440 Hz tone, then ends."""
+
+    kind = "audio"
+
+    def __init__(self, count: int, dbfs: float = -12.0) -> None:
+        super().__init__()
+        self.count = count
+        self.sent = 0
+        self.amplitude = 32767 * 10 ** (dbfs / 20)
+
+    async def recv(self) -> AudioFrame:
+        if self.sent == self.count:
+            raise MediaStreamError
+        t = (np.arange(BROWSER_SAMPLES) + self.sent * BROWSER_SAMPLES) / BROWSER_RATE
+        mono = (self.amplitude * np.sin(2 * np.pi * 440 * t)).astype("<i2")
+        stereo = np.repeat(mono, 2).reshape(1, -1)
+        frame = AudioFrame.from_ndarray(stereo, format="s16", layout="stereo")
+        frame.sample_rate = BROWSER_RATE
+        frame.pts = self.sent * BROWSER_SAMPLES
+        frame.time_base = fractions.Fraction(1, BROWSER_RATE)
+        self.sent += 1
+        return frame
+
+
+def test_framer_cuts_exact_frames_and_carries_the_rest():
+    framer = Framer()
+    assert framer.push(bytes(500)) == []
+    chunk = bytes(range(256)) * 8
+    frames = framer.push(chunk)  # 500 + 2048 bytes: two frames and 628 left over
+    assert [len(f) for f in frames] == [audio.FRAME_BYTES] * 2
+    assert framer.pending_bytes == 500 + 2048 - 2 * audio.FRAME_BYTES
+    assert frames[0] == bytes(500) + chunk[:460] and frames[1] == chunk[460:1420]
+
+
+def test_framer_keeps_the_byte_stream_intact():
+    stream = np.random.default_rng(1).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    framer = Framer()
+    out = b"".join(f for i in range(0, len(stream), 333) for f in framer.push(stream[i:i + 333]))
+    assert out == stream[:len(out)] and len(out) == len(stream) // audio.FRAME_BYTES * 960
+
+
+async def test_uplink_publishes_24k_mono_frames_with_consecutive_seq():
+    session_id, client_id = ids.new_id(), ids.new_id()
+    sent: list[list[bytes]] = []
+    uplink = Uplink(session_id, client_id, lambda parts: sent.append(parts) or True, first_seq=7)
+    await uplink.run(DecodedOpus(50))
+
+    decoded = [audio.unpack(parts) for parts in sent]
+    assert 48 <= len(decoded) <= 50, "20 ms in, 20 ms out (less the resampler's delay)"
+    assert {topic for topic, _, _ in decoded} == {topics.aud_in(session_id, client_id)}
+    assert [h.seq for _, h, _ in decoded] == list(range(7, 7 + len(decoded)))
+    assert all(len(pcm) == audio.FRAME_BYTES and h.samples == 480 for _, h, pcm in decoded)
+    assert uplink.next_seq == 7 + len(decoded)
+    level = rms_dbfs(b"".join(pcm for _, _, pcm in decoded[5:]))
+    assert level == pytest.approx(-15.0, abs=1.0), "a -12 dBFS peak sine is -15 dBFS RMS"
+
+
+async def test_listener_uplink_drains_its_track_and_publishes_nothing():
+    sent: list[list[bytes]] = []
+    track = DecodedOpus(20)
+    uplink = Uplink(ids.new_id(), ids.new_id(), lambda parts: sent.append(parts) or True,
+                    enabled=False)
+    await uplink.run(track)
+    assert track.sent == 20 and sent == []
+
+
+async def test_a_refused_send_skips_its_seq():
+    accepted: list[int] = []
+
+    def publish(parts: list[bytes]) -> bool:
+        seq = audio.unpack(parts)[1].seq
+        if seq % 2:
+            return False
+        accepted.append(seq)
+        return True
+
+    uplink = Uplink(ids.new_id(), ids.new_id(), publish)
+    for _ in range(6):
+        uplink.publish(bytes(audio.FRAME_BYTES))
+    assert accepted == [0, 2, 4] and uplink.next_seq == 6

@@ -1,0 +1,69 @@
+"""The edge's outbound track: a short queue of model audio, paced at real time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client import REGISTRY
+
+from proto import audio
+from services.media_edge.tracks import TIME_BASE, DownlinkTrack
+
+
+def frame(n: int) -> bytes:
+    return bytes([n % 256]) * audio.FRAME_BYTES
+
+
+def stale_drops() -> float:
+    return REGISTRY.get_sample_value("voxrelay_edge_frames_dropped_total",
+                                     {"reason": "stale"}) or 0.0
+
+
+async def test_a_full_queue_drops_the_oldest_frame_and_counts_it():
+    track = DownlinkTrack(max_frames=3)
+    before = stale_drops()
+    for n in range(5):
+        track.push(frame(n))
+    assert track.queued == 3
+    assert stale_drops() - before == 2
+    played = [bytes((await track.recv()).planes[0])[:4] for _ in range(3)]
+    assert played == [frame(n)[:4] for n in (2, 3, 4)]
+
+
+async def test_an_empty_queue_plays_silence_at_20_ms_a_frame():
+    track = DownlinkTrack(max_frames=10)
+    started = time.monotonic()
+    frames = [await track.recv() for _ in range(4)]
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.055, "three frames after the first wait 20 ms each"
+    assert [f.pts for f in frames] == [0, 480, 960, 1440]
+    assert all(f.time_base == TIME_BASE and f.sample_rate == 24_000 for f in frames)
+    assert all(f.samples == 480 and not any(f.to_ndarray().tobytes()) for f in frames)
+
+
+async def test_clear_drops_everything_queued_at_once():
+    track = DownlinkTrack(max_frames=10)
+    for n in range(1, 7):
+        track.push(frame(n))
+    assert track.clear() == 6 and track.queued == 0
+    assert not any((await track.recv()).to_ndarray().tobytes())
+
+
+async def test_after_a_stall_the_track_resumes_instead_of_bursting():
+    now = [100.0]
+    track = DownlinkTrack(max_frames=10, clock=lambda: now[0])
+    await track.recv()
+    now[0] += 5.0  # the loop stalled for 5 s
+    await track.recv()
+    started = time.monotonic()
+    await track.recv()
+    assert time.monotonic() - started >= 0.015, "the next frame is due 20 ms later, not now"
+
+
+def test_frames_must_be_20_ms():
+    track = DownlinkTrack(max_frames=2)
+    with pytest.raises(ValueError, match="960 bytes"):
+        track.push(bytes(100))
+    with pytest.raises(ValueError, match="max_frames"):
+        DownlinkTrack(max_frames=0)
