@@ -9,8 +9,6 @@ not a growing backlog. ``clear()`` (on ``ai.interrupted``) drops everything at o
 
 from __future__ import annotations
 
-import asyncio
-import fractions
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,12 +17,11 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
-from proto.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
+from proto.audio import FRAME_BYTES
+from services.runtime.media import SILENCE, Pacer, pcm_frame
 
 from .metrics import DROPPED_STALE, FRAMES_OUT
 
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
-SILENCE = bytes(FRAME_BYTES)
 MAX_CATCH_UP_S = 0.2
 "After a stall longer than this the clock restarts instead of bursting frames to catch up."
 
@@ -39,10 +36,8 @@ class DownlinkTrack(MediaStreamTrack):
         if max_frames < 1:
             raise ValueError(f"'max_frames' must be >= 1 (got {max_frames})")
         self.max_frames = max_frames
-        self._clock = clock
         self._queue: deque[bytes] = deque()
-        self._start: float | None = None
-        self._pts = 0
+        self._pacer = Pacer(clock, max_catch_up_s=MAX_CATCH_UP_S)
 
     @property
     def queued(self) -> int:
@@ -66,28 +61,11 @@ class DownlinkTrack(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        await self._pace()
+        pts = await self._pacer.next()
         if self._queue:
             pcm = self._queue.popleft()
             FRAMES_OUT.inc()
         else:
             pcm = SILENCE
-        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pts
-        frame.time_base = TIME_BASE
-        return frame
-
-    async def _pace(self) -> None:
-        now = self._clock()
-        if self._start is None:
-            self._start = now
-            return
-        self._pts += FRAME_SAMPLES
-        due = self._start + self._pts / SAMPLE_RATE
-        if now - due > MAX_CATCH_UP_S:
-            self._start = now - self._pts / SAMPLE_RATE  # stalled: resume from now
-        elif due > now:
-            await asyncio.sleep(due - now)
+        return pcm_frame(pcm, pts)
 

@@ -16,10 +16,9 @@ from collections.abc import Callable
 import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame, AudioResampler
-
 from proto import audio, topics
-from proto.audio import FRAME_BYTES, SAMPLE_RATE
+from services.runtime.media import Framer, resample
+from services.runtime.media import mono_resampler as new_resampler
 
 from .metrics import DROPPED_DECODE, DROPPED_HWM, FRAMES_IN
 
@@ -27,34 +26,6 @@ logger = logging.getLogger(__name__)
 
 Publish = Callable[[list[bytes]], bool]
 "Sends one multipart frame without blocking; False when the socket would block."
-
-
-class Framer:
-    """Cuts a stream of PCM16 bytes into exact 20 ms frames, carrying the remainder."""
-
-    def __init__(self) -> None:
-        self._pending = bytearray()
-
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._pending)
-
-    def push(self, pcm: bytes) -> list[bytes]:
-        """Add ``pcm``; return every complete frame now available, oldest first."""
-        self._pending += pcm
-        whole = len(self._pending) - len(self._pending) % FRAME_BYTES
-        frames = [bytes(self._pending[i:i + FRAME_BYTES]) for i in range(0, whole, FRAME_BYTES)]
-        del self._pending[:whole]
-        return frames
-
-
-def new_resampler() -> AudioResampler:
-    return AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-
-
-def resample(resampler: AudioResampler, frame: AudioFrame) -> bytes:
-    """One decoded frame as PCM16 24 kHz mono (possibly empty while the filter fills)."""
-    return b"".join(out.to_ndarray().tobytes() for out in resampler.resample(frame))
 
 
 class Uplink:

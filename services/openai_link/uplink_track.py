@@ -8,8 +8,6 @@ model always hears the newest audio with at most ``MAX_QUEUED`` frames of delay.
 
 from __future__ import annotations
 
-import asyncio
-import fractions
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,14 +16,12 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
-from proto import audio
+from services.runtime.media import SILENCE, Pacer, pcm_frame
 
 from .metrics import FRAMES_DROPPED
 
 MAX_QUEUED = 5
 "Frames (100 ms) waiting for the encoder before the oldest is dropped."
-TIME_BASE = fractions.Fraction(1, audio.SAMPLE_RATE)
-SILENCE = bytes(audio.FRAME_BYTES)
 
 
 class UplinkTrack(MediaStreamTrack):
@@ -35,10 +31,8 @@ class UplinkTrack(MediaStreamTrack):
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self._clock = clock
         self._queue: deque[bytes] = deque()
-        self._start: float | None = None
-        self._pts = 0
+        self._pacer = Pacer(clock)
         self.dropped = 0
         self.silent = 0
         "Frames sent as silence because none was queued."
@@ -58,24 +52,10 @@ class UplinkTrack(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        await self._pace()
+        pts = await self._pacer.next()
         if self._queue:
             pcm = self._queue.popleft()
         else:
             pcm = SILENCE
             self.silent += 1
-        frame = AudioFrame(format="s16", layout="mono", samples=audio.FRAME_SAMPLES)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = audio.SAMPLE_RATE
-        frame.pts = self._pts
-        frame.time_base = TIME_BASE
-        return frame
-
-    async def _pace(self) -> None:
-        if self._start is None:
-            self._start = self._clock()
-            return
-        self._pts += audio.FRAME_SAMPLES
-        wait = self._start + self._pts / audio.SAMPLE_RATE - self._clock()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        return pcm_frame(pcm, pts)

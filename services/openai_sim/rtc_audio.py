@@ -9,26 +9,21 @@ it is cleared, which is where ``output_audio_buffer.*`` events come from.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import logging
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame, AudioResampler
+from av import AudioFrame
+
+from proto.audio import FRAME_BYTES, FRAME_MS
+from services.runtime.media import SILENCE, Pacer, drain_track, pcm_frame
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 24_000
-FRAME_MS = 20
-FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
-FRAME_BYTES = FRAME_SAMPLES * 2
 LEAD_FRAMES = 5
 "How far (in frames) generation may run ahead of playout: the reply is produced in real time."
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
-SILENCE = bytes(FRAME_BYTES)
 
 
 class ModelAudioTrack(MediaStreamTrack):
@@ -50,8 +45,7 @@ class ModelAudioTrack(MediaStreamTrack):
         self._cleared: set[str] = set()
         self._playing: str | None = None
         self._played_ms: dict[str, int] = {}
-        self._start: float | None = None
-        self._pts = 0
+        self._pacer = Pacer()
 
     @property
     def playing(self) -> str | None:
@@ -98,7 +92,7 @@ class ModelAudioTrack(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        await self._pace()
+        pts = await self._pacer.next()
         if self._queue:
             response_id, pcm = self._queue.popleft()
             self._space.set()
@@ -114,34 +108,8 @@ class ModelAudioTrack(MediaStreamTrack):
                 self._finished.discard(done)
                 self._played_ms.pop(done, None)
                 self._on_stopped(done)
-        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pts
-        frame.time_base = TIME_BASE
-        return frame
-
-    async def _pace(self) -> None:
-        if self._start is None:
-            self._start = time.monotonic()
-            return
-        self._pts += FRAME_SAMPLES
-        wait = self._start + self._pts / SAMPLE_RATE - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        return pcm_frame(pcm, pts)
 
 
-async def read_microphone(
-    track: MediaStreamTrack, feed: Callable[[bytes], Awaitable[None] | None]
-) -> None:
-    """Drain a remote audio track, handing PCM16 24 kHz mono to ``feed`` until it ends."""
-    resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    while True:
-        try:
-            frame = await track.recv()
-        except MediaStreamError:
-            return
-        for out in resampler.resample(frame):
-            result = feed(out.to_ndarray().tobytes())
-            if result is not None:
-                await result
+read_microphone = drain_track
+"Drain a caller's audio track, handing PCM16 24 kHz mono to the session until it ends."

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .realtime_session import RealtimeSession, Transport, beta_disabled
+from .realtime_session import RealtimeSession, beta_disabled
 from .sinks import WebSocketSink
 
 logger = logging.getLogger(__name__)

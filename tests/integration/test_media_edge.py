@@ -27,13 +27,12 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError
-from av import AudioResampler
 
 from proto import audio, events, ids, rpc, topics
 from services.runtime.bus import EventPublisher
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader
+from services.runtime.media import drain_track
 from tests.support.rtc_client import PcmTrack
 from tests.support.speech import (
     BYTES_PER_MS,
@@ -118,14 +117,7 @@ class Browser:
             self._reader = asyncio.get_running_loop().create_task(self._record(track))
 
     async def _record(self, track: MediaStreamTrack) -> None:
-        resampler = AudioResampler(format="s16", layout="mono", rate=audio.SAMPLE_RATE)
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            for out in resampler.resample(frame):
-                self.heard += out.to_ndarray().tobytes()
+        await drain_track(track, self.heard.extend)
 
 
 # -- the mixer's and the link's sides -----------------------------------------------

@@ -7,7 +7,6 @@ plays PCM into its microphone track in real time, and records what it hears.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import time
 from typing import Any
@@ -19,12 +18,10 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame, AudioResampler
+from av import AudioFrame
 
-SAMPLE_RATE = 24_000
-FRAME_SAMPLES = 480
-FRAME_BYTES = FRAME_SAMPLES * 2
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+from proto.audio import FRAME_BYTES
+from services.runtime.media import Pacer, drain_track, pcm_frame
 
 
 class PcmTrack(MediaStreamTrack):
@@ -35,8 +32,7 @@ class PcmTrack(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self._pending = bytearray()
-        self._start: float | None = None
-        self._pts = 0
+        self._pacer = Pacer()
         self.drained = asyncio.Event()
         self.drained.set()
 
@@ -47,24 +43,12 @@ class PcmTrack(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            self._pts += FRAME_SAMPLES
-            wait = self._start + self._pts / SAMPLE_RATE - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        pts = await self._pacer.next()
         chunk = bytes(self._pending[:FRAME_BYTES])
         del self._pending[:FRAME_BYTES]
         if not self._pending:
             self.drained.set()
-        chunk += bytes(FRAME_BYTES - len(chunk))
-        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(chunk)
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pts
-        frame.time_base = TIME_BASE
-        return frame
+        return pcm_frame(chunk + bytes(FRAME_BYTES - len(chunk)), pts)
 
 
 class RealtimeRtcClient:
@@ -124,13 +108,9 @@ class RealtimeRtcClient:
             self._reader = asyncio.ensure_future(self._read(track))
 
     async def _read(self, track: MediaStreamTrack) -> None:
-        resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            if self.heard_started_at is None:
-                self.heard_started_at = time.monotonic()
-            for out in resampler.resample(frame):
-                self.heard += out.to_ndarray().tobytes()
+        await drain_track(track, self._hear)
+
+    def _hear(self, pcm: bytes) -> None:
+        if self.heard_started_at is None:
+            self.heard_started_at = time.monotonic()
+        self.heard += pcm

@@ -14,12 +14,11 @@ from typing import Any
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioResampler
+from aiortc.mediastreams import MediaStreamTrack
+
+from services.runtime.media import drain_track
 
 from .rtc_client import PcmTrack
-
-SAMPLE_RATE = 24_000
 
 
 async def create_session(http: aiohttp.ClientSession, base: str, **fields: Any) -> dict[str, Any]:
@@ -89,14 +88,9 @@ class VoxrelayClient:
             self._reader = asyncio.ensure_future(self._read(track))
 
     async def _read(self, track: MediaStreamTrack) -> None:
-        resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            for out in resampler.resample(frame):
-                pcm = out.to_ndarray().tobytes()
-                if self.first_audio_at is None and any(pcm):
-                    self.first_audio_at = time.monotonic()
-                self.heard += pcm
+        await drain_track(track, self._hear)
+
+    def _hear(self, pcm: bytes) -> None:
+        if self.first_audio_at is None and any(pcm):
+            self.first_audio_at = time.monotonic()
+        self.heard += pcm

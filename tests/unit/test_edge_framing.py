@@ -11,7 +11,8 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from proto import audio, ids, topics
-from services.media_edge.uplink import Framer, Uplink
+from services.media_edge.uplink import Uplink
+from services.runtime.media import Framer
 from tests.support.speech import rms_dbfs
 
 BROWSER_RATE = 48_000

@@ -8,7 +8,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from proto import audio
-from services.media_edge.tracks import TIME_BASE, DownlinkTrack
+from services.media_edge.tracks import DownlinkTrack
+from services.runtime.media import TIME_BASE
 
 
 def frame(n: int) -> bytes:

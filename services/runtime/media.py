@@ -1,0 +1,106 @@
+"""PCM16 24 kHz mono audio on aiortc tracks: paced output, resampled and framed input.
+
+Every aiortc peer in voxrelay (edges, link, simulator) speaks this format on the bus.
+Outbound tracks hand aiortc one 20 ms frame per ``recv()``, paced at real time by a
+:class:`Pacer`; inbound tracks are drained (their queue is unbounded), resampled from
+aiortc's 48 kHz stereo to 24 kHz mono, and cut into exact 20 ms frames by a
+:class:`Framer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections.abc import Awaitable, Callable
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame, AudioResampler
+
+from proto.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
+
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+SILENCE = bytes(FRAME_BYTES)
+
+
+def pcm_frame(pcm: bytes, pts: int) -> AudioFrame:
+    """An aiortc-ready 20 ms frame of PCM16 24 kHz mono (``pcm`` is 960 bytes)."""
+    frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+    frame.planes[0].update(pcm)
+    frame.sample_rate = SAMPLE_RATE
+    frame.pts = pts
+    frame.time_base = TIME_BASE
+    return frame
+
+
+class Pacer:
+    """Real-time pacing for an outbound track: frame n is due at start + n × 20 ms.
+
+    With ``max_catch_up_s``, a consumer that stalled for longer restarts the clock from
+    now instead of bursting the frames it missed.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 max_catch_up_s: float | None = None) -> None:
+        self._clock = clock
+        self._max_catch_up_s = max_catch_up_s
+        self._start: float | None = None
+        self.pts = 0
+
+    async def next(self) -> int:
+        """Wait until the next frame is due; returns its pts."""
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+            return self.pts
+        self.pts += FRAME_SAMPLES
+        due = self._start + self.pts / SAMPLE_RATE
+        if self._max_catch_up_s is not None and now - due > self._max_catch_up_s:
+            self._start = now - self.pts / SAMPLE_RATE
+        elif due > now:
+            await asyncio.sleep(due - now)
+        return self.pts
+
+
+class Framer:
+    """Cuts a stream of PCM16 bytes into exact 20 ms frames, carrying the remainder."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._pending)
+
+    def push(self, pcm: bytes) -> list[bytes]:
+        """Add ``pcm``; return every complete frame now available, oldest first."""
+        self._pending += pcm
+        whole = len(self._pending) - len(self._pending) % FRAME_BYTES
+        frames = [bytes(self._pending[i:i + FRAME_BYTES]) for i in range(0, whole, FRAME_BYTES)]
+        del self._pending[:whole]
+        return frames
+
+
+def mono_resampler() -> AudioResampler:
+    return AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+
+
+def resample(resampler: AudioResampler, frame: AudioFrame) -> bytes:
+    """One decoded frame as PCM16 24 kHz mono (possibly empty while the filter fills)."""
+    return b"".join(out.to_ndarray().tobytes() for out in resampler.resample(frame))
+
+
+async def drain_track(track: MediaStreamTrack,
+                      on_pcm: Callable[[bytes], Awaitable[None] | None]) -> None:
+    """Read ``track`` until it ends, handing each decoded frame as PCM16 24 kHz mono."""
+    resampler = mono_resampler()
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        pcm = resample(resampler, frame)
+        if pcm:
+            result = on_pcm(pcm)
+            if result is not None:
+                await result
