@@ -13,6 +13,13 @@ Frames are dropped, and the reason returned, when they are:
 - ``overflow``: beyond ``max_frames`` buffered (the oldest goes);
 
 and :meth:`JitterBuffer.trim` drops what a late mixer can no longer play in time.
+
+Latency is kept at the target, not just bounded: arrival bursts (an edge whose decoder
+hands over two frames at once) would otherwise leave the buffer deeper than needed for
+good, since frames come in exactly as fast as they go out. So the buffer watches its
+smallest depth over each second of playout; when even that stayed above the target, the
+extra frames were pure delay, and one (20 ms) is dropped (``stale``) — at most one a
+second, so the cut is inaudible.
 A frame with an old ``seq`` but a capture time newer than anything seen means the edge
 restarted the client's stream (a rebuilt peer connection): the buffer starts over.
 """
@@ -26,6 +33,8 @@ from proto.audio import FRAME_MS
 
 TARGET_FRAMES = 2
 MAX_FRAMES = 6
+SETTLE_TICKS = 50
+"The window (1 s of ticks) over which the smallest depth decides whether to shed a frame."
 STALE_AFTER_NS = 150_000_000
 
 
@@ -78,6 +87,10 @@ class JitterBuffer:
         "The highest-seq frame seen."
         self._primed = False
         self._waited = 0
+        self._window_ticks = 0
+        self._window_min = self.settings.max_frames + 1
+        self.shed = 0
+        "Frames dropped to bring latency back to the target (counted as stale by the caller)."
 
     @property
     def depth(self) -> int:
@@ -118,9 +131,24 @@ class JitterBuffer:
             if len(self._frames) < target and self._waited <= target:
                 return None
             self._primed = True
+        self._settle()
         frame = self._frames.pop(min(self._frames))
         self._played = frame.seq
         return frame
+
+    def _settle(self) -> None:
+        """Shed one frame a second while the buffer never drained to its target."""
+        self._window_min = min(self._window_min, len(self._frames))
+        self._window_ticks += 1
+        if self._window_ticks < SETTLE_TICKS:
+            return
+        if self._window_min > self.settings.target_frames and len(self._frames) > 1:
+            seq = min(self._frames)
+            del self._frames[seq]
+            self._played = seq
+            self.shed += 1
+        self._window_ticks = 0
+        self._window_min = self.settings.max_frames + 1
 
     def trim(self) -> list[DropReason]:
         """Drop the oldest frames down to the target depth (after the mixer fell behind)."""
@@ -138,6 +166,8 @@ class JitterBuffer:
         self._newest = None
         self._primed = False
         self._waited = 0
+        self._window_ticks = 0
+        self._window_min = self.settings.max_frames + 1
 
     def _restarted(self, frame: Frame) -> bool:
         return (self._played is not None and frame.seq <= self._played

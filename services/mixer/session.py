@@ -94,7 +94,10 @@ class MixerSession:
         parts: list[bytes] = []
         newest = 0
         for buffer in self._clients.values():
+            shed = buffer.shed
             frame = buffer.pop()
+            if buffer.shed != shed:
+                self._count([DropReason.STALE])
             if frame is not None:
                 parts.append(frame.pcm)
                 newest = max(newest, frame.capture_ns)

@@ -42,6 +42,32 @@ def drain(buffer: JitterBuffer, ticks: int) -> list[int | None]:
 # --- jitter buffer -----------------------------------------------------------------------
 
 
+def test_a_burst_does_not_leave_lasting_delay():
+    buffer = JitterBuffer(JitterSettings(target_frames=2, max_frames=6))
+    for seq in range(5):  # a burst: five frames at once
+        buffer.push(frame(seq))
+    seq = 5
+    depths = []
+    for _ in range(5 * 50):  # then 5 s of one frame in, one frame out
+        buffer.push(frame(seq))
+        seq += 1
+        assert buffer.pop() is not None
+        depths.append(buffer.depth)
+    assert depths[0] >= 4  # the burst's delay at first ...
+    assert max(depths[-50:]) <= 2  # ... is shed, one frame a second, down to the target
+    assert buffer.shed == depths[0] - max(depths[-50:])
+
+
+def test_steady_arrival_at_target_depth_sheds_nothing():
+    buffer = JitterBuffer(JitterSettings(target_frames=2))
+    seq = 0
+    for _ in range(3 * 50):
+        buffer.push(frame(seq))
+        seq += 1
+        buffer.pop()
+    assert buffer.shed == 0
+
+
 def test_jitter_buffer_plays_frames_in_seq_order_after_priming():
     buffer = JitterBuffer(JitterSettings(target_frames=2))
     for seq in (1, 0, 3, 2):
