@@ -51,9 +51,12 @@ class Child:
         return self.proc.pid if self.proc else None
 
     async def start(self) -> None:
+        # A session of its own: a terminal's Ctrl-C goes to the supervisor's process group
+        # only, so the supervisor alone decides the order in which children stop.
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", self.spec.module, env=self.spec.env,
             stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            start_new_session=True,
         )
         self.started_at = time.monotonic()
         logger.info("started %s (pid %d)", self.spec.name, self.proc.pid)

@@ -33,6 +33,10 @@ class Up:
     url: str
     proc: subprocess.Popen[str]
     data_dir: Path
+    log_path: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -46,10 +50,12 @@ def stack(tmp_path):
         "PYTHONUNBUFFERED": "1",
     })
     data_dir = tmp_path / "data"
+    log_path = tmp_path / "up.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up", "--port", str(port), "--sim-port",
          str(free_port()), "--loopback", "--edges", "2", "--data-dir", str(data_dir)],
-        env=env, stdout=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
     deadline = time.monotonic() + UP_TIMEOUT_S
     line = ""
     while "voxrelay up on" not in line:
@@ -57,12 +63,13 @@ def stack(tmp_path):
         assert proc.poll() is None, f"voxrelay up exited with {proc.returncode}"
         if select.select([proc.stdout], [], [], 0.5)[0]:
             line = proc.stdout.readline()
-    up = Up(f"http://127.0.0.1:{port}", proc, data_dir)
+    up = Up(f"http://127.0.0.1:{port}", proc, data_dir, log_path)
     yield up
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
     proc.stdout.close()
+    log.close()
 
 
 async def service_pids(http: aiohttp.ClientSession, url: str) -> dict[str, int]:
@@ -118,11 +125,15 @@ async def test_ctrl_c_leaves_no_process_and_loses_no_recorded_event(stack):
             await client.close()
         async with http.get(f"{stack.url}/v1/sessions/{session['session_id']}/events") as r:
             served = [line for line in (await r.text()).splitlines() if line]
-    stack.proc.send_signal(signal.SIGINT)
+    os.killpg(stack.proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
     assert stack.proc.wait(60) == 0
     for name, pid in pids.items():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+    log = stack.log_text()
+    stops = [line for line in log.splitlines() if "supervisor: stopped " in line]
+    assert len(stops) == len(pids) + 3  # + signaling, the bus and the simulator
+    assert all(line.endswith("(exit 0)") for line in stops), stops  # in stages, cleanly
     with sqlite3.connect(stack.data_dir / "recorder.sqlite3") as db:
         stored = db.execute("SELECT COUNT(*) FROM events WHERE session_id = ?",
                             (session["session_id"],)).fetchone()[0]
