@@ -7,6 +7,7 @@ must hear the AI, get events on their DataChannel, and find the transcript store
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import signal
@@ -103,9 +104,21 @@ async def test_two_clients_hear_the_ai_and_the_transcript_is_stored(stack):
                 entries = (await r.json())["entries"]
             speakers = [e["speaker"] for e in entries]
             assert "assistant" in speakers and any(s != "assistant" for s in speakers)
-            async with http.get(f"{stack.url}/v1/sessions/{session['session_id']}") as r:
+            base = f"{stack.url}/v1/sessions/{session['session_id']}"
+            auth = {"Authorization": f"Bearer {session['token']}"}
+            async with http.get(base) as r:
                 detail = await r.json()
             assert {c["name"] for c in detail["clients"]} == {"laptop", "phone"}
+            async with http.delete(f"{base}/clients/{phone.client_id}", headers=auth) as r:
+                assert r.status == 204
+            async with http.delete(f"{base}/clients/{phone.client_id}") as r:
+                assert r.status == 401  # no token
+            async with http.get(base) as r:
+                assert [c["name"] for c in (await r.json())["clients"]] == ["laptop"]
+            async with http.delete(base, headers=auth) as r:
+                assert r.status == 204
+            async with http.get(base) as r:
+                assert (await r.json())["state"] == "ended"
         finally:
             await laptop.close()
             await phone.close()
@@ -138,3 +151,21 @@ async def test_ctrl_c_leaves_no_process_and_loses_no_recorded_event(stack):
         stored = db.execute("SELECT COUNT(*) FROM events WHERE session_id = ?",
                             (session["session_id"],)).fetchone()[0]
     assert stored >= len(served) > 10
+
+
+async def test_a_crashed_service_is_restarted(stack):
+    async with aiohttp.ClientSession() as http:
+        before = await service_pids(http, stack.url)
+        os.kill(before["mixer-1"], signal.SIGKILL)
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    after = await service_pids(http, stack.url)
+                except AssertionError:  # 503 while the mixer is gone
+                    after = {}
+                if after.get("mixer-1") not in (None, before["mixer-1"]):
+                    break
+                await asyncio.sleep(0.2)
+        session = await create_session(http, stack.url, name="after the crash")
+    assert session["session_id"]
+    assert "mixer-1 exited with -9; restarting" in stack.log_text()
