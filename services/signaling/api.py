@@ -15,6 +15,7 @@ from proto import events
 from .conductor import ApiError, Conductor, JoinRequest
 from .placement import NoInstance
 from .sessions import token_matches
+from .web_routes import add_web_routes
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def create_api(conductor: Conductor, max_body: int) -> web.Application:
     app.router.add_get("/v1/sessions/{sid}/events", event_log)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    add_web_routes(app)
     return app
 
 

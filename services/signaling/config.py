@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.runtime.config import env_float, env_int, env_str
+from services.runtime.config import ConfigError, env_bool, env_float, env_int, env_str
 
 REQUIRED_SERVICES = ("media_edge", "mixer", "openai_link", "recorder")
 
@@ -19,14 +19,21 @@ class SignalingConfig:
     rpc_timeout_s: float = 5.0
     join_timeout_s: float = 12.0
     "A join waits for the edge's answer and the link's Realtime connection (8 s budget)."
+    max_clients_per_session: int = 8
+    "``VOXRELAY_MAX_CLIENTS_PER_SESSION``: a join beyond it is refused (409 session_full)."
     max_body_bytes: int = 256 * 1024
+    tls: bool = False
+    "Serve HTTPS (tls.py: a certificate kept in <data_dir>/tls/, or tls_cert/tls_key)."
+    tls_cert: str = ""
+    tls_key: str = ""
+    data_dir: str = "./data"
 
     @property
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "") else self.http_host
-        return f"http://{host}:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.http_port}"
 
 
 def from_env(env: Mapping[str, str] | None = None) -> SignalingConfig:
@@ -36,4 +43,18 @@ def from_env(env: Mapping[str, str] | None = None) -> SignalingConfig:
         public_url=env_str("VOXRELAY_PUBLIC_URL", "", env),
         rpc_timeout_s=env_float("VOXRELAY_RPC_TIMEOUT_S", 5.0, env, minimum=0.1),
         join_timeout_s=env_float("VOXRELAY_JOIN_TIMEOUT_S", 12.0, env, minimum=1.0),
+        max_clients_per_session=env_int("VOXRELAY_MAX_CLIENTS_PER_SESSION", 8, env,
+                                        minimum=1, maximum=1000),
+        tls=env_bool("VOXRELAY_TLS", False, env),
+        tls_cert=_tls_path("VOXRELAY_TLS_CERT", "VOXRELAY_TLS_KEY", env),
+        tls_key=_tls_path("VOXRELAY_TLS_KEY", "VOXRELAY_TLS_CERT", env),
+        data_dir=env_str("VOXRELAY_DATA_DIR", "./data", env),
     )
+
+
+def _tls_path(key: str, partner: str, env: Mapping[str, str] | None) -> str:
+    """A certificate or key path; the two are given together or not at all."""
+    value, other = env_str(key, "", env), env_str(partner, "", env)
+    if other and not value:
+        raise ConfigError(key, f"must be set together with {partner}")
+    return value

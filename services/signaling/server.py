@@ -16,11 +16,13 @@ from .api import create_api
 from .conductor import Conductor
 from .config import SignalingConfig
 from .placement import Placement
+from .tls import server_context
 
 logger = logging.getLogger(__name__)
 
 
 async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
+    ssl_context = server_context(config) if config.tls else None
     service = Service(service_config)
     registry = Registry()
     placement = Placement(service.ctx, registry)
@@ -40,10 +42,11 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
     runner = web.AppRunner(create_api(conductor, config.max_body_bytes), access_log=None,
                            handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.http_host, config.http_port)
+    site = web.TCPSite(runner, config.http_host, config.http_port, ssl_context=ssl_context)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
-    sys.stdout.write(f"signaling listening on http://{config.http_host}:{port}\n")
+    scheme = "https" if ssl_context else "http"
+    sys.stdout.write(f"signaling listening on {scheme}://{config.http_host}:{port}\n")
     sys.stdout.flush()
 
     async def handle(request: rpc.AnyRequest) -> rpc.Reply:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.runtime.config import env_int, env_str
+from services.runtime.config import env_bool, env_int, env_str
 
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_SIM_PORT = 8765
@@ -30,11 +30,13 @@ class UpConfig:
     "Comma-separated ICE host addresses for every aiortc peer (None: all interfaces)."
     metrics_base_port: int
     "0: no per-service metrics ports; else services get consecutive ports from here."
+    tls: bool = False
+    "Signaling serves HTTPS (a self-signed certificate in DATA_DIR/tls unless given)."
 
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.http_port}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="WebRTC on 127.0.0.1 only (this machine's browsers only)")
     parser.add_argument("--metrics-port", type=int,
                         help="first of the per-service /metrics ports (default 0: off)")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve HTTPS, as phones need for the microphone (VOXRELAY_TLS; "
+                        "certificate: VOXRELAY_TLS_CERT/VOXRELAY_TLS_KEY or DATA_DIR/tls)")
 
 
 def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> UpConfig:
@@ -73,4 +78,5 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         ice_hosts=ice_hosts,
         metrics_base_port=args.metrics_port if args.metrics_port is not None else env_int(
             "VOXRELAY_METRICS_BASE_PORT", 0, env, minimum=0, maximum=65535),
+        tls=args.tls or env_bool("VOXRELAY_TLS", False, env),
     )

@@ -52,7 +52,8 @@ def child_specs(config: UpConfig) -> list[ChildSpec]:
     ]
     specs += [(f"media_edge-{i + 1}", "services.media_edge", 1, {}) for i in range(config.edges)]
     specs.append(("signaling-1", "services.signaling", 0, {
-        "VOXRELAY_HTTP_HOST": config.host, "VOXRELAY_HTTP_PORT": str(config.http_port)}))
+        "VOXRELAY_HTTP_HOST": config.host, "VOXRELAY_HTTP_PORT": str(config.http_port),
+        "VOXRELAY_TLS": "1" if config.tls else "0"}))
     result = []
     for index, (name, module, stage, extra) in enumerate(specs):
         env = {**base, "VOXRELAY_INSTANCE": name, **extra}
@@ -105,7 +106,8 @@ class Supervisor:
                 async with asyncio.timeout(READY_TIMEOUT_S):
                     while True:
                         try:
-                            async with http.get(f"{url}/healthz") as resp:
+                            # ssl=False: its own child; no need to verify a self-signed certificate.
+                            async with http.get(f"{url}/healthz", ssl=False) as resp:
                                 if resp.status == 200:
                                     break
                         except aiohttp.ClientError:
@@ -115,8 +117,11 @@ class Supervisor:
                 logger.error("the stack did not become healthy within %.0f s", READY_TIMEOUT_S)
                 return
         mode = "the built-in simulator" if self.config.use_simulator else "the OpenAI API"
+        ca = self.config.data_dir / "tls" / "ca.pem"
+        trust = f"; other devices trust {ca}" if self.config.tls and ca.exists() else ""
         sys.stdout.write(f"voxrelay up on {url} (Realtime: {mode}; "
-                         f"{self.config.edges} media edge(s); data in {self.config.data_dir})\n")
+                         f"{self.config.edges} media edge(s); data in {self.config.data_dir}"
+                         f"{trust})\n")
         sys.stdout.flush()
 
     async def _stop_in_stages(self) -> None:

@@ -9,68 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.support.ports import free_port, free_tcp_endpoint
 from tests.support.speech import rms_dbfs, silence, speak
+from tests.support.up import Up, running_up
 from tests.support.voxrelay_client import VoxrelayClient, create_session
 
-UP_TIMEOUT_S = 90.0
 PHRASE = "what is the weather like today"
 
 
-@dataclass
-class Up:
-    url: str
-    proc: subprocess.Popen[str]
-    data_dir: Path
-    log_path: Path
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 @pytest.fixture
-def stack(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    env.update({
-        "VOXRELAY_BUS_PUBLISH": free_tcp_endpoint(),
-        "VOXRELAY_BUS_SUBSCRIBE": free_tcp_endpoint(),
-        "VOXRELAY_SIM_RESPONSE_LATENCY_MS": "150",
-        "PYTHONUNBUFFERED": "1",
-    })
-    data_dir = tmp_path / "data"
-    log_path = tmp_path / "up.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "up", "--port", str(port), "--sim-port",
-         str(free_port()), "--loopback", "--edges", "2", "--data-dir", str(data_dir)],
-        env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
-    deadline = time.monotonic() + UP_TIMEOUT_S
-    line = ""
-    while "voxrelay up on" not in line:
-        assert time.monotonic() < deadline, "voxrelay up did not become ready"
-        assert proc.poll() is None, f"voxrelay up exited with {proc.returncode}"
-        if select.select([proc.stdout], [], [], 0.5)[0]:
-            line = proc.stdout.readline()
-    up = Up(f"http://127.0.0.1:{port}", proc, data_dir, log_path)
-    yield up
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(60)
-    proc.stdout.close()
-    log.close()
+def stack(tmp_path: Path) -> Iterator[Up]:
+    with running_up(tmp_path) as up:
+        yield up
 
 
 async def service_pids(http: aiohttp.ClientSession, url: str) -> dict[str, int]:

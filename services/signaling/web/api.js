@@ -1,0 +1,86 @@
+// signaling's HTTP API, with errors a person can act on.
+//
+// Every failure is an ApiError whose `message` is written for the person in front of
+// the page; `code` and `status` keep what the server said, for the details line.
+
+export class ApiError extends Error {
+  constructor(status, code, message, detail = "") {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.detail = detail;
+  }
+}
+
+const UNREACHABLE =
+  "Can't reach the voxrelay server. Check that it is running and that this device is on the same network, then try again.";
+
+export function createSession(name) {
+  return request("POST", "/v1/sessions", { body: { name } });
+}
+
+export function getSession(sessionId) {
+  return request("GET", `/v1/sessions/${encodeURIComponent(sessionId)}`);
+}
+
+export function join(sessionId, token, offer) {
+  return request("POST", `/v1/sessions/${encodeURIComponent(sessionId)}/clients`,
+    { body: offer, token });
+}
+
+export function leave(sessionId, token, clientId) {
+  return request("DELETE",
+    `/v1/sessions/${encodeURIComponent(sessionId)}/clients/${encodeURIComponent(clientId)}`,
+    { token, keepalive: true });
+}
+
+async function request(method, path, { body, token, keepalive = false } = {}) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(path, {
+      method, headers, keepalive, cache: "no-store",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, "unreachable", UNREACHABLE, String(e));
+  }
+  if (response.status === 204) return null;
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    // not JSON (a proxy's error page): handled by the status below
+  }
+  if (response.ok) return payload;
+  const error = payload?.error ?? {};
+  throw explain(response.status, error.code ?? "http_error", error.message ?? response.statusText);
+}
+
+function explain(status, code, serverMessage) {
+  const detail = `${status} ${code}: ${serverMessage}`;
+  if (status === 429 || code === "session_full") {
+    return new ApiError(status, "session_full", `This conversation is full. ${serverMessage}`, detail);
+  }
+  if (status === 401 || status === 403) {
+    return new ApiError(status, code,
+      "This link is not valid for this conversation. Ask for a fresh link or start a new conversation.",
+      detail);
+  }
+  if (code === "session_not_found" || (status === 404 && code !== "client_not_found")) {
+    return new ApiError(status, "session_not_found",
+      "This conversation doesn't exist anymore (it may have ended, or the server restarted). Start a new one.",
+      detail);
+  }
+  if (code === "session_ended" || status === 409) {
+    return new ApiError(status, "session_ended", "This conversation has ended. Start a new one.", detail);
+  }
+  if (status === 503 || status === 502 || status === 504) {
+    return new ApiError(status, code,
+      "The server is busy starting up or a part of it is down. Try again in a moment.", detail);
+  }
+  return new ApiError(status, code, serverMessage || `The server answered ${status}.`, detail);
+}

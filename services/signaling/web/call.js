@@ -1,0 +1,310 @@
+// One participant's connection to a conversation: the microphone, the WebRTC peer
+// connection to a media edge, and the `events` DataChannel.
+//
+// States: idle → connecting → connected ⇄ reconnecting → failed (with a reason).
+// A lost connection (ICE failed, the channel closed, or no latency.pong for a while)
+// is rebuilt with a fresh offer a few times before the call gives up; a session that
+// ended or vanished fails at once with a message a person can act on (onState gets
+// the state, the reason, and for failures the error code).
+
+import * as api from "./api.js";
+
+const GATHER_TIMEOUT_MS = 2000;
+const CONNECT_TIMEOUT_MS = 15000;
+const DISCONNECTED_GRACE_MS = 4000;
+const PING_EVERY_MS = 2000;
+const PONG_SILENCE_MS = 8000;
+const MAX_RECONNECTS = 3;
+const FINAL_CODES = new Set(["session_ended", "session_not_found", "unauthorized", "session_full"]);
+
+export const MIC_CONSTRAINTS = {
+  channelCount: 1,
+  sampleRate: 24000,
+  echoCancellation: true,
+  noiseSuppression: true,
+  autoGainControl: true,
+};
+
+export class MicError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "MicError";
+    this.code = code;
+  }
+}
+
+// `deviceId` exact: that microphone or an error; otherwise a preference (a remembered
+// microphone that is gone falls back to the default one).
+export async function openMic(deviceId, { exact = false } = {}) {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    throw new MicError("insecure",
+      "This browser only allows the microphone on secure pages. Open this page over HTTPS "
+      + "(start voxrelay with --tls) or on localhost.");
+  }
+  const audio = { ...MIC_CONSTRAINTS };
+  if (deviceId) audio.deviceId = exact ? { exact: deviceId } : { ideal: deviceId };
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio });
+  } catch (e) {
+    throw micError(e);
+  }
+}
+
+function micError(e) {
+  switch (e?.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return new MicError("denied",
+        "Microphone access was denied. Allow the microphone for this site (the icon in the "
+        + "address bar), then press Join again.");
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return new MicError("missing", "No microphone was found. Connect one and press Join again.");
+    case "NotReadableError":
+    case "AbortError":
+      return new MicError("busy",
+        "The microphone is in use by another app or could not start. Close the other app and try again.");
+    default:
+      return new MicError("unknown", `The microphone could not start (${e?.message ?? e}).`);
+  }
+}
+
+export class Call {
+  constructor({ sessionId, token, name, onState, onEvent, onRtt, onRemoteStream }) {
+    Object.assign(this, { sessionId, token, name, onState, onEvent, onRtt, onRemoteStream });
+    this.state = "idle";
+    this.pc = null;
+    this.channel = null;
+    this.sender = null;
+    this.stream = null;
+    this.clientId = null;
+    this.muted = false;
+    this.generation = 0;
+    this.reconnects = 0;
+    this.timers = new Set();
+    this.pings = new Map();
+    this.lastPong = 0;
+    this.ended = false;
+  }
+
+  // Start the microphone (asked once) and connect. Throws MicError or ApiError.
+  async start(deviceId) {
+    this.#setState("connecting");
+    try {
+      this.stream = await openMic(deviceId);
+      await this.#connect();
+    } catch (e) {
+      this.#shutdown();
+      this.#setState("failed", e.message, e.code);
+      throw e;
+    }
+    return this.stream;
+  }
+
+  async leave() {
+    if (this.ended) return;
+    this.ended = true;
+    const clientId = this.clientId;
+    this.#shutdown();
+    this.#setState("idle", "You left the conversation.");
+    if (clientId) {
+      try {
+        await api.leave(this.sessionId, this.token, clientId);
+      } catch {
+        // already gone on the server (session ended): nothing left to release
+      }
+    }
+  }
+
+  // A muted track sends silence; the edge is told too, so it stops publishing it.
+  setMuted(muted) {
+    this.muted = muted;
+    for (const track of this.stream?.getAudioTracks() ?? []) track.enabled = !muted;
+    this.#send({ type: "client.mute", ts: Date.now(), payload: { muted } });
+  }
+
+  // Another microphone, without renegotiating: the sender's track is replaced.
+  async switchMic(deviceId) {
+    const stream = await openMic(deviceId, { exact: true });
+    const [track] = stream.getAudioTracks();
+    track.enabled = !this.muted;
+    if (this.sender) await this.sender.replaceTrack(track);
+    for (const old of this.stream?.getTracks() ?? []) old.stop();
+    this.stream = stream;
+    return stream;
+  }
+
+  // -- connecting ---------------------------------------------------------------
+
+  async #connect() {
+    const generation = ++this.generation;
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    const [track] = this.stream.getAudioTracks();
+    track.enabled = !this.muted;
+    this.sender = pc.addTrack(track, this.stream);
+    const channel = pc.createDataChannel("events");
+    this.channel = channel;
+    const current = () => generation === this.generation && !this.ended;
+    pc.ontrack = (e) => current() && this.onRemoteStream(e.streams[0] ?? new MediaStream([e.track]));
+    pc.onconnectionstatechange = () => current() && this.#onConnectionState(pc.connectionState);
+    channel.onopen = () => {
+      if (!current()) return;
+      if (this.muted) this.setMuted(true); // a rebuilt connection starts muted too
+      this.#startPinging(channel);
+    };
+    channel.onmessage = (e) => current() && this.#onMessage(e.data);
+    channel.onclose = () => current() && this.#lost("the server closed the connection");
+    await pc.setLocalDescription(await pc.createOffer());
+    await gatheringComplete(pc, GATHER_TIMEOUT_MS);
+    if (!current()) return;
+    const answer = await api.join(this.sessionId, this.token,
+      { sdp: pc.localDescription.sdp, type: "offer", name: this.name });
+    if (!current()) return;
+    this.clientId = answer.client_id;
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    this.#after(CONNECT_TIMEOUT_MS, () => {
+      if (current() && pc.connectionState !== "connected") {
+        this.#lost("no audio connection could be made (is UDP blocked between here and the server?)");
+      }
+    });
+  }
+
+  #onConnectionState(state) {
+    if (state === "connected") {
+      this.reconnects = 0;
+      this.#setState("connected");
+    } else if (state === "disconnected") {
+      this.#setState("reconnecting", "the network connection was interrupted");
+      const generation = this.generation;
+      this.#after(DISCONNECTED_GRACE_MS, () => {
+        if (generation === this.generation && this.pc?.connectionState === "disconnected") {
+          this.#lost("the network connection was interrupted");
+        }
+      });
+    } else if (state === "failed" || state === "closed") {
+      this.#lost("the audio connection failed");
+    }
+  }
+
+  // The connection is gone: rebuild it under the same session, or give up.
+  async #lost(reason) {
+    if (this.ended || this.state === "failed") return;
+    const oldClient = this.clientId;
+    this.#shutdown({ keepMic: true });
+    if (this.reconnects >= MAX_RECONNECTS) {
+      this.#fail(`Lost the connection: ${reason}.`);
+      return;
+    }
+    this.reconnects += 1;
+    this.#setState("reconnecting", reason);
+    if (oldClient) api.leave(this.sessionId, this.token, oldClient).catch(() => {});
+    const generation = this.generation;
+    await new Promise((resolve) => this.#after(1000 * this.reconnects, resolve));
+    if (this.ended || generation !== this.generation) return;
+    try {
+      await this.#connect();
+    } catch (e) {
+      if (e instanceof api.ApiError && FINAL_CODES.has(e.code)) {
+        this.#fail(e.message, e.code);
+      } else {
+        this.#lost(e.message.replace(/\.$/, ""));
+      }
+    }
+  }
+
+  #fail(message, code = "connection_lost") {
+    this.#shutdown();
+    this.#setState("failed", message, code);
+  }
+
+  // -- the events channel ---------------------------------------------------------
+
+  #startPinging(channel) {
+    this.lastPong = performance.now();
+    let next = 0;
+    const ping = () => {
+      if (channel.readyState !== "open") return;
+      if (performance.now() - this.lastPong > PONG_SILENCE_MS) {
+        this.#lost("the server stopped answering");
+        return;
+      }
+      const id = `p${++next}`;
+      this.pings.set(id, performance.now());
+      if (this.pings.size > 16) this.pings.delete(this.pings.keys().next().value);
+      this.#send({ type: "latency.ping", ts: Date.now(), payload: { ping_id: id } });
+    };
+    ping();
+    const timer = setInterval(ping, PING_EVERY_MS);
+    this.timers.add({ cancel: () => clearInterval(timer) });
+  }
+
+  #onMessage(data) {
+    let event;
+    try {
+      event = JSON.parse(data);
+    } catch {
+      return; // not ours to judge: the edge only sends JSON
+    }
+    if (event?.type === "latency.pong") {
+      const sent = this.pings.get(event.payload?.ping_id);
+      this.lastPong = performance.now();
+      if (sent !== undefined) {
+        this.pings.delete(event.payload.ping_id);
+        this.onRtt(performance.now() - sent);
+      }
+      return;
+    }
+    if (typeof event?.type === "string") this.onEvent(event);
+  }
+
+  // -- plumbing ---------------------------------------------------------------------
+
+  #send(message) {
+    if (this.channel?.readyState === "open") this.channel.send(JSON.stringify(message));
+  }
+
+  #after(ms, fn) {
+    const entry = { cancel: () => clearTimeout(handle) };
+    const handle = setTimeout(() => {
+      this.timers.delete(entry);
+      fn();
+    }, ms);
+    this.timers.add(entry);
+  }
+
+  #shutdown({ keepMic = false } = {}) {
+    this.generation += 1; // handlers of the old connection go quiet
+    for (const timer of this.timers) timer.cancel();
+    this.timers.clear();
+    this.pings.clear();
+    this.channel?.close();
+    this.pc?.close();
+    this.pc = null;
+    this.channel = null;
+    this.sender = null;
+    this.clientId = null;
+    if (!keepMic) {
+      for (const track of this.stream?.getTracks() ?? []) track.stop();
+    }
+  }
+
+  #setState(state, reason = "", code = "") {
+    this.state = state;
+    this.onState(state, reason, code);
+  }
+}
+
+function gatheringComplete(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    };
+    const check = () => pc.iceGatheringState === "complete" && done();
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
