@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import ifaddr
+
 from services.runtime.config import ConfigError, env_bool, env_float, env_int, env_str
 
 REQUIRED_SERVICES = ("media_edge", "mixer", "openai_link", "recorder")
@@ -32,8 +34,22 @@ class SignalingConfig:
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "") else self.http_host
+        host = self.http_host
+        if host in ("0.0.0.0", "", "::"):
+            # Listening everywhere: a join link must reach this machine from a phone.
+            host = lan_address() or "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
         return f"{'https' if self.tls else 'http'}://{host}:{self.http_port}"
+
+
+def lan_address() -> str | None:
+    """This machine's first non-loopback IPv4 address (None when it has none)."""
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith(("127.", "169.254.")):
+                return ip.ip
+    return None
 
 
 def from_env(env: Mapping[str, str] | None = None) -> SignalingConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 
@@ -45,6 +46,7 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
     site = web.TCPSite(runner, config.http_host, config.http_port, ssl_context=ssl_context)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
+    conductor.config = dataclasses.replace(config, http_port=port)  # join links use it
     scheme = "https" if ssl_context else "http"
     sys.stdout.write(f"signaling listening on {scheme}://{config.http_host}:{port}\n")
     sys.stdout.flush()

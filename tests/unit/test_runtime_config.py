@@ -44,3 +44,12 @@ def test_mdns_candidates_are_stripped():
            "a=candidate:2 1 udp 2122260223 127.0.0.1 54322 typ host\r\n")
     stripped = strip_mdns_candidates(sdp)
     assert ".local" not in stripped and "127.0.0.1 54322" in stripped
+
+
+def test_join_links_from_an_all_interfaces_bind_use_a_reachable_address():
+    from services.signaling.config import SignalingConfig, lan_address
+
+    config = SignalingConfig(http_host="0.0.0.0", http_port=8443, tls=True)
+    expected = lan_address() or "127.0.0.1"
+    assert config.base_url == f"https://{expected}:8443"
+    assert SignalingConfig(public_url="https://voice.example/").base_url == "https://voice.example"
