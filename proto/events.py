@@ -50,6 +50,25 @@ class ClientLeft(Event, tag="client.left"):
     reason: str = ""
 
 
+class ClientMuted(Event, tag="client.muted"):
+    """A client muted or unmuted its microphone (its edge publishes none of it while muted)."""
+
+    client_id: str
+    muted: bool = True
+
+
+class VoiceActivity(Event, tag="voice.activity"):
+    """A client started or stopped speaking, as its mixer hears it (after echo gating).
+
+    Published on transitions only. ``at`` is the capture time (unix seconds) of the first
+    speech frame (``active``) or the end of the last one (not ``active``).
+    """
+
+    client_id: str
+    active: bool
+    at: float = 0.0
+
+
 class TurnStart(Event, tag="turn.start"):
     turn_id: str
     role: Role
@@ -112,13 +131,15 @@ class RealtimeEvent(Event, tag="realtime.event"):
 
 
 AnyEvent = (
-    SessionStarted | SessionEnded | ClientJoined | ClientLeft | TurnStart | TurnEnd | AiState
-    | AiInterrupted | TranscriptDelta | TranscriptDone | ErrorEvent | LatencyPing | RealtimeEvent
+    SessionStarted | SessionEnded | ClientJoined | ClientLeft | ClientMuted | VoiceActivity
+    | TurnStart | TurnEnd | AiState | AiInterrupted | TranscriptDelta | TranscriptDone
+    | ErrorEvent | LatencyPing | RealtimeEvent
 )
 
 CLIENT_FACING = frozenset({
-    "client.joined", "client.left", "turn.start", "turn.end", "ai.state", "ai.interrupted",
-    "transcript.delta", "transcript.done", "error", "latency.ping", "question.ready",
+    "client.joined", "client.left", "client.muted", "voice.activity", "turn.start", "turn.end",
+    "ai.state", "ai.interrupted", "transcript.delta", "transcript.done", "error", "latency.ping",
+    "question.ready",
 })
 "Tags forwarded to browsers on the ``events`` DataChannel."
 

@@ -30,6 +30,8 @@ class StartSession(Request, tag="start_session"):
     record: bool = False
     mixer_audio: str = ""
     "For the link: the endpoint where the session's mixer publishes ``aud/mix``."
+    link_audio: str = ""
+    "For the mixer: the endpoint where the session's link publishes ``aud/model`` (echo gating)."
 
 
 class StopSession(Request, tag="stop_session"):

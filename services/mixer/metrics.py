@@ -1,4 +1,4 @@
-"""The mixer's metrics: frames in and out, what was dropped and why, and its clock."""
+"""The mixer's metrics: frames in and out, what was dropped or ducked and why, its clock."""
 
 from __future__ import annotations
 
@@ -25,3 +25,24 @@ TICK_LATENESS = Histogram(
 )
 TICKS_SKIPPED = Counter("voxrelay_mixer_ticks_skipped_total",
                         "Mixer ticks skipped because the event loop fell several ticks behind")
+
+FRAMES_DUCKED = Counter(
+    "voxrelay_mixer_frames_ducked_total",
+    "Client frames attenuated before mixing because they carried the AI's own voice (echo)",
+)
+MODEL_FRAMES_DROPPED = Counter(
+    "voxrelay_mixer_model_frames_dropped_total",
+    "Model audio frames (aud/model, the echo reference) not used: decode = malformed, "
+    "unknown = no such session, overflow = arrived faster than the mixer's clock",
+    ["reason"],
+)
+ACTIVITY_CHANGES = Counter(
+    "voxrelay_mixer_voice_activity_changes_total",
+    "Clients starting or stopping to speak, as published in voice.activity events",
+    ["active"],
+)
+TICK_SECONDS = Histogram(
+    "voxrelay_mixer_tick_seconds",
+    "CPU time of one session's 20 ms tick: jitter buffers, echo gating, activity, mix",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02),
+)

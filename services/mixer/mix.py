@@ -34,6 +34,12 @@ def mix(frames: Sequence[bytes]) -> bytes:
     return soft_limit(total).astype("<i2").tobytes()
 
 
+def attenuate(pcm: bytes, gain: float) -> bytes:
+    """``pcm`` scaled by ``gain`` (0..1), for a microphone ducked as echo."""
+    scaled = np.frombuffer(pcm, dtype="<i2").astype(np.float32) * np.float32(gain)
+    return np.rint(scaled).astype("<i2").tobytes()
+
+
 def soft_limit(total: np.ndarray) -> np.ndarray:
     """Map int32 sums into ±FULL_SCALE: identity within ±KNEE, tanh-shaped beyond it."""
     magnitude = np.abs(total)

@@ -1,9 +1,12 @@
 """The mixer process: its RPC surface, its audio sockets and its sessions.
 
 One AUDIO_SUB socket reads every mixed client's ``aud/in`` (connected to each edge that
-holds one, subscribed per client); one AUDIO_PUB socket, bound here and announced in the
-heartbeat, carries every session's ``aud/mix``. Frames are decoded once, at the socket;
-what cannot be used is dropped and counted, never fatal.
+holds one, subscribed per client); another follows each session's link on ``aud/model``
+(``StartSession.link_audio``): the AI's voice, the reference for echo gating. One
+AUDIO_PUB socket, bound here and announced in the heartbeat, carries every session's
+``aud/mix``. Frames are decoded once, at the socket; what cannot be used is dropped and
+counted, never fatal. Clients starting and stopping to speak go on the bus as
+``voice.activity`` events.
 """
 
 from __future__ import annotations
@@ -11,19 +14,27 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Callable
 from typing import Any, assert_never
 
 import zmq
 
-from proto import audio, rpc, topics
+from proto import audio, events, rpc, topics
 from proto.ids import check_id
 from services.runtime.service import Service
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader, send_nowait
 
+from .activity import Transition
 from .config import MixerConfig
 from .jitter import DropReason
-from .metrics import DROPPED, FRAMES_MIXED, SESSIONS
+from .metrics import (
+    ACTIVITY_CHANGES,
+    DROPPED,
+    FRAMES_MIXED,
+    MODEL_FRAMES_DROPPED,
+    SESSIONS,
+)
 from .session import MixerSession, MixFrame
 
 logger = logging.getLogger(__name__)
@@ -33,10 +44,12 @@ LISTENER = "listener"
 
 
 class Mixer:
-    def __init__(self, ctx: zmq.Context[Any], config: MixerConfig, name: str) -> None:
+    def __init__(self, ctx: zmq.Context[Any], config: MixerConfig, name: str,
+                 publish_event: Callable[[events.Event], object] = lambda event: None) -> None:
         self.config = config
         self.name = name
         self.sessions: dict[str, MixerSession] = {}
+        self._publish_event = publish_event
         self._pub = make_socket(ctx, Role.AUDIO_PUB)
         self.audio_endpoint = bind(self._pub, config.service.audio_bind)
         self._sub = make_socket(ctx, Role.AUDIO_SUB)
@@ -45,6 +58,13 @@ class Mixer:
         "(session, client) → the edge endpoint its uplink comes from."
         self._connected: collections.Counter[str] = collections.Counter()
         "Edge endpoint → how many mixed clients use it."
+        self._model_sub = make_socket(ctx, Role.AUDIO_SUB)
+        self._model_reader = SocketReader(self._model_sub, self._on_model_frame,
+                                          f"{name}-aud-model")
+        self._links: dict[str, str] = {}
+        "Session → the link endpoint its aud/model comes from."
+        self._followed: collections.Counter[str] = collections.Counter()
+        "Link endpoint → how many sessions use it."
 
     def load(self) -> int:
         return len(self.sessions)
@@ -52,6 +72,7 @@ class Mixer:
     async def run(self) -> None:
         """Read client audio until cancelled, then close."""
         self._reader.start()
+        self._model_reader.start()
         try:
             await asyncio.get_running_loop().create_future()
         finally:
@@ -64,7 +85,9 @@ class Mixer:
         self.sessions.clear()
         SESSIONS.set(0)
         self._reader.stop()
+        self._model_reader.stop()
         self._sub.close(linger=0)
+        self._model_sub.close(linger=0)
         self._pub.close(linger=0)
 
     async def handle(self, request: rpc.AnyRequest) -> rpc.Reply:
@@ -72,7 +95,7 @@ class Mixer:
             case rpc.Ping():
                 pass
             case rpc.StartSession():
-                await self.start_session(request.session_id)
+                await self.start_session(request.session_id, request.link_audio)
             case rpc.StopSession():
                 self.stop_session(request.session_id, request.reason)
             case rpc.AddClient():
@@ -86,16 +109,26 @@ class Mixer:
                 assert_never(request)
         return rpc.Ok()
 
-    async def start_session(self, session_id: str) -> None:
-        """Create the session and return once its clock ticks (idempotent)."""
+    async def start_session(self, session_id: str, link_audio: str = "") -> None:
+        """Create the session and return once its clock ticks (idempotent).
+
+        ``link_audio``: where the session's link publishes ``aud/model`` (the echo
+        reference); without it the session mixes without echo gating.
+        """
         session = self.sessions.get(session_id)
         if session is None:
-            session = MixerSession(_checked(session_id, "session_id"), self.config.jitter)
+            session = MixerSession(_checked(session_id, "session_id"), self.config.session,
+                                   on_activity=lambda client, change: self._activity(
+                                       session_id, client, change))
+            self._follow_link(session_id, link_audio)
             self.sessions[session_id] = session
             SESSIONS.set(len(self.sessions))
             session.start(lambda frame: self._publish(session, frame))
-            logger.info("MixerSession(%s): started on %s", session_id, self.name,
+            logger.info("MixerSession(%s): started on %s (echo reference: %s)", session_id,
+                        self.name, self._links.get(session_id, "none"),
                         extra={"session_id": session_id})
+        else:
+            self._follow_link(session_id, link_audio)
         await session.wait_ticking()
 
     def stop_session(self, session_id: str, reason: str = "") -> None:
@@ -106,6 +139,7 @@ class Mixer:
         session.stop(reason)
         for client_id in session.clients:
             self._unroute(session_id, client_id)
+        self._unfollow_link(session_id)
 
     def add_client(self, request: rpc.AddClient) -> None:
         session = self._session(request.session_id)
@@ -164,6 +198,65 @@ class Mixer:
             self._sub.disconnect(endpoint)
             logger.info("%s: disconnected from edge audio %s", self.name, endpoint)
 
+    def _follow_link(self, session_id: str, endpoint: str) -> None:
+        """Receive the session's ``aud/model`` from ``endpoint`` (nothing if echo gating is off)."""
+        if not endpoint or not self.config.session.echo.enabled:
+            return
+        if self._links.get(session_id) == endpoint:
+            return
+        if not self._followed[endpoint]:
+            try:
+                self._model_sub.connect(endpoint)
+            except zmq.ZMQError as e:
+                raise rpc.RpcError("bad_request", f"cannot connect to 'link_audio' "
+                                   f"{endpoint!r}: {e}") from e
+            logger.info("%s: connected to link audio %s", self.name, endpoint)
+        self._followed[endpoint] += 1
+        if session_id in self._links:  # the session moved to another link
+            self._release_link(self._links[session_id])
+        else:
+            self._model_sub.subscribe(topics.aud_model(session_id))
+        self._links[session_id] = endpoint
+
+    def _unfollow_link(self, session_id: str) -> None:
+        endpoint = self._links.pop(session_id, None)
+        if endpoint is not None:
+            self._model_sub.unsubscribe(topics.aud_model(session_id))
+            self._release_link(endpoint)
+
+    def _release_link(self, endpoint: str) -> None:
+        self._followed[endpoint] -= 1
+        if self._followed[endpoint] <= 0:
+            del self._followed[endpoint]
+            self._model_sub.disconnect(endpoint)
+            logger.info("%s: disconnected from link audio %s", self.name, endpoint)
+
+    def _on_model_frame(self, parts: list[bytes]) -> None:
+        try:
+            raw_topic, header, pcm = audio.unpack(parts)
+            topic = topics.parse(raw_topic)
+        except (audio.FrameError, topics.TopicError) as e:
+            MODEL_FRAMES_DROPPED.labels("decode").inc()
+            logger.debug("%s: dropped a malformed model frame: %s", self.name, e)
+            return
+        match topic:
+            case topics.Topic(channel="aud/model", session_id=str(session_id)) \
+                    if header.samples == audio.FRAME_SAMPLES:
+                session = self.sessions.get(session_id)
+                if session is None:
+                    MODEL_FRAMES_DROPPED.labels("unknown").inc()
+                else:
+                    session.receive_model(pcm)
+            case _:
+                MODEL_FRAMES_DROPPED.labels("decode").inc()
+
+    def _activity(self, session_id: str, client_id: str, change: Transition) -> None:
+        ACTIVITY_CHANGES.labels(str(change.active).lower()).inc()
+        logger.debug("MixerSession(%s): client %s %s speaking", session_id, client_id,
+                     "started" if change.active else "stopped")
+        self._publish_event(events.VoiceActivity(session_id=session_id, client_id=client_id,
+                                                 active=change.active, at=change.at_ns / 1e9))
+
     def _on_frame(self, parts: list[bytes]) -> None:
         try:
             raw_topic, header, pcm = audio.unpack(parts)
@@ -199,6 +292,6 @@ def _checked(value: str, what: str) -> str:
 
 async def main(config: MixerConfig) -> None:
     service = Service(config.service)
-    mixer = Mixer(service.ctx, config, service.instance)
+    mixer = Mixer(service.ctx, config, service.instance, service.events.publish)
     service.audio_endpoint = mixer.audio_endpoint
     await service.run(mixer.handle, load=mixer.load, tasks=(mixer.run,))

@@ -7,6 +7,11 @@ The mix frame's ``capture_ns`` is the newest capture time among the frames it co
 (or the wall clock for pure silence); its ``seq`` advances once per tick, skipped ticks
 included, so a consumer sees a skip as a gap.
 
+While the model speaks (its voice comes from ``aud/model``), :class:`.gating.EchoGating`
+judges every client frame first; a frame that carries only the AI's own voice is ducked
+(attenuated by ``duck_db``) before mixing. Each client's :class:`.activity.VoiceActivity`
+then hears what is left, and its transitions go to ``on_activity``.
+
 :meth:`MixerSession.tick` does one tick at a time given the wall clock, so tests drive
 it without real time; :meth:`MixerSession.start` runs it on a :class:`.clock.FrameClock`.
 """
@@ -18,17 +23,23 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proto import topics
 from proto.ids import check_id
 
+from .activity import ActivitySettings, Transition, VoiceActivity, power
 from .clock import FrameClock
+from .echo import QUIET, EchoSettings
+from .gating import EchoGating
 from .jitter import DropReason, Frame, JitterBuffer, JitterSettings
-from .metrics import DROPPED
-from .mix import mix
+from .metrics import DROPPED, FRAMES_DUCKED, TICK_SECONDS
+from .mix import attenuate, mix
 
 logger = logging.getLogger(__name__)
+
+OnActivity = Callable[[str, Transition], None]
+"Called with (client id, transition) when a client starts or stops speaking."
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +49,38 @@ class MixFrame:
     pcm: bytes
     speakers: int
     "How many clients' frames it contains."
+    ducked: int = 0
+    "How many of them were ducked as echo."
+
+
+@dataclass
+class _Client:
+    buffer: JitterBuffer
+    activity: VoiceActivity
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    jitter: JitterSettings = field(default_factory=JitterSettings)
+    echo: EchoSettings = field(default_factory=EchoSettings)
+    activity: ActivitySettings = field(default_factory=ActivitySettings)
 
 
 class MixerSession:
-    def __init__(self, session_id: str, settings: JitterSettings | None = None,
-                 wall_clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, session_id: str, settings: SessionSettings | None = None,
+                 wall_clock: Callable[[], int] = time.time_ns,
+                 on_activity: OnActivity | None = None) -> None:
         self.session_id = check_id(session_id, "session_id")
         self.topic = topics.aud_mix(session_id)
-        self.settings = settings or JitterSettings()
+        self.settings = settings or SessionSettings()
         self.wall_clock = wall_clock
+        self.on_activity = on_activity
         self.frames = 0
+        self.ducked = 0
+        "Client frames ducked as echo."
         self.dropped: collections.Counter[DropReason] = collections.Counter()
-        self._clients: dict[str, JitterBuffer] = {}
+        self._clients: dict[str, _Client] = {}
+        self._gating = EchoGating(self.settings.echo, self.session_id)
         self._seq = 0
         self._clock: FrameClock | None = None
         self._publish: Callable[[MixFrame], None] | None = None
@@ -66,51 +97,87 @@ class MixerSession:
         """Start mixing ``client_id``; False if it was already mixed."""
         if client_id in self._clients:
             return False
-        self._clients[client_id] = JitterBuffer(self.settings)
+        self._clients[client_id] = _Client(JitterBuffer(self.settings.jitter),
+                                           VoiceActivity(self.settings.activity))
+        self._gating.add_client(client_id)
         logger.info("MixerSession(%s): client %s added (%d clients)", self.session_id,
                     client_id, len(self._clients), extra={"session_id": self.session_id})
         return True
 
     def remove_client(self, client_id: str) -> bool:
-        """Stop mixing ``client_id``; False if it was not mixed."""
-        if self._clients.pop(client_id, None) is None:
+        """Stop mixing ``client_id`` (it stops speaking, if it was); False if it was not mixed."""
+        client = self._clients.pop(client_id, None)
+        if client is None:
             return False
+        self._gating.remove_client(client_id)
+        self._report(client_id, client.activity.end())
         logger.info("MixerSession(%s): client %s removed (%d clients)", self.session_id,
                     client_id, len(self._clients), extra={"session_id": self.session_id})
         return True
 
     def receive(self, client_id: str, seq: int, capture_ns: int, pcm: bytes) -> None:
         """A client's frame from the bus (already checked for format and size)."""
-        buffer = self._clients.get(client_id)
-        if buffer is None:
+        client = self._clients.get(client_id)
+        if client is None:
             self._count([DropReason.UNKNOWN])
             return
-        dropped = buffer.push(Frame(seq, capture_ns, pcm))
+        dropped = client.buffer.push(Frame(seq, capture_ns, pcm))
         if dropped:
             self._count(dropped)
+        if self.settings.echo.enabled:
+            self._gating.hear(client_id, seq, pcm)
+
+    def receive_model(self, pcm: bytes) -> None:
+        """A frame of the model's voice (the echo reference)."""
+        if self.settings.echo.enabled:
+            self._gating.hear_model(pcm)
 
     def tick(self, now_ns: int) -> MixFrame:
         """Mix this tick's frame; ``now_ns`` (wall clock) stamps a frame of pure silence."""
+        if self.settings.echo.enabled:
+            self._gating.update()
         parts: list[bytes] = []
         newest = 0
-        for buffer in self._clients.values():
-            shed = buffer.shed
-            frame = buffer.pop()
-            if buffer.shed != shed:
-                self._count([DropReason.STALE])
-            if frame is not None:
-                parts.append(frame.pcm)
-                newest = max(newest, frame.capture_ns)
-        result = MixFrame(self._seq, newest if parts else now_ns, mix(parts), len(parts))
+        ducked = 0
+        for client_id, client in self._clients.items():
+            frame = self._next_frame(client.buffer)
+            if frame is None:
+                self._report(client_id, client.activity.update(None, now_ns))
+                continue
+            pcm, echo = self._gated(client_id, frame)
+            parts.append(pcm)
+            ducked += echo
+            newest = max(newest, frame.capture_ns)
+            self._report(client_id, client.activity.update(power(frame.pcm), frame.capture_ns,
+                                                           ducked=echo))
+        if ducked:
+            self.ducked += ducked
+            FRAMES_DUCKED.inc(ducked)
+        result = MixFrame(self._seq, newest if parts else now_ns, mix(parts), len(parts), ducked)
         self._seq += 1
         self.frames += 1
         return result
 
+    def _next_frame(self, buffer: JitterBuffer) -> Frame | None:
+        shed = buffer.shed
+        frame = buffer.pop()
+        if buffer.shed != shed:
+            self._count([DropReason.STALE])
+        return frame
+
+    def _gated(self, client_id: str, frame: Frame) -> tuple[bytes, bool]:
+        """The frame as it is mixed (ducked if it is echo), and whether it was ducked."""
+        echo = self.settings.echo
+        verdict = self._gating.verdict(client_id, frame.seq) if echo.enabled else QUIET
+        if verdict.echo:
+            return attenuate(frame.pcm, echo.duck_gain), True
+        return frame.pcm, False
+
     def skip(self, ticks: int) -> None:
         """The clock skipped ``ticks``: leave a gap in ``seq``, drop what is now too late."""
         self._seq += ticks
-        for buffer in self._clients.values():
-            dropped = buffer.trim()
+        for client in self._clients.values():
+            dropped = client.buffer.trim()
             if dropped:
                 self._count(dropped)
 
@@ -132,16 +199,24 @@ class MixerSession:
         if self._clock is not None:
             self._clock.stop()
             self._clock = None
-            logger.info("MixerSession(%s): stopped (%s) after %d frames; dropped %s",
-                        self.session_id, reason or "no reason given", self.frames,
-                        dict(self.dropped) or "none", extra={"session_id": self.session_id})
+            logger.info("MixerSession(%s): stopped (%s) after %d frames; dropped %s; "
+                        "%d ducked as echo", self.session_id, reason or "no reason given",
+                        self.frames, dict(self.dropped) or "none", self.ducked,
+                        extra={"session_id": self.session_id})
 
     def _on_clock(self, skipped: int) -> None:
         if skipped:
             self.skip(skipped)
         assert self._publish is not None
-        self._publish(self.tick(self.wall_clock()))
+        began = time.perf_counter()
+        frame = self.tick(self.wall_clock())
+        TICK_SECONDS.observe(time.perf_counter() - began)
+        self._publish(frame)
         self._ticking.set()
+
+    def _report(self, client_id: str, transition: Transition | None) -> None:
+        if transition is not None and self.on_activity is not None:
+            self.on_activity(client_id, transition)
 
     def _count(self, reasons: list[DropReason]) -> None:
         for reason in reasons:

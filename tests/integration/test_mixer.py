@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zmq
 
-from proto import audio, ids, rpc, topics
+from proto import audio, events, ids, rpc, topics
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader
 from tests.support.ports import free_port
@@ -24,6 +24,7 @@ from tests.support.speech import rms_dbfs, speak
 from tests.support.stack import Running, Stack, stop_process
 
 FRAME_S = audio.FRAME_MS / 1000
+FRAME_NS = audio.FRAME_MS * 1_000_000
 WAIT_S = 10.0
 "Every wait's limit: generous, other test runs share this machine."
 SILENCE = bytes(audio.FRAME_BYTES)
@@ -321,3 +322,113 @@ async def wait_load(rig: Rig, load: int) -> None:
     async with asyncio.timeout(WAIT_S):
         while rig.mixer.beat is None or rig.mixer.beat.load != load:
             await asyncio.sleep(0.05)
+
+
+async def test_voice_activity_is_published_when_a_client_starts_and_stops_speaking(rig: Rig):
+    edge, client = rig.edge(), ids.new_id()
+    await rig.add_speaker(edge, client, probe=3)  # a probe far below any voice
+    speech = speak("testing the mixer one two three").ljust(60 * audio.FRAME_BYTES, b"\0")
+    frames = [speech[n * audio.FRAME_BYTES:(n + 1) * audio.FRAME_BYTES] for n in range(60)]
+    stamps = await edge.play(rig.session_id, client, frames + [SILENCE] * 30)
+    voiced = [s for s, f in zip(stamps, frames, strict=False) if rms_dbfs(f) > -45]
+    stopped = await rig.stack.wait_event(events.VoiceActivity, WAIT_S, client_id=client,
+                                         active=False)
+    changes = [e for e in rig.stack.events
+               if isinstance(e, events.VoiceActivity) and e.client_id == client]
+    assert [e.active for e in changes] == [True, False], "transitions only"
+    started = changes[0]
+    assert (started.session_id, started.producer) == (rig.session_id, rig.mixer.instance)
+    # Capture times: where the first voiced frame began, and where the last one ended.
+    assert started.at == pytest.approx(voiced[0] / 1e9, abs=1e-6)
+    assert stopped.at == pytest.approx((voiced[-1] + FRAME_NS) / 1e9, abs=1e-6)
+    assert stopped.ts - stopped.at < 1.0
+
+
+class LinkStandIn:
+    """Plays the session's link: the model's voice on ``aud/model`` from a bound AUDIO_PUB."""
+
+    def __init__(self, ctx: zmq.Context[Any], session_id: str) -> None:
+        self.sock = make_socket(ctx, Role.AUDIO_PUB)
+        self.endpoint = bind(self.sock, "tcp://127.0.0.1:*")
+        self.topic = topics.aud_model(session_id)
+        self.seq = 0
+
+    def send(self, pcm: bytes) -> None:
+        self.sock.send_multipart(audio.pack(self.topic, self.seq, time.time_ns(), pcm))
+        self.seq += 1
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+def scaled(pcm: bytes, db: float) -> bytes:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64) * 10 ** (db / 20)
+    return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+
+
+def framed(pcm: bytes) -> list[bytes]:
+    pcm += bytes(-len(pcm) % audio.FRAME_BYTES)
+    return [pcm[i:i + audio.FRAME_BYTES] for i in range(0, len(pcm), audio.FRAME_BYTES)]
+
+
+async def play_together(link: LinkStandIn, edge: Edge, session_id: str, client: str,
+                        model: list[bytes], mic: list[bytes]) -> list[int]:
+    """The model's frames and the client's, side by side at real-time pace: mic stamps."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    stamps = []
+    for n in range(max(len(model), len(mic))):
+        await asyncio.sleep(max(0.0, start + n * FRAME_S - loop.time()))
+        link.send(model[n] if n < len(model) else SILENCE)
+        stamps.append(edge.send(session_id, client, mic[n] if n < len(mic) else SILENCE))
+    return stamps
+
+
+async def test_a_microphone_echoing_the_model_is_ducked_and_real_speech_is_not(rig: Rig):
+    session_id = ids.new_id()
+    link = LinkStandIn(rig.stack.ctx, session_id)
+    mix = MixReader(rig.stack.ctx, rig.mixer, session_id)
+    edge, phone = rig.edge(), ids.new_id()
+    try:
+        await rig.rpc(rpc.StartSession(session_id=session_id, link_audio=link.endpoint))
+        await rig.rpc(rpc.AddClient(session_id=session_id, client_id=phone,
+                                    edge_audio=edge.endpoint))
+        voice = framed(speak("hello everyone this is the assistant speaking", "en-us+f3"))
+        delay = 10  # frames: 200 ms from the model's voice to the phone's microphone
+        echo = [SILENCE] * delay + [scaled(f, -12) for f in voice]
+        # Handshake: both streams flow until the mixer has ducked an echo frame.
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                played = await play_together(link, edge, session_id, phone, voice, echo)
+                await mix.wait_for(lambda f, t=played[-1]: f.header.capture_ns == t,
+                                   "the handshake's last frame")
+                if any(f.header.capture_ns in set(played) and rms_dbfs(f.pcm) < -60
+                       for f in mix.frames):
+                    break
+        start = len(mix.frames)
+        stamps = await play_together(link, edge, session_id, phone, voice, echo)
+        # The echo again, then a person speaking over it (louder: nearer), as the model talks on.
+        words = framed(speak("stop I have a question"))
+        over = [_sum(e, w) for e, w in zip(echo[:len(words) + delay], [SILENCE] * delay + words,
+                                            strict=True)]
+        over_stamps = await play_together(link, edge, session_id, phone, voice, over)
+        await mix.wait_for(lambda f: f.header.capture_ns == over_stamps[-1], "the last frame",
+                           after=start)
+    finally:
+        link.close()
+    mixed = {f.header.capture_ns: f.pcm for f in mix.frames[start:]}
+    sent = dict(zip(stamps, echo, strict=True))
+    loud = [t for t, pcm in sent.items() if rms_dbfs(pcm) > -40 and t in mixed]
+    ducked = [t for t in loud if rms_dbfs(mixed[t]) < rms_dbfs(sent[t]) - 20]
+    print(f"{len(ducked)} of {len(loud)} loud echo frames ducked")
+    assert len(loud) > 50 and len(ducked) >= 0.9 * len(loud)
+    spoken = [t for t, w in zip(over_stamps[delay:], words, strict=False)
+              if rms_dbfs(w) > -35 and t in mixed]
+    through = [t for t in spoken if rms_dbfs(mixed[t]) > -40]
+    print(f"{len(through)} of {len(spoken)} frames of speech over the echo mixed")
+    assert len(through) >= 0.8 * len(spoken)
+
+
+def _sum(a: bytes, b: bytes) -> bytes:
+    total = np.frombuffer(a, dtype="<i2").astype(np.int32) + np.frombuffer(b, dtype="<i2")
+    return np.clip(total, -32768, 32767).astype("<i2").tobytes()

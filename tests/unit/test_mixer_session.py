@@ -1,4 +1,5 @@
-"""Jitter buffers, the tick schedule and MixerSession, driven by an injected clock."""
+"""Jitter buffers, the tick schedule and MixerSession (mix, voice activity, echo gating),
+driven by an injected clock."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import pytest
 
 from proto import ids
 from proto.audio import FRAME_SAMPLES
+from services.mixer.activity import Transition
 from services.mixer.clock import PERIOD_S, SKIP_AFTER_TICKS, next_tick
+from services.mixer.echo import EchoSettings
 from services.mixer.jitter import DropReason, Frame, JitterBuffer, JitterSettings
 from services.mixer.mix import SILENCE
-from services.mixer.session import MixerSession
+from services.mixer.session import MixerSession, SessionSettings
+from tests.support.speech import rms_dbfs, speak
 
 FRAME_NS = 20_000_000
 T0 = 1_700_000_000_000_000_000
@@ -165,7 +169,7 @@ def test_a_tick_several_periods_late_skips_to_now():
 
 
 def session_with(*clients: str, target: int = 1) -> MixerSession:
-    session = MixerSession(ids.new_id(), JitterSettings(target_frames=target))
+    session = MixerSession(ids.new_id(), SessionSettings(JitterSettings(target_frames=target)))
     for client in clients:
         session.add_client(client)
     return session
@@ -256,3 +260,71 @@ async def test_a_started_session_publishes_one_frame_per_20_ms():
     count = len(published)
     await asyncio.sleep(0.1)
     assert len(published) == count  # stopped means stopped
+
+
+# --- voice activity and echo gating in the session ------------------------------------------
+
+
+def test_a_client_speaking_is_reported_when_it_starts_and_when_it_stops():
+    changes: list[tuple[str, Transition]] = []
+    client = ids.new_id()
+    session = MixerSession(ids.new_id(), SessionSettings(JitterSettings(target_frames=1)),
+                           on_activity=lambda who, change: changes.append((who, change)))
+    session.add_client(client)
+    for n in range(40):  # 200 ms of voice (-30 dBFS) between quiet frames (-80 dBFS)
+        session.receive(client, n, T0 + n * FRAME_NS, level(1000 if 5 <= n < 15 else 3))
+        session.tick(T0 + n * FRAME_NS)
+    assert changes == [(client, Transition(True, T0 + 5 * FRAME_NS)),
+                       (client, Transition(False, T0 + 15 * FRAME_NS))]
+
+
+def test_a_client_removed_while_speaking_stops_speaking():
+    changes: list[tuple[str, Transition]] = []
+    client = ids.new_id()
+    session = MixerSession(ids.new_id(), SessionSettings(JitterSettings(target_frames=1)),
+                           on_activity=lambda who, change: changes.append((who, change)))
+    session.add_client(client)
+    for n in range(5):
+        session.receive(client, n, T0 + n * FRAME_NS, level(1000))
+        session.tick(T0 + n * FRAME_NS)
+    session.remove_client(client)
+    assert [c.active for _, c in changes] == [True, False]
+    assert changes[-1][1].at_ns == T0 + 5 * FRAME_NS
+
+
+def test_a_client_echoing_the_model_is_ducked_and_not_heard_as_speaking():
+    voice = speak("hello everyone this is the assistant speaking", "en-us+f3")
+    voice += bytes(-len(voice) % len(SILENCE))
+    model = [voice[i:i + len(SILENCE)] for i in range(0, len(voice), len(SILENCE))]
+    echo = [SILENCE] * 8 + [_scaled(f, -10) for f in model]  # 160 ms later, 10 dB down
+    changes: list[tuple[str, Transition]] = []
+    phone = ids.new_id()
+    session = MixerSession(ids.new_id(), SessionSettings(JitterSettings(target_frames=1)),
+                           on_activity=lambda who, change: changes.append((who, change)))
+    session.add_client(phone)
+    mixed = []
+    for n, pcm in enumerate(echo):
+        session.receive_model(model[n] if n < len(model) else SILENCE)
+        session.receive(phone, n, T0 + n * FRAME_NS, pcm)
+        mixed.append(session.tick(T0 + n * FRAME_NS))
+    loud = [n for n, pcm in enumerate(echo) if rms_dbfs(pcm) > -40]
+    assert all(mixed[n].ducked == 1 for n in loud)
+    assert all(rms_dbfs(mixed[n].pcm) < rms_dbfs(echo[n]) - 25 for n in loud)
+    assert session.ducked >= len(loud) and not changes
+
+
+def test_without_echo_gating_the_model_changes_nothing():
+    settings = SessionSettings(JitterSettings(target_frames=1), EchoSettings(enabled=False))
+    session = MixerSession(ids.new_id(), settings)
+    client = ids.new_id()
+    session.add_client(client)
+    for n in range(30):
+        session.receive_model(level(2000))
+        session.receive(client, n, T0 + n * FRAME_NS, level(1000))
+        assert value_of(session.tick(T0 + n * FRAME_NS).pcm) == {1000}
+    assert session.ducked == 0
+
+
+def _scaled(pcm: bytes, db: float) -> bytes:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64) * 10 ** (db / 20)
+    return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
