@@ -2,11 +2,17 @@
 
 Out: client-facing bus events as ``{"type", "ts", "payload"}`` JSON
 (``events.to_client_json``), dropped (and counted ``backlog``) while the channel is
-not draining. In: ``latency.ping`` — ``{"type": "latency.ping", "ts": <client ms>,
-"payload": {"ping_id": …}}`` — answered at once with ``{"type": "latency.pong", "ts":
-<server unix seconds>, "payload": {"ping_id": …, "client_ts": <the ping's ts>}}`` so the
-browser can measure the round trip. Anything oversized, not JSON, or not a known
-request is dropped and counted; it never closes the channel.
+not draining. In:
+
+- ``latency.ping`` — ``{"type": "latency.ping", "ts": <client ms>, "payload": {"ping_id":
+  …}}`` — answered at once with ``{"type": "latency.pong", "ts": <server unix seconds>,
+  "payload": {"ping_id": …, "client_ts": <the ping's ts>}}`` so the browser can measure
+  the round trip;
+- ``client.mute`` — ``{"type": "client.mute", "ts": …, "payload": {"muted": true|false}}``
+  — handed to ``on_mute``: the edge stops (or resumes) publishing the microphone.
+
+Anything oversized, not JSON, or not a known request is dropped and counted; it never
+closes the channel.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Literal, assert_never
+from typing import assert_never
 
 import msgspec
 from aiortc import RTCDataChannel
@@ -34,15 +40,25 @@ class PingPayload(msgspec.Struct, frozen=True):
     ping_id: str | int
 
 
-class LatencyPing(msgspec.Struct, frozen=True):
-    type: Literal["latency.ping"]
-    payload: PingPayload
+class MutePayload(msgspec.Struct, frozen=True):
+    muted: bool
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     ts: float | None = None
-    "The browser's clock when it sent the ping (ms), echoed back as ``client_ts``."
+    "The browser's clock when it sent the request (ms)."
 
 
-ClientMessage = LatencyPing
-"Everything a browser may send on the channel (a tagged union once there is more)."
+class LatencyPing(Request, tag="latency.ping"):
+    payload: PingPayload
+
+
+class ClientMute(Request, tag="client.mute"):
+    payload: MutePayload
+
+
+ClientMessage = LatencyPing | ClientMute
+"Everything a browser may send on the channel."
 
 
 class LatencyPong(msgspec.Struct, frozen=True):
@@ -86,12 +102,14 @@ def pong(ping: LatencyPing, now: float) -> str:
 
 
 class EventsChannel:
-    """One client's ``events`` channel: send JSON, answer pings, drop the rest."""
+    """One client's ``events`` channel: send JSON, answer pings, take mutes, drop the rest."""
 
     def __init__(self, channel: RTCDataChannel, name: str,
+                 on_mute: Callable[[bool], None] = lambda muted: None,
                  clock: Callable[[], float] = time.time) -> None:
         self.channel = channel
         self.name = name
+        self._on_mute = on_mute
         self._clock = clock
         channel.on("message", self._on_message)
 
@@ -119,5 +137,7 @@ class EventsChannel:
         match request:
             case LatencyPing():
                 self.send(pong(request, self._clock()))
+            case ClientMute(payload=MutePayload(muted=muted)):
+                self._on_mute(muted)
             case _:
                 assert_never(request)

@@ -4,7 +4,8 @@ RPC (from signaling): ``AddClient`` answers a browser's offer and subscribes to 
 session's model audio at ``link_audio``; ``RemoveClient`` and ``StopSession`` close
 peers; ``Ping`` answers. Audio: every speaker's microphone goes out on the edge's own
 ``aud/in`` publisher; ``aud/model`` frames go to every local client of their session.
-Events: ``client.joined``/``client.left`` are published as peers come and go; the
+Events: ``client.joined``/``client.left`` are published as peers come and go, and
+``client.muted`` when a client (un)mutes itself on its ``events`` channel; the
 client-facing events of a session are forwarded to its clients' ``events`` channels,
 and ``ai.interrupted`` empties their playout queues at once.
 """
@@ -100,7 +101,8 @@ class MediaEdge:
                               request.role, request.transport)
         except ValueError as e:
             raise rpc.RpcError("bad_request", f"AddClient: {e}") from e
-        peer = ClientPeer(info, self.config, self._publish_uplink, self._on_joined)
+        peer = ClientPeer(info, self.config, self._publish_uplink, self._on_joined,
+                          on_mute=self._on_mute)
         try:
             answer = await self._answer(peer, request)
         except BaseException:
@@ -135,6 +137,7 @@ class MediaEdge:
         if old is not None:
             old.end("replaced")  # stops its uplink: the seq below is final
             peer.uplink.next_seq = old.uplink.next_seq  # one aud/in stream per client
+            peer.uplink.muted = old.uplink.muted
         clients[info.client_id] = peer
         self._runs[peer] = self.owner.spawn(self._run_client(peer), f"client-{peer.name}")
 
@@ -160,6 +163,11 @@ class MediaEdge:
         self.service.events.publish(events.ClientJoined(
             session_id=info.session_id, client_id=info.client_id, name=info.name,
             role=info.role, transport=info.transport, edge=self.instance))
+
+    def _on_mute(self, peer: ClientPeer, muted: bool) -> None:
+        info = peer.info
+        self.service.events.publish(events.ClientMuted(
+            session_id=info.session_id, client_id=info.client_id, muted=muted))
 
     def _find(self, session_id: str, client_id: str) -> list[ClientPeer]:
         peer = self._sessions.get(session_id, {}).get(client_id)

@@ -91,7 +91,8 @@ class ClientPeer:
     """A browser's peer connection: answer, mic → ``aud/in``, model voice, events channel."""
 
     def __init__(self, info: ClientInfo, config: EdgeConfig, publish: Publish,
-                 on_connected: Callable[[ClientPeer], None], *, first_seq: int = 0) -> None:
+                 on_connected: Callable[[ClientPeer], None], *, first_seq: int = 0,
+                 on_mute: Callable[[ClientPeer, bool], None] = lambda peer, muted: None) -> None:
         self.info = info
         self.name = info.label
         self._connect_timeout_s = config.connect_timeout_s
@@ -103,6 +104,7 @@ class ClientPeer:
         self.connected = False
         self.end_reason = ""
         self._on_connected = on_connected
+        self._on_mute = on_mute
         self._ended = asyncio.Event()
         self._closed = False
         self._mics: list[MediaStreamTrack] = []
@@ -180,6 +182,14 @@ class ClientPeer:
         """Drop the queued model audio at once; returns the frames dropped."""
         return self.track.clear()
 
+    def mute(self, muted: bool) -> None:
+        """The client (un)muted its microphone: stop or resume publishing it."""
+        if muted == self.uplink.muted or self.ended:
+            return
+        self.uplink.muted = muted
+        logger.info("ClientPeer(%s) %s", self.name, "muted" if muted else "unmuted")
+        self._on_mute(self, muted)
+
     def send_event(self, text: str) -> bool:
         return self.events is not None and self.events.send(text)
 
@@ -201,7 +211,7 @@ class ClientPeer:
         if channel.label != LABEL:
             logger.info("ClientPeer(%s) ignores data channel %r", self.name, channel.label)
             return
-        self.events = EventsChannel(channel, self.name)
+        self.events = EventsChannel(channel, self.name, on_mute=self.mute)
 
     def _on_state(self) -> None:
         state = self.pc.connectionState

@@ -4,7 +4,7 @@ aiortc hands out Opus decoded as 48 kHz stereo s16, 960 samples a frame, whateve
 browser sent. Each frame is resampled to 24 kHz mono, cut into exact 20 ms frames
 (480 samples, 960 bytes) and published on ``aud/in/<session>/<client>`` with the
 capture time taken here. The remote track's queue is unbounded, so it is always
-drained, even for listeners, whose audio is not published.
+drained, even for listeners and muted clients, whose audio is not published.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class Uplink:
         self.topic = topics.aud_in(session_id, client_id)
         self.enabled = enabled
         "False for listeners: their track is drained, nothing is published."
+        self.muted = False
+        "True while the client has muted itself: drained, nothing published."
         self.next_seq = first_seq
         self.first_frame_ns: int | None = None
         self._publish = publish
@@ -51,7 +53,7 @@ class Uplink:
             except MediaStreamError:
                 logger.debug("Uplink(%s): track ended", self.name)
                 return
-            if not self.enabled:
+            if not self.enabled or self.muted:
                 continue
             try:
                 pcm = resample(resampler, frame)

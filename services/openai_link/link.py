@@ -7,6 +7,8 @@ be had within the connect timeout); ``StopSession`` hangs up and forgets (idempo
 
 Audio: one SUB socket follows every mixer a session names (connected once per
 endpoint); one PUB socket, bound on ``VOXRELAY_AUDIO_BIND``, carries ``aud/model``.
+Events: the link reads its sessions' ``voice.activity``, ``client.joined`` and
+``client.left`` from the bus, to name who spoke in each user turn.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from typing import assert_never
 import aiohttp
 import zmq
 
-from proto import audio, ids, rpc
+from proto import audio, events, ids, rpc
 from services.runtime import configure_ice_hosts
 from services.runtime.service import Service
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.tasks import TaskOwner
 from services.runtime.zmq_loop import SocketReader, send_nowait
 
+from .bus_events import SessionEvents
 from .calls_api import CallSettings
 from .config import LinkConfig
 from .errors import RealtimeUnavailable
@@ -51,6 +54,8 @@ class Link:
         self._mix_sub = make_socket(service.ctx, Role.AUDIO_SUB)
         self._mix_reader = SocketReader(self._mix_sub, self._on_mix_frame,
                                         f"{service.instance}-mix")
+        self._session_events = SessionEvents(service.ctx, config.service.bus, service.instance,
+                                             self._on_bus_event)
         self._owner = TaskOwner(f"{service.instance}-sessions")
         self._http: aiohttp.ClientSession | None = None
         self._running = asyncio.Event()
@@ -69,6 +74,7 @@ class Link:
         # would mostly be one the server has closed since (ServerDisconnectedError).
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
         self._mix_reader.start()
+        self._session_events.start()
         self._running.set()
         try:
             await asyncio.Event().wait()
@@ -126,6 +132,7 @@ class Link:
         self.sessions[sid] = session
         self._by_mix_topic[session.mix_topic] = session
         self._mix_sub.subscribe(session.mix_topic)
+        self._session_events.follow(sid)
         logger.info("%r started %r (aud/mix at %s)", self, session, request.mixer_audio,
                     extra={"session_id": sid})
         return rpc.Ok()
@@ -134,7 +141,7 @@ class Link:
         session = self.sessions.get(request.session_id)
         if session is None:
             raise rpc.RpcError("not_found", f"no session {request.session_id}")
-        session.add_client(request.client_id, request.name)
+        session.add_client(request.client_id, request.name, request.role)
         try:
             await session.connect()
         except RealtimeUnavailable as e:
@@ -147,6 +154,7 @@ class Link:
             return rpc.Ok()
         self._by_mix_topic.pop(session.mix_topic, None)
         self._mix_sub.unsubscribe(session.mix_topic)
+        self._session_events.unfollow(session.id)
         self._unfollow_mixer(session.mixer_audio)
         await session.close()
         logger.info("%r stopped %r (%s)", self, session, request.reason or "no reason given",
@@ -188,6 +196,11 @@ class Link:
             return
         session.on_mix_frame(pcm)
 
+    def _on_bus_event(self, event: events.AnyEvent) -> None:
+        session = self.sessions.get(event.session_id)
+        if session is not None:
+            session.on_bus_event(event)
+
     def _publish_audio(self, parts: list[bytes]) -> bool:
         return send_nowait(self._audio_pub, parts)
 
@@ -199,6 +212,7 @@ class Link:
             return
         self._closing = True
         self._mix_reader.stop()
+        self._session_events.close()
         sessions = list(self.sessions.values())
         self.sessions.clear()
         self._by_mix_topic.clear()

@@ -20,6 +20,7 @@ import aiohttp
 from proto import audio, events, topics
 
 from . import realtime_events as rt
+from .attribution import Attribution
 from .calls_api import CallSettings
 from .config import LinkConfig
 from .errors import RealtimeUnavailable
@@ -54,9 +55,9 @@ class LinkSession:
         self.mix_topic = topics.aud_mix(session_id)
         self.model_topic = topics.aud_model(session_id)
         self.config = config
-        self.clients: dict[str, str] = {}
-        "client id → name, in the order they joined."
-        self.translator = Translator(session_id, speaker=self.speaker,
+        self.attribution = Attribution()
+        "The clients, in join order, and when each spoke (from the mixer's voice.activity)."
+        self.translator = Translator(session_id, speaker=self.attribution.speaker,
                                      secret=config.api_key.reveal())
         self._http = http
         self._spawn = spawn
@@ -75,13 +76,20 @@ class LinkSession:
     def connected(self) -> bool:
         return self._connection is not None and self._connection.ready
 
-    def add_client(self, client_id: str, name: str) -> None:
-        self.clients[client_id] = name
+    def add_client(self, client_id: str, name: str, role: str = "speaker") -> None:
+        self.attribution.add_client(client_id, name, role)
 
-    def speaker(self) -> str:
-        """Who the user turns are: the clients' names, '+'-joined; 'user' if none is known."""
-        names = list(dict.fromkeys(name for name in self.clients.values() if name))
-        return "+".join(names) if names else "user"
+    def on_bus_event(self, event: events.AnyEvent) -> None:
+        """Voice activity and presence of this session's clients (for speaker attribution)."""
+        match event:
+            case events.VoiceActivity(client_id=client_id, active=active, at=at):
+                self.attribution.observe(client_id, active, at or event.ts)
+            case events.ClientJoined(client_id=client_id):
+                self.attribution.present(client_id, True)
+            case events.ClientLeft(client_id=client_id, reason=reason) if reason != "replaced":
+                self.attribution.present(client_id, False)
+            case _:
+                pass
 
     async def connect(self) -> None:
         """Open the Realtime connection unless it is open; raises RealtimeUnavailable."""

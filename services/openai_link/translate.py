@@ -7,9 +7,11 @@ stamps them). Every server event except audio deltas is also returned as a
 malformed ones dropped and counted; nothing here raises on server input.
 
 Turns: a user turn runs from ``speech_started`` to ``committed`` (its id is the item
-id). An assistant turn starts with its audio (``output_audio_buffer.started``) or its
-first transcript delta, whichever comes first (so every ``transcript.delta`` belongs to
-a started turn; for a reply with neither, at its ``response.done``), and ends with
+id). Its ``turn.start`` names who is speaking as it begins; its ``transcript.done`` names
+who spoke within it (``speaker(start, end)``, from the clients' voice activity). An
+assistant turn starts with its audio (``output_audio_buffer.started``) or its first
+transcript delta, whichever comes first (so every ``transcript.delta`` belongs to a
+started turn; for a reply with neither, at its ``response.done``), and ends with
 ``response.done``; its id is the reply's item id when known, else the response id.
 Every ``turn.end`` has a ``turn.start`` before it. ``ai.state`` is published only when
 it changes.
@@ -38,9 +40,14 @@ MAX_TRACKED = 64
 "User turns and responses remembered at once (the oldest are forgotten first)."
 
 
+Speaker = Callable[[float, float], str]
+"Who spoke between two wall times (unix seconds): client names joined with '+'."
+
+
 @dataclass
 class _UserTurn:
     speaker: str
+    "Who was speaking as the turn began (its turn.start)."
     started_at: float
     ended_at: float | None = None
     turn_started: bool = False
@@ -63,7 +70,7 @@ class Translator:
     def __init__(
         self,
         session_id: str,
-        speaker: Callable[[], str] = lambda: "user",
+        speaker: Speaker = lambda start, end: "user",
         secret: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -159,7 +166,7 @@ class Translator:
             out.append(events.AiInterrupted(session_id=self.session_id, response_id=response_id,
                                             played_ms=max(0, round((now - since) * 1000))))
         turn = self._remember(self._user_turns, event.item_id,
-                              _UserTurn(self._speaker(), started_at=now))
+                              _UserTurn(self._speaker(now, now), started_at=now))
         out += self._user_turn_start(event.item_id, turn)
         out += self._set_state("listening")
         return out
@@ -169,7 +176,7 @@ class Translator:
         turn = self._user_turns.get(event.item_id)
         if turn is None:  # committed without speech_started (manual commit, idle timeout)
             turn = self._remember(self._user_turns, event.item_id,
-                                  _UserTurn(self._speaker(), started_at=now))
+                                  _UserTurn(self._speaker(now, now), started_at=now))
         turn.ended_at = now
         out = self._user_turn_start(event.item_id, turn)
         out.append(events.TurnEnd(session_id=self.session_id, turn_id=event.item_id, role="user"))
@@ -186,9 +193,9 @@ class Translator:
     def _user_transcript(self, event: rt.InputTranscriptionCompleted) -> list[events.Event]:
         now = self._clock()
         turn = self._user_turns.pop(event.item_id, None)
-        speaker = turn.speaker if turn is not None else self._speaker()
         started_at = turn.started_at if turn is not None else now
         ended_at = turn.ended_at if turn is not None and turn.ended_at is not None else now
+        speaker = self._speaker(started_at, ended_at)
         return [events.TranscriptDone(
             session_id=self.session_id, turn_id=event.item_id, role="user",
             text=redact(event.transcript or "", self._secret), speaker=speaker,

@@ -7,7 +7,9 @@ service involved acknowledged its RPC (no sleeps, no hoping).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
 from dataclasses import dataclass
 
 from proto import events, ids, rpc
@@ -18,6 +20,9 @@ from .placement import Placement
 from .sessions import Client, Session, new_session
 
 logger = logging.getLogger(__name__)
+
+JOIN_GRACE_S = 30.0
+"A joined client holds its place this long while it connects (the edges' connect timeout)."
 
 
 class ApiError(Exception):
@@ -45,6 +50,8 @@ class Conductor:
         self.placement = placement
         self.publisher = publisher
         self.sessions: dict[str, Session] = {}
+        self._joining: collections.Counter[str] = collections.Counter()
+        "Session id → joins in progress (they hold a place until answered or refused)."
 
     def get(self, session_id: str) -> Session:
         session = self.sessions.get(session_id) if ids.is_id(session_id) else None
@@ -61,7 +68,7 @@ class Conductor:
                               mixer=mixer.instance, link=link.instance, recorder=recorder.instance)
         start = rpc.StartSession(session_id=session.session_id, name=name,
                                  instructions=instructions, voice=voice, record=record,
-                                 mixer_audio=mixer.audio)
+                                 mixer_audio=mixer.audio, link_audio=link.audio)
         await self._all(start, recorder, mixer, link)
         self.sessions[session.session_id] = session
         self.publisher.publish(events.SessionStarted(
@@ -73,6 +80,30 @@ class Conductor:
     async def join(self, session: Session, request: JoinRequest) -> tuple[Client, str]:
         if session.state != "active":
             raise ApiError(409, "session_ended", "the session has ended")
+        self._hold_place(session)
+        try:
+            return await self._join(session, request)
+        finally:
+            self._joining[session.session_id] -= 1
+            if self._joining[session.session_id] <= 0:
+                del self._joining[session.session_id]
+
+    def _hold_place(self, session: Session) -> None:
+        """Count the join against the session's limit; 409 ``session_full`` beyond it.
+
+        A client holds a place while connected, and while it may still be connecting;
+        one that left (its peer closed or failed) frees its place.
+        """
+        limit = self.config.max_clients_per_session
+        now = time.time()
+        present = sum(1 for c in session.clients.values()
+                      if c.connected or now - c.joined_at < JOIN_GRACE_S)
+        if present + self._joining[session.session_id] >= limit:
+            raise ApiError(409, "session_full", f"the session already has {limit} clients "
+                           "(VOXRELAY_MAX_CLIENTS_PER_SESSION)")
+        self._joining[session.session_id] += 1
+
+    async def _join(self, session: Session, request: JoinRequest) -> tuple[Client, str]:
         edge = self.placement.pick("media_edge")
         mixer = self.placement.instance(session.mixer)
         link = self.placement.instance(session.link)

@@ -423,6 +423,36 @@ async def test_latency_ping_gets_a_pong_with_the_same_ping_id(stack, edge, brows
     assert browser.channel.readyState == "open", "bad messages never close the channel"
 
 
+async def test_a_muted_client_publishes_nothing_until_it_unmutes(stack, edge, browsers, tap):
+    session_id = ids.new_id()
+    joined = await join(stack, edge, browsers, session_id)
+    browser, client_id = joined.browser, joined.client_id
+    await until(browser.opened.is_set, 10.0, "the events channel to open")
+    await until(lambda: bool(tap.of(session_id, client_id)), 10.0, "a first aud/in frame")
+
+    browser.send({"type": "client.mute", "ts": time.time() * 1000, "payload": {"muted": True}})
+    muted = await stack.wait_event(events.ClientMuted, client_id=client_id, muted=True)
+    assert muted.session_id == session_id
+    told = await browser.message(lambda m: m["type"] == "client.muted")
+    assert told["payload"] == {"client_id": client_id, "muted": True}
+    browser.send({"type": "client.mute", "payload": {"muted": True}})  # again: no news
+    browser.mic.play(tone(1500) + silence(500))  # it speaks while muted: nothing goes out
+    await until(browser.mic.drained.is_set, 10.0, "the mic to play while muted")
+
+    browser.send({"type": "client.mute", "payload": {"muted": False}})
+    unmuted = await stack.wait_event(events.ClientMuted, client_id=client_id, muted=False)
+    await until(lambda: tap.of(session_id, client_id)[-1].header.capture_ns > unmuted.ts * 1e9,
+                10.0, "frames again after unmuting")
+    frames = tap.of(session_id, client_id)
+    between = [f for f in frames if muted.ts * 1e9 < f.header.capture_ns < unmuted.ts * 1e9]
+    assert not between, f"{len(between)} frames published while muted"
+    after = [f for f in frames if f.header.capture_ns > unmuted.ts * 1e9]
+    assert all(rms_dbfs(f.pcm) < QUIET_DBFS for f in after), "the tone was muted, not delayed"
+    seqs = [f.header.seq for f in frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "one stream: no seq skipped"
+    assert len([e for e in stack.events if isinstance(e, events.ClientMuted)]) == 2
+
+
 async def test_bad_offer_is_refused_and_the_edge_keeps_working(stack, edge, browsers):
     session_id = ids.new_id()
     client = stack.rpc(edge)

@@ -20,6 +20,7 @@ import pytest
 import zmq
 
 from proto import audio, events, ids, rpc, topics
+from services.runtime.bus import EventPublisher
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader, send_nowait
 from tests.support.ports import free_tcp_endpoint
@@ -130,6 +131,7 @@ async def test_a_spoken_turn_is_answered_in_voice_and_in_events(link_stack, sim)
     mixer = MixerStandIn(stack.ctx, sid)
     listener = ModelListener(stack.ctx, link.beat.audio, sid)
     playing = asyncio.create_task(mixer.run())
+    publisher: EventPublisher | None = None
     try:
         started = await client.call(rpc.StartSession(
             session_id=sid, instructions="Be brief.", voice="marin", mixer_audio=mixer.endpoint))
@@ -138,21 +140,29 @@ async def test_a_spoken_turn_is_answered_in_voice_and_in_events(link_stack, sim)
         assert await sim_calls(sim) == []  # no client yet: no Realtime connection
 
         # The first client opens the Realtime connection; the second finds it open.
+        ada, bo = ids.new_id(), ids.new_id()
         began = time.monotonic()
-        joined = await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(),
-                                                 name="Ada"), timeout=RPC_TIMEOUT_S)
+        joined = await client.call(rpc.AddClient(session_id=sid, client_id=ada, name="Ada"),
+                                   timeout=RPC_TIMEOUT_S)
         assert isinstance(joined, rpc.Ok)
         print(f"AddClient answered Ok after {time.monotonic() - began:.2f} s")
-        await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Bo"),
+        await client.call(rpc.AddClient(session_id=sid, client_id=bo, name="Bo"),
                           timeout=RPC_TIMEOUT_S)
         calls = await sim_calls(sim)
         assert [(c["transport"], c["connection_state"]) for c in calls] == [
             ("webrtc", "connected")]
 
         # AddClient's Ok came long after StartSession subscribed to aud/mix: the link hears
-        # everything played from now on.
-        mixer.play(silence(500) + speak(PHRASE) + silence(1500))
-        ai_start, ai_end = await check_turns(stack, sid)
+        # everything played from now on. Both clients speak it, as the mixer reports.
+        speech = speak(PHRASE)
+        publisher = await live_publisher(stack, sid)
+        spoken_at = time.time() + 0.5
+        mixer.play(silence(500) + speech + silence(1500))
+        for who in (ada, bo):
+            publisher.publish(events.VoiceActivity(session_id=sid, client_id=who, active=True,
+                                                   at=spoken_at))
+        ai_start, ai_end = await check_turns(stack, sid, publisher, (ada, bo),
+                                             spoken_at + len(speech) / BYTES_PER_MS / 1000)
         await check_model_audio(listener, ai_start, ai_end)
         check_records(stack, sid)
 
@@ -166,14 +176,34 @@ async def test_a_spoken_turn_is_answered_in_voice_and_in_events(link_stack, sim)
     finally:
         playing.cancel()
         await asyncio.gather(playing, return_exceptions=True)
+        if publisher is not None:
+            publisher.close()
         listener.close()
         mixer.close()
 
 
-async def check_turns(stack: Stack, sid: str) -> tuple[events.TurnStart, events.TurnEnd]:
+async def live_publisher(stack: Stack, sid: str) -> EventPublisher:
+    """An event publisher whose messages the bus is known to deliver (a handshake)."""
+    publisher = stack.publisher("mixer-test")
+    nobody = ids.new_id()  # activity of a client the link does not know: ignored
+    async with asyncio.timeout(10):
+        while not any(isinstance(e, events.VoiceActivity) and e.producer == "mixer-test"
+                      for e in stack.events):
+            publisher.publish(events.VoiceActivity(session_id=sid, client_id=nobody,
+                                                   active=False))
+            await asyncio.sleep(0.05)
+    return publisher
+
+
+async def check_turns(stack: Stack, sid: str, publisher: EventPublisher,
+                      speakers: tuple[str, ...], spoken_until: float,
+                      ) -> tuple[events.TurnStart, events.TurnEnd]:
     """The user's turn, its transcript, the AI's turn and transcript, in order on the bus."""
     user_start = await stack.wait_event(events.TurnStart, TURN_TIMEOUT_S, session_id=sid,
                                         role="user")
+    for who in speakers:  # the mixer hears them stop
+        publisher.publish(events.VoiceActivity(session_id=sid, client_id=who, active=False,
+                                               at=spoken_until))
     user_done = await stack.wait_event(events.TranscriptDone, TURN_TIMEOUT_S, session_id=sid,
                                        role="user")
     ai_start = await stack.wait_event(events.TurnStart, TURN_TIMEOUT_S, session_id=sid,
@@ -184,6 +214,7 @@ async def check_turns(stack: Stack, sid: str) -> tuple[events.TurnStart, events.
                                     role="assistant")
     assert user_start.seq < user_done.seq < ai_start.seq < ai_done.seq < ai_end.seq
     assert len({e.producer for e in (user_start, ai_start, ai_end)}) == 1
+    assert user_start.speaker == "Ada+Bo"  # both were heard as the turn began
     assert user_done.speaker == "Ada+Bo" and user_done.text
     assert user_done.started_at < user_done.ended_at <= user_done.ts
     assert ai_done.text and ai_done.speaker == "assistant"

@@ -11,6 +11,7 @@ from proto import ids
 from services.media_edge.channel import (
     MAX_MESSAGE_BYTES,
     BadMessage,
+    ClientMute,
     LatencyPing,
     decode,
     pong,
@@ -28,7 +29,16 @@ def test_a_latency_ping_is_answered_with_its_ping_id_and_client_time():
         "payload": {"ping_id": 7, "client_ts": 1700000000123.0}}
 
 
+def test_a_mute_request_says_whether_to_mute():
+    muted = decode('{"type": "client.mute", "ts": 1700000000123, "payload": {"muted": true}}')
+    assert isinstance(muted, ClientMute) and muted.payload.muted is True
+    assert decode('{"type": "client.mute", "payload": {"muted": false}}').payload.muted is False
+
+
 @pytest.mark.parametrize(("message", "reason"), [
+    ('{"type": "client.mute", "payload": {}}', "malformed"),
+    ('{"type": "client.mute", "payload": {"muted": "yes"}}', "malformed"),
+    ('{"type": "client.mute"}', "malformed"),
     ("not json", "malformed"),
     (b"\xff\xfe", "malformed"),
     ('{"type": "latency.ping"}', "malformed"),

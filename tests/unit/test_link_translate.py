@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from proto import events
 from services.openai_link import realtime_events as rt
+from services.openai_link.attribution import Attribution
 from services.openai_link.translate import Translator
 
 SID = "0123456789abcdef0123456789abcdef"
@@ -137,7 +138,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def translator(clock: Clock) -> Translator:
-    return Translator(SID, speaker=lambda: "Ada", secret=SECRET, clock=clock)
+    return Translator(SID, speaker=lambda start, end: "Ada", secret=SECRET, clock=clock)
 
 
 def test_a_spoken_turn_over_webrtc_becomes_turns_states_and_transcripts(translator, clock):
@@ -306,17 +307,29 @@ def test_a_reply_without_audio_still_opens_and_closes_its_turn(translator, clock
     ]
 
 
-def test_user_turns_name_every_client_that_joined(clock):
-    names = ["Ada"]
-    translator = Translator(SID, speaker=lambda: "+".join(names), clock=clock)
-    feed(translator, clock, user_turn("item_u1"))
-    names.append("Bo")
-    produced = feed(translator, clock, [*user_turn("item_u2"),
-                                        *transcription("item_u1", "one"),
-                                        *transcription("item_u2", "two")])
-    done = {e.turn_id: e.speaker for e in produced if isinstance(e, events.TranscriptDone)}
-    # A turn keeps the speakers present when it began.
-    assert done == {"item_u1": "Ada", "item_u2": "Ada+Bo"}
+def test_user_turns_name_the_clients_heard_within_them(clock):
+    attribution = Attribution()
+    attribution.add_client("c-ada", "Ada")
+    attribution.add_client("c-bo", "Bo")
+    translator = Translator(SID, speaker=attribution.speaker, clock=clock)
+    # Bo speaks; the mixer hears it (capture times) a little before the API's VAD does.
+    attribution.observe("c-bo", True, clock.now + 0.05)
+    first = feed(translator, clock, user_turn("item_u1")[:1])
+    attribution.observe("c-bo", False, clock.now + 0.6)
+    first += feed(translator, clock, user_turn("item_u1")[1:], step_s=0.4)
+    # Then both speak at once.
+    attribution.observe("c-ada", True, clock.now + 1.0)
+    attribution.observe("c-bo", True, clock.now + 1.6)
+    clock.now += 1.1
+    second = feed(translator, clock, user_turn("item_u2"), step_s=0.3)
+    attribution.observe("c-ada", False, clock.now - 0.4)
+    attribution.observe("c-bo", False, clock.now - 0.3)
+    done = feed(translator, clock, [*transcription("item_u1", "one"),
+                                    *transcription("item_u2", "two")])
+    starts = {e.turn_id: e.speaker for e in first + second if isinstance(e, events.TurnStart)}
+    transcripts = {e.turn_id: e.speaker for e in done if isinstance(e, events.TranscriptDone)}
+    assert starts == {"item_u1": "Bo", "item_u2": "Ada"}  # who was speaking as it began
+    assert transcripts == {"item_u1": "Bo", "item_u2": "Ada+Bo"}  # join order
 
 
 def test_decoding_tells_known_unknown_and_malformed_apart():
