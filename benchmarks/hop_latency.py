@@ -37,7 +37,7 @@ from services.runtime import configure_ice_hosts
 from services.runtime.bus import BusEndpoints, EventSubscriber
 from services.runtime.heartbeat import Registry
 from services.runtime.sockets import Role, make_socket
-from tests.support.ports import free_port, free_tcp_endpoint
+from tests.support.ports import free_port, free_port_block, free_tcp_endpoint
 from tests.support.speech import silence, speak
 from tests.support.voxrelay_client import VoxrelayClient, create_session
 
@@ -86,15 +86,19 @@ class Tap(threading.Thread):
         self.ages[channel].append((now - header.capture_ns) / 1e6)
 
 
-def start_stack(data_dir: str) -> tuple[subprocess.Popen[str], str, BusEndpoints]:
+def start_stack(data_dir: str, extra_env: dict[str, str] | None = None,
+                metrics_port: int = 0) -> tuple[subprocess.Popen[str], str, BusEndpoints]:
+    """``voxrelay up`` on loopback with one edge; (process, URL, bus endpoints)."""
     port = free_port()
     bus = BusEndpoints(free_tcp_endpoint(), free_tcp_endpoint())
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     env.update({"VOXRELAY_BUS_PUBLISH": bus.publish, "VOXRELAY_BUS_SUBSCRIBE": bus.subscribe,
-                "VOXRELAY_SIM_RESPONSE_LATENCY_MS": "300", "VOXRELAY_LOG_LEVEL": "WARNING"})
+                "VOXRELAY_SIM_RESPONSE_LATENCY_MS": "300", "VOXRELAY_LOG_LEVEL": "WARNING",
+                **(extra_env or {})})
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up", "--port", str(port), "--sim-port",
-         str(free_port()), "--loopback", "--edges", "1", "--data-dir", data_dir],
+         str(free_port()), "--loopback", "--edges", "1", "--data-dir", data_dir,
+         "--metrics-port", str(metrics_port or free_port_block(5))],
         env=env, stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     line = ""

@@ -3,10 +3,13 @@
 ``header`` is msgpack of :class:`AudioHeader` (an array, so a few bytes);
 ``pcm`` is raw s16le, 24 kHz mono, 20 ms (480 samples, 960 bytes). The capture time
 is ``time.time_ns()`` at the edge and travels unchanged end to end, so every hop's
-latency can be measured from it.
+latency can be measured from it; ``sent_ns`` is stamped by each publisher, so each
+hop's own latency can be too.
 """
 
 from __future__ import annotations
+
+import time
 
 import msgspec
 
@@ -27,6 +30,8 @@ class AudioHeader(msgspec.Struct, array_like=True, frozen=True):
     sample_rate: int = SAMPLE_RATE
     channels: int = CHANNELS
     samples: int = FRAME_SAMPLES
+    sent_ns: int = 0
+    "Wall clock (time.time_ns) when the publisher sent this frame (0: unknown)."
 
 
 class FrameError(ValueError):
@@ -38,8 +43,9 @@ _decoder = msgspec.msgpack.Decoder(AudioHeader)
 
 
 def pack(topic: bytes, seq: int, capture_ns: int, pcm: bytes) -> list[bytes]:
-    """The multipart message for one 20 ms frame."""
-    header = AudioHeader(VERSION, seq, capture_ns, SAMPLE_RATE, CHANNELS, len(pcm) // 2)
+    """The multipart message for one 20 ms frame, stamped as sent now."""
+    header = AudioHeader(VERSION, seq, capture_ns, SAMPLE_RATE, CHANNELS, len(pcm) // 2,
+                         time.time_ns())
     return [topic, _encoder.encode(header), pcm]
 
 

@@ -122,6 +122,41 @@ class LatencyPing(Event, tag="latency.ping"):
     rtt_ms: float | None = None
 
 
+class TurnHeard(Event, tag="turn.heard"):
+    """A client began hearing the AI's reply: the voice-to-voice latency, at its edge.
+
+    ``voice_to_voice_s`` runs from the end of the user's speech (its capture time, from
+    ``voice.activity``) to the reply's first audio frame handed to this client's encoder.
+    """
+
+    client_id: str
+    voice_to_voice_s: float
+    speech_ended_at: float = 0.0
+
+
+class TurnSummary(Event, tag="turn.summary"):
+    """Where one exchange's time went: published by the link when the AI's turn ends.
+
+    Times are seconds; 0.0 or an empty map means not measured (no user speech before a
+    reply, a reply without audio, no client heard it).
+    """
+
+    turn_id: str
+    "The assistant turn (as in its turn.start/turn.end)."
+    status: str = "completed"
+    user_turn_id: str = ""
+    speaker: str = ""
+    "Who spoke in the user turn it answers."
+    speech_ended_at: float = 0.0
+    "Capture time (unix seconds) at the edge of the user's last speech frame."
+    time_to_first_audio_s: float = 0.0
+    "Realtime API: speech stopped (or response.create) → the first model audio at the link."
+    uplink_age_s: float = 0.0
+    "Median age of the microphone mix when it reached the model during the user turn."
+    voice_to_voice_s: dict[str, float] = {}
+    "Per client name: speech end → first reply audio handed to that client (from turn.heard)."
+
+
 class RealtimeEvent(Event, tag="realtime.event"):
     """A Realtime API server event as received (audio deltas excluded), for the record."""
 
@@ -133,7 +168,7 @@ class RealtimeEvent(Event, tag="realtime.event"):
 AnyEvent = (
     SessionStarted | SessionEnded | ClientJoined | ClientLeft | ClientMuted | VoiceActivity
     | TurnStart | TurnEnd | AiState | AiInterrupted | TranscriptDelta | TranscriptDone
-    | ErrorEvent | LatencyPing | RealtimeEvent
+    | ErrorEvent | LatencyPing | TurnHeard | TurnSummary | RealtimeEvent
 )
 
 CLIENT_FACING = frozenset({

@@ -19,6 +19,8 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     load: int = 0
     "Sessions (mixer, link) or clients (edge) held now."
     loop_lag_ms: float = 0.0
+    metrics: str = ""
+    "URL of the instance's Prometheus endpoint, if it serves one."
 
 
 _encoder = msgspec.msgpack.Encoder()

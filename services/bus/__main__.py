@@ -5,7 +5,7 @@ Publishers connect to ``VOXRELAY_BUS_PUBLISH`` (XSUB), subscribers to
 thread waits for SIGINT/SIGTERM with the signals blocked (``sigwait``), so a signal
 is never lost while the proxy is busy forwarding, and then stops the proxy through
 its control socket. The forwarder holds no state: a restart loses only messages in
-flight.
+flight. With ``VOXRELAY_METRICS_PORT`` it serves its process metrics there.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import zmq
 from services.runtime import setup_logging
 from services.runtime.bus import BusEndpoints
 from services.runtime.bus_config import bus_from_env
+from services.runtime.service import serve_metrics, service_config
 from services.runtime.sockets import Role, bind, make_socket
 
 logger = logging.getLogger("services.bus")
@@ -78,7 +79,9 @@ def main() -> int:
                          f"{forwarder.error}\n")
         ctx.term()
         return 1
-    sys.stdout.write(f"bus forwarding {endpoints.publish} -> {endpoints.subscribe}\n")
+    metrics = serve_metrics(service_config("bus"))  # the process's own: RSS, CPU
+    sys.stdout.write(f"bus forwarding {endpoints.publish} -> {endpoints.subscribe}"
+                     f"{' (metrics ' + metrics + ')' if metrics else ''}\n")
     sys.stdout.flush()
     received = signal.sigwait(STOP_SIGNALS)
     logger.info("%s: stopping the bus", signal.Signals(received).name)

@@ -4,7 +4,9 @@ Each session's link publishes ``aud/model/<session>`` on its own endpoint. The e
 connects once per endpoint (however many sessions it carries), subscribes to the
 sessions it hosts clients of, and forgets both when the last client of a session
 leaves. Every frame is checked (``proto.audio.unpack``) and handed on with its
-session id; malformed ones are dropped and counted.
+session id and capture time; malformed ones are dropped and counted. Good frames are
+metered as the ``link_to_edge`` bus hop (``sent_ns``); a gap in a session's sequence is
+counted as frames dropped for ``gap``.
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ from typing import Any
 import zmq
 
 from proto import audio, topics
+from services.runtime.metrics import HopMeter
 from services.runtime.sockets import Role, make_socket
 from services.runtime.zmq_loop import SocketReader
 
-from .metrics import DROPPED_DECODE
+from .metrics import DROPPED_DECODE, DROPPED_GAP
 
 logger = logging.getLogger(__name__)
 
-OnFrame = Callable[[str, bytes], None]
-"Called with (session id, 960 bytes of PCM16 24 kHz mono) for every good frame."
+OnFrame = Callable[[str, bytes, int], None]
+"Called with (session id, 960 bytes of PCM16 24 kHz mono, capture_ns) for every good frame."
 
 
 class Downlink:
@@ -36,6 +39,7 @@ class Downlink:
         self.on_frame = on_frame
         self._endpoint_of: dict[str, str] = {}
         self._sessions_at: dict[str, set[str]] = {}
+        self._hops = HopMeter("link_to_edge", on_gap=DROPPED_GAP.inc)
         self._reader = SocketReader(self.sock, self._on_message, f"{name}-downlink")
 
     def start(self) -> None:
@@ -57,7 +61,8 @@ class Downlink:
         self._endpoint_of[session_id] = endpoint
         if current is None:
             self.sock.subscribe(topics.aud_model(session_id))
-        else:  # the session moved to another link
+        else:  # the session moved to another link: its stream starts afresh
+            self._hops.forget(topics.aud_model(session_id))
             self._release(session_id, current)
 
     def detach(self, session_id: str) -> None:
@@ -65,7 +70,9 @@ class Downlink:
         endpoint = self._endpoint_of.pop(session_id, None)
         if endpoint is None:
             return
-        self.sock.unsubscribe(topics.aud_model(session_id))
+        topic = topics.aud_model(session_id)
+        self.sock.unsubscribe(topic)
+        self._hops.forget(topic)
         self._release(session_id, endpoint)
 
     def _release(self, session_id: str, endpoint: str) -> None:
@@ -90,7 +97,8 @@ class Downlink:
             logger.debug("Downlink(%s) dropped a %d-sample frame on %r", self.name,
                          header.samples, topic[:60])
             return
-        self.on_frame(parsed.session_id, pcm)
+        self._hops.observe(topic, header)
+        self.on_frame(parsed.session_id, pcm, header.capture_ns)
 
     def close(self) -> None:
         self._reader.stop()

@@ -7,7 +7,10 @@ peers; ``Ping`` answers. Audio: every speaker's microphone goes out on the edge'
 Events: ``client.joined``/``client.left`` are published as peers come and go, and
 ``client.muted`` when a client (un)mutes itself on its ``events`` channel; the
 client-facing events of a session are forwarded to its clients' ``events`` channels,
-and ``ai.interrupted`` empties their playout queues at once.
+and ``ai.interrupted`` empties their playout queues at once. Voice to voice: after a
+``voice.activity`` speech end in a session it carries (from whichever edge the speaker
+is on), the edge times the first audible reply frame handed to each of its clients'
+encoders (``voice_to_voice.py``), observes it and publishes ``turn.heard``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import zmq
 from proto import events, rpc
 from services.runtime import configure_ice_hosts
 from services.runtime.bus import EventSubscriber
+from services.runtime.media import audible
 from services.runtime.service import Service
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.tasks import TaskOwner
@@ -28,8 +32,10 @@ from services.runtime.zmq_loop import send_nowait
 
 from .config import EdgeConfig
 from .downlink import Downlink
-from .metrics import CLIENTS
+from .metrics import CLIENTS, PEER_REBUILDS, VOICE_TO_VOICE
 from .peer import ClientInfo, ClientPeer, InvalidOffer
+from .tracks import FrameWatch
+from .voice_to_voice import ReplyClock
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,8 @@ class MediaEdge:
         self.owner = TaskOwner(f"{self.instance}-clients")
         self._sessions: dict[str, dict[str, ClientPeer]] = {}
         self._runs: dict[ClientPeer, asyncio.Task[None]] = {}
+        self._replies: dict[str, ReplyClock] = {}
+        "Per session carried here: the wait for the AI's reply (voice to voice)."
         self._ready = asyncio.Event()
         self._closing = False
         CLIENTS.set_function(self.load)
@@ -138,7 +146,12 @@ class MediaEdge:
             old.end("replaced")  # stops its uplink: the seq below is final
             peer.uplink.next_seq = old.uplink.next_seq  # one aud/in stream per client
             peer.uplink.muted = old.uplink.muted
+            peer.relay_counted = old.relay_counted
+            PEER_REBUILDS.inc()
         clients[info.client_id] = peer
+        replies = self._replies.get(info.session_id)
+        if replies is not None and replies.armed:
+            peer.track.watch = self._reply_watch(peer)
         self._runs[peer] = self.owner.spawn(self._run_client(peer), f"client-{peer.name}")
 
     async def _run_client(self, peer: ClientPeer) -> None:
@@ -153,6 +166,7 @@ class MediaEdge:
                 del clients[info.client_id]
             if not clients:
                 self._sessions.pop(info.session_id, None)
+                self._replies.pop(info.session_id, None)
                 self.downlink.detach(info.session_id)
             self.service.events.publish(events.ClientLeft(
                 session_id=info.session_id, client_id=info.client_id, reason=reason))
@@ -198,9 +212,9 @@ class MediaEdge:
     def _publish_uplink(self, parts: list[bytes]) -> bool:
         return send_nowait(self.audio_pub, parts)
 
-    def _on_model_frame(self, session_id: str, pcm: bytes) -> None:
+    def _on_model_frame(self, session_id: str, pcm: bytes, capture_ns: int) -> None:
         for peer in self._sessions.get(session_id, {}).values():
-            peer.play(pcm)
+            peer.play(pcm, capture_ns)
 
     def _on_event(self, event: events.AnyEvent) -> None:
         match event:
@@ -208,6 +222,8 @@ class MediaEdge:
                 dropped = sum(p.interrupt() for p in self._sessions.get(sid, {}).values())
                 logger.debug("MediaEdge(%s) interrupted %s: %d frames dropped",
                              self.instance, sid[:8], dropped)
+            case events.VoiceActivity(session_id=sid, active=active, at=at):
+                self._on_voice_activity(sid, active, at)
             case _:
                 pass
         if events.tag(event) not in events.CLIENT_FACING:
@@ -217,6 +233,47 @@ class MediaEdge:
             text = events.to_client_json(event)
             for peer in clients.values():
                 peer.send_event(text)
+
+    # -- voice to voice ------------------------------------------------------------------
+
+    def _on_voice_activity(self, session_id: str, active: bool, at: float) -> None:
+        """Arm (speech end) or disarm (speech start) the session's wait for a reply."""
+        clients = self._sessions.get(session_id)
+        if not clients:
+            return
+        replies = self._replies.get(session_id)
+        if replies is None:
+            replies = self._replies[session_id] = ReplyClock()
+        armed = replies.voice_activity(active, at)
+        if armed or active:
+            for peer in clients.values():
+                peer.track.watch = self._reply_watch(peer) if armed else None
+
+    def _reply_watch(self, peer: ClientPeer) -> FrameWatch:
+        """Shown each model frame handed to ``peer``'s encoder until the reply is heard."""
+        session_id, client_id = peer.info.session_id, peer.info.client_id
+
+        def watch(pcm: bytes) -> bool:
+            replies = self._replies.get(session_id)
+            if replies is None or not replies.waiting(client_id):
+                return True
+            if not audible(pcm):
+                return False
+            ended_at = replies.speech_ended_at
+            latency = replies.heard(client_id)
+            if latency is not None and ended_at is not None:
+                self._heard(peer, latency, ended_at)
+            return True
+
+        return watch
+
+    def _heard(self, peer: ClientPeer, latency: float, speech_ended_at: float) -> None:
+        VOICE_TO_VOICE.observe(latency)
+        logger.info("MediaEdge(%s) %s heard the reply %.0f ms after the speech ended",
+                    self.instance, peer.name, latency * 1000)
+        self.service.events.publish(events.TurnHeard(
+            session_id=peer.info.session_id, client_id=peer.info.client_id,
+            voice_to_voice_s=latency, speech_ended_at=speech_ended_at))
 
 
 async def main(config: EdgeConfig) -> None:

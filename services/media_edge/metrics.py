@@ -1,22 +1,52 @@
-"""The edge's metrics: audio frames through it, and what it dropped and why."""
+"""The edge's metrics: audio frames through it, what it dropped and why, and where the
+time goes between a browser and voxrelay.
+
+The bus hop from the link (``voxrelay_bus_hop_seconds{stage="link_to_edge"}``) and the
+age of model audio when it reaches a client's encoder
+(``voxrelay_frame_age_seconds{at="client"}``) are the shared ones of
+``services/runtime/metrics.py``; the rest are the edge's own. Voice to voice has a
+bucket boundary at its 800 ms target.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
+
+ICE_CONNECT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 15.0)
+ROUND_TRIP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+VOICE_TO_VOICE_BUCKETS = (0.25, 0.5, 0.75, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
 
 FRAMES = Counter("voxrelay_edge_frames_total",
                  "20 ms audio frames: in = browser mic published on aud/in, "
                  "out = model audio played to a browser", ["direction"])
 FRAMES_DROPPED = Counter("voxrelay_edge_frames_dropped_total",
                          "Audio frames dropped: hwm = publish queue full, decode = unusable "
-                         "frame, stale = a client's playout queue overflowed", ["reason"])
+                         "frame, stale = a client's playout queue overflowed, gap = model "
+                         "audio lost on the way from the link (sequence gaps)", ["reason"])
 CHANNEL_DROPPED = Counter("voxrelay_edge_channel_messages_dropped_total",
                           "DataChannel messages dropped: oversized, malformed, backlog",
                           ["reason"])
 CLIENTS = Gauge("voxrelay_edge_clients", "Browser peers connected to this edge")
+ICE_CONNECT = Histogram("voxrelay_edge_ice_connect_seconds",
+                        "A browser's offer applied → its peer connection connected",
+                        buckets=ICE_CONNECT_BUCKETS)
+ROUND_TRIP = Histogram("voxrelay_edge_round_trip_seconds",
+                       "Round trip edge → browser → edge of a latency.ping on the events "
+                       "DataChannel", buckets=ROUND_TRIP_BUCKETS)
+VOICE_TO_VOICE = Histogram("voxrelay_voice_to_voice_seconds",
+                           "User speech end (captured at its edge) → the first audible frame "
+                           "of the AI's reply handed to a client's encoder, per client",
+                           buckets=VOICE_TO_VOICE_BUCKETS)
+PEER_REBUILDS = Counter("voxrelay_edge_peer_rebuilds_total",
+                        "Client peer connections replaced by a new one for the same client "
+                        "(a reconnect)")
+RELAYED_CLIENTS = Counter("voxrelay_edge_relayed_clients_total",
+                          "Clients whose connection runs through a TURN relay (counted once "
+                          "per client, when it connects)")
 
 FRAMES_IN = FRAMES.labels("in")
 FRAMES_OUT = FRAMES.labels("out")
 DROPPED_HWM = FRAMES_DROPPED.labels("hwm")
 DROPPED_DECODE = FRAMES_DROPPED.labels("decode")
 DROPPED_STALE = FRAMES_DROPPED.labels("stale")
+DROPPED_GAP = FRAMES_DROPPED.labels("gap")

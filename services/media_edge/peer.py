@@ -6,12 +6,19 @@ holds the ``events`` DataChannel the browser opened. It lives (``run()``) until 
 ended — removed, replaced by a reconnect, its session stopped, the edge shutting
 down — or its connection fails, closes, or never comes up; then it closes everything
 it owns and returns why it ended.
+
+While it lives it pings the browser on its ``events`` channel every
+``channel.PING_INTERVAL_S`` (the round trip metric). When it connects it observes how
+long ICE and DTLS took from the offer (``voxrelay_edge_ice_connect_seconds``) and
+whether the path goes through a TURN relay (``voxrelay_edge_relayed_clients_total``,
+once per client: a peer replacing another inherits ``relay_counted``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,8 +30,10 @@ from aiortc.sdp import SessionDescription
 from proto.ids import check_id
 from services.runtime import rtc_configuration, strip_mdns_candidates
 
-from .channel import LABEL, EventsChannel
+from .channel import LABEL, PING_INTERVAL_S, EventsChannel
 from .config import EdgeConfig
+from .ice_path import relayed
+from .metrics import ICE_CONNECT, RELAYED_CLIENTS
 from .tracks import DownlinkTrack
 from .uplink import Publish, Uplink
 
@@ -102,10 +111,14 @@ class ClientPeer:
                              enabled=info.role == "speaker", first_seq=first_seq)
         self.events: EventsChannel | None = None
         self.connected = False
+        self.relay_counted = False
+        "This client was already counted as relayed (by this peer or one it replaced)."
         self.end_reason = ""
         self._on_connected = on_connected
         self._on_mute = on_mute
         self._ended = asyncio.Event()
+        self._channel_opened = asyncio.Event()
+        self._offered_at: float | None = None
         self._closed = False
         self._mics: list[MediaStreamTrack] = []
         self._readers: list[asyncio.Task[None]] = []
@@ -118,6 +131,7 @@ class ClientPeer:
         """The SDP answer to the browser's offer; raises InvalidOffer."""
         check_offer(offer_sdp)
         offer = RTCSessionDescription(sdp=strip_mdns_candidates(offer_sdp), type="offer")
+        self._offered_at = time.monotonic()
         try:
             await self.pc.setRemoteDescription(offer)
         except OFFER_ERRORS as e:
@@ -143,7 +157,9 @@ class ClientPeer:
                 self._tg = tg
                 for track in self._mics:
                     self._read(track)
+                pinger = tg.create_task(self._ping(), name=f"ping-{self.name}")
                 await self._ended.wait()
+                pinger.cancel()
                 await self.close()
                 for reader in self._readers:
                     reader.cancel()  # a track that never started never ends by itself
@@ -173,10 +189,11 @@ class ClientPeer:
         self.track.stop()
         await self.pc.close()
 
-    def play(self, pcm: bytes) -> None:
-        """Queue one 20 ms frame of model audio (ignored until connected)."""
+    def play(self, pcm: bytes, capture_ns: int) -> None:
+        """Queue one 20 ms frame of model audio captured at ``capture_ns`` (ignored until
+        connected)."""
         if self.connected and not self.ended:
-            self.track.push(pcm)
+            self.track.push(pcm, capture_ns)
 
     def interrupt(self) -> int:
         """Drop the queued model audio at once; returns the frames dropped."""
@@ -192,6 +209,14 @@ class ClientPeer:
 
     def send_event(self, text: str) -> bool:
         return self.events is not None and self.events.send(text)
+
+    async def _ping(self) -> None:
+        """Ping the browser on its events channel, once it has one, until cancelled."""
+        await self._channel_opened.wait()
+        while True:
+            if self.events is not None:
+                self.events.ping()
+            await asyncio.sleep(PING_INTERVAL_S)
 
     def _read(self, track: MediaStreamTrack) -> None:
         assert self._tg is not None
@@ -212,15 +237,25 @@ class ClientPeer:
             logger.info("ClientPeer(%s) ignores data channel %r", self.name, channel.label)
             return
         self.events = EventsChannel(channel, self.name, on_mute=self.mute)
+        self._channel_opened.set()
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
         logger.debug("ClientPeer(%s) connection %s", self.name, state)
         if state == "connected" and not self.connected and not self.ended:
             self.connected = True
+            self._observe_connection()
             self._on_connected(self)
         elif state in ("failed", "closed"):
             self.end(state)
+
+    def _observe_connection(self) -> None:
+        if self._offered_at is not None:
+            ICE_CONNECT.observe(time.monotonic() - self._offered_at)
+        if not self.relay_counted and relayed(self.pc):
+            self.relay_counted = True
+            RELAYED_CLIENTS.inc()
+            logger.info("ClientPeer(%s) connected through a TURN relay", self.name)
 
     def _on_connect_deadline(self) -> None:
         if not self.connected:

@@ -5,6 +5,12 @@ aiortc's: ``recv()`` hands out one frame every 20 ms of the track's own clock an
 silence when nothing is queued. The queue is short on purpose: when it is full the
 oldest frame goes (counted ``stale``), so a client that fell behind hears the present,
 not a growing backlog. ``clear()`` (on ``ai.interrupted``) drops everything at once.
+
+Each queued frame keeps its capture time (``capture_ns`` from the bus: when the link
+received it), so the frame's age when ``recv()`` hands it to aiortc's encoder is
+observed as ``voxrelay_frame_age_seconds{at="client"}``. While the edge waits for a
+reply to reach this client (voice to voice), ``watch`` is shown each model frame handed
+out; otherwise the per-frame path does nothing more.
 """
 
 from __future__ import annotations
@@ -19,11 +25,17 @@ from av import AudioFrame
 
 from proto.audio import FRAME_BYTES
 from services.runtime.media import SILENCE, Pacer, pcm_frame
+from services.runtime.metrics import frame_age
 
 from .metrics import DROPPED_STALE, FRAMES_OUT
 
 MAX_CATCH_UP_S = 0.2
 "After a stall longer than this the clock restarts instead of bursting frames to catch up."
+
+FrameWatch = Callable[[bytes], bool]
+"Shown a model frame as it goes to the encoder; returns True when it has seen enough."
+
+_observe_age = frame_age("client")
 
 
 class DownlinkTrack(MediaStreamTrack):
@@ -36,21 +48,24 @@ class DownlinkTrack(MediaStreamTrack):
         if max_frames < 1:
             raise ValueError(f"'max_frames' must be >= 1 (got {max_frames})")
         self.max_frames = max_frames
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes, int]] = deque()
         self._pacer = Pacer(clock, max_catch_up_s=MAX_CATCH_UP_S)
+        self.watch: FrameWatch | None = None
+        "While set, shown every queued frame handed to the encoder; unset when it returns True."
 
     @property
     def queued(self) -> int:
         return len(self._queue)
 
-    def push(self, pcm: bytes) -> None:
-        """Queue one 20 ms frame (960 bytes); the oldest goes when the queue is full."""
+    def push(self, pcm: bytes, capture_ns: int = 0) -> None:
+        """Queue one 20 ms frame (960 bytes) captured at ``capture_ns`` (0: unknown); the
+        oldest goes when the queue is full."""
         if len(pcm) != FRAME_BYTES:
             raise ValueError(f"a frame must be {FRAME_BYTES} bytes (got {len(pcm)})")
         if len(self._queue) >= self.max_frames:
             self._queue.popleft()
             DROPPED_STALE.inc()
-        self._queue.append(pcm)
+        self._queue.append((pcm, capture_ns))
 
     def clear(self) -> int:
         """Drop everything queued (barge-in); returns how many frames went."""
@@ -63,8 +78,12 @@ class DownlinkTrack(MediaStreamTrack):
             raise MediaStreamError
         pts = await self._pacer.next()
         if self._queue:
-            pcm = self._queue.popleft()
+            pcm, capture_ns = self._queue.popleft()
             FRAMES_OUT.inc()
+            if capture_ns:
+                _observe_age(capture_ns)
+            if self.watch is not None and self.watch(pcm):
+                self.watch = None
         else:
             pcm = SILENCE
         return pcm_frame(pcm, pts)

@@ -49,6 +49,8 @@ class DropReason(enum.StrEnum):
     "Late, duplicate, or too old to play."
     OVERFLOW = "overflow"
     "The client's buffer was full."
+    GAP = "gap"
+    "Never arrived: missing from the client's sequence on the bus."
 
 
 @dataclass(frozen=True, slots=True)

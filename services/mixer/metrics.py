@@ -9,7 +9,8 @@ from .jitter import DropReason
 FRAMES_DROPPED = Counter(
     "voxrelay_mixer_frames_dropped_total",
     "Client audio frames not mixed: decode = malformed, unknown = no such session or client, "
-    "stale = late/duplicate/too old, overflow = the client's jitter buffer was full",
+    "stale = late/duplicate/too old, overflow = the client's jitter buffer was full, "
+    "gap = never arrived (a hole in the client's sequence)",
     ["reason"],
 )
 DROPPED = {reason: FRAMES_DROPPED.labels(reason.value) for reason in DropReason}

@@ -21,6 +21,7 @@ import zmq
 
 from proto import audio, events, rpc, topics
 from proto.ids import check_id
+from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader, send_nowait
@@ -54,6 +55,8 @@ class Mixer:
         self.audio_endpoint = bind(self._pub, config.service.audio_bind)
         self._sub = make_socket(ctx, Role.AUDIO_SUB)
         self._reader = SocketReader(self._sub, self._on_frame, f"{name}-aud-in")
+        self._in_hops = HopMeter("edge_to_mixer", on_gap=DROPPED[DropReason.GAP].inc)
+        self._model_hops = HopMeter("link_to_mixer")
         self._edges: dict[tuple[str, str], str] = {}
         "(session, client) → the edge endpoint its uplink comes from."
         self._connected: collections.Counter[str] = collections.Counter()
@@ -176,7 +179,9 @@ class Mixer:
     def _unroute(self, session_id: str, client_id: str) -> None:
         endpoint = self._edges.pop((session_id, client_id), None)
         if endpoint is not None:
-            self._sub.unsubscribe(topics.aud_in(session_id, client_id))
+            topic = topics.aud_in(session_id, client_id)
+            self._sub.unsubscribe(topic)
+            self._in_hops.forget(topic)
             self._disconnect(endpoint)
 
     def _connect(self, endpoint: str) -> None:
@@ -221,7 +226,9 @@ class Mixer:
     def _unfollow_link(self, session_id: str) -> None:
         endpoint = self._links.pop(session_id, None)
         if endpoint is not None:
-            self._model_sub.unsubscribe(topics.aud_model(session_id))
+            topic = topics.aud_model(session_id)
+            self._model_sub.unsubscribe(topic)
+            self._model_hops.forget(topic)
             self._release_link(endpoint)
 
     def _release_link(self, endpoint: str) -> None:
@@ -246,6 +253,7 @@ class Mixer:
                 if session is None:
                     MODEL_FRAMES_DROPPED.labels("unknown").inc()
                 else:
+                    self._model_hops.observe(raw_topic, header)
                     session.receive_model(pcm)
             case _:
                 MODEL_FRAMES_DROPPED.labels("decode").inc()
@@ -272,6 +280,7 @@ class Mixer:
                 if session is None:
                     DROPPED[DropReason.UNKNOWN].inc()
                 else:
+                    self._in_hops.observe(raw_topic, header)
                     session.receive(client_id, header.seq, header.capture_ns, pcm)
             case _:
                 DROPPED[DropReason.DECODE].inc()

@@ -49,6 +49,11 @@ class Attribution:
         else:
             client.name, client.role, client.present = name or client.name, role, True
 
+    def name_of(self, client_id: str) -> str:
+        """The client's name (its id's first 8 characters if it never joined here)."""
+        client = self._clients.get(client_id)
+        return client.name if client is not None else client_id[:8]
+
     def present(self, client_id: str, present: bool) -> None:
         """The client's connection came (back) or went (its past speech still counts)."""
         client = self._clients.get(client_id)

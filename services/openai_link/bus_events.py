@@ -1,4 +1,5 @@
-"""The few bus events the link needs about its sessions: who is speaking, who is here.
+"""The few bus events the link needs about its sessions: who is speaking, who is here,
+when each client began hearing a reply.
 
 One SUB socket on the bus, subscribed per session to exactly the kinds in ``KINDS``
 (``evt/<kind>/<session>``), so the link does not read every event of every session.
@@ -20,7 +21,7 @@ from services.runtime.zmq_loop import SocketReader
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("voice.activity", "client.joined", "client.left")
+KINDS = ("voice.activity", "client.joined", "client.left", "turn.heard")
 
 
 class SessionEvents:

@@ -23,6 +23,7 @@ import zmq
 
 from proto import audio, events, ids, rpc
 from services.runtime import configure_ice_hosts
+from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.tasks import TaskOwner
@@ -32,7 +33,7 @@ from .bus_events import SessionEvents
 from .calls_api import CallSettings
 from .config import LinkConfig
 from .errors import RealtimeUnavailable
-from .metrics import FRAMES_DROPPED
+from .metrics import FRAMES_DROPPED, SESSIONS
 from .session import LinkSession
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class Link:
         self._mix_sub = make_socket(service.ctx, Role.AUDIO_SUB)
         self._mix_reader = SocketReader(self._mix_sub, self._on_mix_frame,
                                         f"{service.instance}-mix")
+        self._mix_hops = HopMeter("mixer_to_link", on_gap=FRAMES_DROPPED.labels("gap").inc)
+        SESSIONS.set_function(self.load)
         self._session_events = SessionEvents(service.ctx, config.service.bus, service.instance,
                                              self._on_bus_event)
         self._owner = TaskOwner(f"{service.instance}-sessions")
@@ -154,6 +157,7 @@ class Link:
             return rpc.Ok()
         self._by_mix_topic.pop(session.mix_topic, None)
         self._mix_sub.unsubscribe(session.mix_topic)
+        self._mix_hops.forget(session.mix_topic)
         self._session_events.unfollow(session.id)
         self._unfollow_mixer(session.mixer_audio)
         await session.close()
@@ -182,7 +186,7 @@ class Link:
 
     def _on_mix_frame(self, parts: list[bytes]) -> None:
         try:
-            topic, _, pcm = audio.unpack(parts)
+            topic, header, pcm = audio.unpack(parts)
         except audio.FrameError as e:
             FRAMES_DROPPED.labels("malformed").inc()
             logger.debug("%r dropped a mixer frame: %s", self, e)
@@ -194,7 +198,8 @@ class Link:
         if session is None:
             FRAMES_DROPPED.labels("unknown_session").inc()
             return
-        session.on_mix_frame(pcm)
+        self._mix_hops.observe(topic, header)
+        session.on_mix_frame(pcm, header.capture_ns)
 
     def _on_bus_event(self, event: events.AnyEvent) -> None:
         session = self.sessions.get(event.session_id)

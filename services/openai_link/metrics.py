@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 FRAMES = Counter(
     "voxrelay_link_frames_total",
@@ -35,3 +35,33 @@ DISCONNECTS = Counter(
     "voxrelay_link_realtime_disconnects_total",
     "Realtime connections that ended without the link closing them",
 )
+TIME_TO_FIRST_AUDIO = Histogram(
+    "voxrelay_realtime_time_to_first_audio_seconds",
+    "Realtime API: speech stopped (or response.create) to the reply's first audible frame "
+    "at the link",
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
+)
+REALTIME_ERRORS = Counter(
+    "voxrelay_link_realtime_errors_total",
+    "Error events from the Realtime API, by code (codes beyond the first 32 seen: 'other')",
+    ["code"],
+)
+FALLBACKS = Counter(
+    "voxrelay_fallbacks_total",
+    "Switches to a fallback transport: realtime_websocket (the link's WebRTC to the "
+    "Realtime API failed)",
+    ["kind"],
+)
+SESSIONS = Gauge("voxrelay_link_sessions", "Conversations this link holds")
+
+FALLBACKS.labels("realtime_websocket")
+MAX_ERROR_CODES = 32
+_error_codes: set[str] = set()
+
+
+def count_realtime_error(code: str) -> None:
+    """Count one Realtime error; the label set stays bounded whatever the server sends."""
+    if code not in _error_codes and len(_error_codes) < MAX_ERROR_CODES and \
+            code.replace("_", "").isalnum() and len(code) <= 64:
+        _error_codes.add(code)
+    REALTIME_ERRORS.labels(code if code in _error_codes else "other").inc()

@@ -18,15 +18,17 @@ from typing import Any
 import aiohttp
 
 from proto import audio, events, topics
+from services.runtime.metrics import frame_age
 
 from . import realtime_events as rt
 from .attribution import Attribution
 from .calls_api import CallSettings
 from .config import LinkConfig
 from .errors import RealtimeUnavailable
-from .metrics import DISCONNECTS, FRAMES, FRAMES_DROPPED
+from .metrics import DISCONNECTS, FRAMES, FRAMES_DROPPED, count_realtime_error
 from .realtime_rtc import RealtimeConnection
 from .translate import Translator
+from .turn_timing import TurnTiming
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class LinkSession:
         "The clients, in join order, and when each spoke (from the mixer's voice.activity)."
         self.translator = Translator(session_id, speaker=self.attribution.speaker,
                                      secret=config.api_key.reveal())
+        self.timing = TurnTiming(session_id, name_of=self.attribution.name_of)
+        "Where each exchange's time went (a turn.summary per reply)."
+        self._age_at_model = frame_age("model")
         self._http = http
         self._spawn = spawn
         self._publish_event = publish_event
@@ -80,7 +85,8 @@ class LinkSession:
         self.attribution.add_client(client_id, name, role)
 
     def on_bus_event(self, event: events.AnyEvent) -> None:
-        """Voice activity and presence of this session's clients (for speaker attribution)."""
+        """Voice activity, presence and edges' reports of this session's clients."""
+        self.timing.bus_event(event)
         match event:
             case events.VoiceActivity(client_id=client_id, active=active, at=at):
                 self.attribution.observe(client_id, active, at or event.ts)
@@ -101,6 +107,7 @@ class LinkSession:
             connection = RealtimeConnection(
                 self.config, self._http, self.settings, name=self.id,
                 on_event=self._on_realtime_event, on_audio=self._on_model_audio)
+            connection.uplink.on_sent = self._uplink_sent
             self._connection = connection
             self._task = self._spawn(self._carry(connection), f"realtime-{self.id}")
             try:
@@ -134,15 +141,20 @@ class LinkSession:
 
     # -- media and events -------------------------------------------------------
 
-    def on_mix_frame(self, pcm: bytes) -> None:
+    def on_mix_frame(self, pcm: bytes, capture_ns: int) -> None:
         connection = self._connection
         if connection is None or not connection.ready:
             FRAMES_DROPPED.labels("not_connected").inc()
             return
         FRAMES.labels("uplink").inc()
-        connection.uplink.push(pcm)
+        connection.uplink.push(pcm, capture_ns)
+
+    def _uplink_sent(self, capture_ns: int) -> None:
+        self._age_at_model(capture_ns)
+        self.timing.uplink_age(max(0, time.time_ns() - capture_ns) / 1e9)
 
     def _on_model_audio(self, pcm: bytes) -> None:
+        self.timing.model_frame(pcm)
         self._model_seq += 1
         if self._publish_audio(audio.pack(self.model_topic, self._model_seq, time.time_ns(), pcm)):
             FRAMES.labels("downlink").inc()
@@ -150,8 +162,15 @@ class LinkSession:
             FRAMES_DROPPED.labels("downlink_hwm").inc()
 
     def _on_realtime_event(self, event: rt.AnyServerEvent | rt.OtherEvent, text: str) -> None:
+        if isinstance(event, rt.SpeechStopped):
+            self.timing.speech_stopped()
         for produced in self.translator.translate(event, text):
             self._publish_event(produced)
+            if isinstance(produced, events.ErrorEvent) and produced.source == "openai":
+                count_realtime_error(produced.code)
+            summary = self.timing.translated(produced)
+            if summary is not None:
+                self._publish_event(summary)
 
     # -- closing ----------------------------------------------------------------
 

@@ -31,19 +31,22 @@ class UplinkTrack(MediaStreamTrack):
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes, int]] = deque()
         self._pacer = Pacer(clock)
+        self.on_sent: Callable[[int], None] | None = None
+        "Called with a queued frame's capture time (ns) as it goes to the encoder."
         self.dropped = 0
         self.silent = 0
         "Frames sent as silence because none was queued."
 
-    def push(self, pcm: bytes) -> None:
-        """Queue one bus frame (960 bytes); drops the oldest when the queue is full."""
+    def push(self, pcm: bytes, capture_ns: int = 0) -> None:
+        """Queue one bus frame (960 bytes) captured at ``capture_ns``; drops the oldest
+        when the queue is full."""
         if len(self._queue) >= MAX_QUEUED:
             self._queue.popleft()
             self.dropped += 1
             FRAMES_DROPPED.labels("uplink_overflow").inc()
-        self._queue.append(pcm)
+        self._queue.append((pcm, capture_ns))
 
     @property
     def queued(self) -> int:
@@ -54,7 +57,9 @@ class UplinkTrack(MediaStreamTrack):
             raise MediaStreamError
         pts = await self._pacer.next()
         if self._queue:
-            pcm = self._queue.popleft()
+            pcm, capture_ns = self._queue.popleft()
+            if self.on_sent is not None and capture_ns:
+                self.on_sent(capture_ns)
         else:
             pcm = SILENCE
             self.silent += 1

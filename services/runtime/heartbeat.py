@@ -13,16 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prometheus_client import Gauge
-
 from proto.heartbeat import Heartbeat
 
 from .bus import EventPublisher
 
 INTERVAL_S = 1.0
 DEAD_AFTER_S = 3.5
-
-LOOP_LAG = Gauge("voxrelay_event_loop_lag_seconds", "Event-loop lag measured by the heartbeat")
 
 
 @dataclass
@@ -33,6 +29,7 @@ class HeartbeatSender:
     rpc: str = ""
     audio: str = ""
     load: Callable[[], int] = lambda: 0
+    metrics: str = ""
     started_at: float = field(default_factory=time.time)
 
     async def run(self) -> None:
@@ -42,12 +39,11 @@ class HeartbeatSender:
             self.publisher.beat(Heartbeat(
                 service=self.service, instance=self.instance, pid=os.getpid(), rpc=self.rpc,
                 audio=self.audio, started_at=self.started_at, ts=time.time(), load=self.load(),
-                loop_lag_ms=lag * 1000,
+                loop_lag_ms=lag * 1000, metrics=self.metrics,
             ))
             due = loop.time() + INTERVAL_S
             await asyncio.sleep(INTERVAL_S)
             lag = max(0.0, loop.time() - due)
-            LOOP_LAG.set(lag)
 
 
 class Registry:

@@ -14,6 +14,7 @@ import fractions
 import time
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, AudioResampler
 
@@ -21,6 +22,15 @@ from proto.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 SILENCE = bytes(FRAME_BYTES)
+AUDIBLE_PEAK = 104
+"A peak of about -50 dBFS: below it a frame is silence (codec noise, comfort noise)."
+
+
+def audible(pcm: bytes, peak: int = AUDIBLE_PEAK) -> bool:
+    """Whether a PCM16 frame carries sound rather than (near) silence (a few µs a frame)."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    # max and min apart: abs() of -32768 overflows int16
+    return bool(samples.size) and bool(samples.max() > peak or samples.min() < -peak)
 
 
 def pcm_frame(pcm: bytes, pts: int) -> AudioFrame:

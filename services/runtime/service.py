@@ -25,6 +25,7 @@ from .bus import BusEndpoints, EventPublisher
 from .bus_config import bus_from_env
 from .config import env_int, env_str
 from .heartbeat import HeartbeatSender
+from .metrics import LoopLagMonitor, announce
 from .rpc import RpcServer
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,17 @@ def service_config(service: str, env: Mapping[str, str] | None = None) -> Servic
     )
 
 
+def serve_metrics(config: ServiceConfig) -> str:
+    """Serve this process's registry on ``VOXRELAY_METRICS_PORT`` (0: not at all); the URL."""
+    announce(config.service, config.instance)
+    if not config.metrics_port:
+        return ""
+    server, _ = start_http_server(config.metrics_port, addr=config.metrics_host)
+    host = config.metrics_host if config.metrics_host not in ("0.0.0.0", "::", "") \
+        else "127.0.0.1"
+    return f"http://{host}:{server.server_port}/metrics"
+
+
 class Service:
     """Context, publisher, RPC server and heartbeat of one service process."""
 
@@ -67,6 +79,8 @@ class Service:
         self.events = EventPublisher(self.ctx, config.bus, config.instance)
         self.rpc: RpcServer | None = None
         self.audio_endpoint = ""
+        self.metrics_url = ""
+        "Where this process's metrics are served, if not on VOXRELAY_METRICS_PORT."
 
     @property
     def instance(self) -> str:
@@ -80,17 +94,18 @@ class Service:
         tasks: tuple[Callable[[], Awaitable[None]], ...] = (),
     ) -> None:
         """Serve until cancelled; then shut down in stages."""
-        if self.config.metrics_port:
-            start_http_server(self.config.metrics_port, addr=self.config.metrics_host)
+        metrics = serve_metrics(self.config) or self.metrics_url
         self.rpc = RpcServer(self.ctx, self.config.rpc_bind, handler, self.instance)
         self.rpc.start()
         beat = HeartbeatSender(self.events, self.config.service, self.instance,
-                               rpc=self.rpc.endpoint, audio=self.audio_endpoint, load=load)
-        logger.info("%s up: rpc %s audio %s", self.instance, self.rpc.endpoint,
-                    self.audio_endpoint or "-")
+                               rpc=self.rpc.endpoint, audio=self.audio_endpoint, load=load,
+                               metrics=metrics)
+        logger.info("%s up: rpc %s audio %s metrics %s", self.instance, self.rpc.endpoint,
+                    self.audio_endpoint or "-", metrics or "-")
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(beat.run(), name=f"{self.instance}-heartbeat")
+                tg.create_task(LoopLagMonitor().run(), name=f"{self.instance}-loop-lag")
                 for task in tasks:
                     tg.create_task(task(), name=f"{self.instance}-{task.__name__}")
         finally:

@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proto import events
 
 from .conductor import ApiError, Conductor, JoinRequest
+from .metrics import REQUESTS, watch
 from .placement import NoInstance
 from .sessions import token_matches
 from .web_routes import add_web_routes
@@ -26,7 +27,6 @@ MAX_NAME = 64
 MAX_SDP = 64 * 1024
 EVENTS_LIMIT = 10_000
 
-REQUESTS = Counter("voxrelay_http_requests_total", "HTTP API requests", ["route", "status"])
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -55,6 +55,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 def create_api(conductor: Conductor, max_body: int) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[errors_middleware])
     app[CONDUCTOR] = conductor
+    watch(conductor)
     app.router.add_post("/v1/sessions", create_session)
     app.router.add_get("/v1/sessions", list_sessions)
     app.router.add_get("/v1/sessions/{sid}", get_session)

@@ -51,7 +51,7 @@ class Placement:
     def health(self) -> dict[str, list[dict[str, object]]]:
         """Live instances per required service, with pid and load."""
         return {service: [{"instance": b.instance, "pid": b.pid, "load": b.load,
-                           "loop_lag_ms": round(b.loop_lag_ms, 1)}
+                           "loop_lag_ms": round(b.loop_lag_ms, 1), "metrics": b.metrics}
                           for b in sorted(self.registry.alive(service), key=lambda b: b.instance)]
                 for service in REQUIRED_SERVICES}
 

@@ -48,6 +48,8 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
     port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
     conductor.config = dataclasses.replace(config, http_port=port)  # join links use it
     scheme = "https" if ssl_context else "http"
+    local = "127.0.0.1" if config.http_host in ("0.0.0.0", "::", "") else config.http_host
+    service.metrics_url = f"{scheme}://{local}:{port}/metrics"
     sys.stdout.write(f"signaling listening on {scheme}://{config.http_host}:{port}\n")
     sys.stdout.flush()
 

@@ -14,6 +14,7 @@ DEFAULT_HTTP_PORT = 8080
 DEFAULT_SIM_PORT = 8765
 DEFAULT_BUS_PUBLISH_PORT = 7701
 DEFAULT_BUS_SUBSCRIBE_PORT = 7702
+DEFAULT_METRICS_PORT = 9470
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class UpConfig:
     ice_hosts: str | None
     "Comma-separated ICE host addresses for every aiortc peer (None: all interfaces)."
     metrics_base_port: int
-    "0: no per-service metrics ports; else services get consecutive ports from here."
+    "0: no per-service metrics ports; else the layout of supervisor.metrics_port from here."
     tls: bool = False
     "Signaling serves HTTPS (a self-signed certificate in DATA_DIR/tls unless given)."
 
@@ -49,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loopback", action="store_true",
                         help="WebRTC on 127.0.0.1 only (this machine's browsers only)")
     parser.add_argument("--metrics-port", type=int,
-                        help="first of the per-service /metrics ports (default 0: off)")
+                        help=f"first of the per-service /metrics ports (default "
+                        f"{DEFAULT_METRICS_PORT}; 0: off; VOXRELAY_METRICS_BASE_PORT)")
     parser.add_argument("--tls", action="store_true",
                         help="serve HTTPS, as phones need for the microphone (VOXRELAY_TLS; "
                         "certificate: VOXRELAY_TLS_CERT/VOXRELAY_TLS_KEY or DATA_DIR/tls)")
@@ -77,6 +79,6 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
             "VOXRELAY_SIM_PORT", DEFAULT_SIM_PORT, env, minimum=0, maximum=65535),
         ice_hosts=ice_hosts,
         metrics_base_port=args.metrics_port if args.metrics_port is not None else env_int(
-            "VOXRELAY_METRICS_BASE_PORT", 0, env, minimum=0, maximum=65535),
+            "VOXRELAY_METRICS_BASE_PORT", DEFAULT_METRICS_PORT, env, minimum=0, maximum=65535),
         tls=args.tls or env_bool("VOXRELAY_TLS", False, env),
     )

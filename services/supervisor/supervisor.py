@@ -55,12 +55,28 @@ def child_specs(config: UpConfig) -> list[ChildSpec]:
         "VOXRELAY_HTTP_HOST": config.host, "VOXRELAY_HTTP_PORT": str(config.http_port),
         "VOXRELAY_TLS": "1" if config.tls else "0"}))
     result = []
-    for index, (name, module, stage, extra) in enumerate(specs):
+    for name, module, stage, extra in specs:
         env = {**base, "VOXRELAY_INSTANCE": name, **extra}
-        if config.metrics_base_port:
-            env["VOXRELAY_METRICS_PORT"] = str(config.metrics_base_port + index)
+        port = metrics_port(config, name)
+        if port:
+            env["VOXRELAY_METRICS_PORT"] = str(port)
         result.append(ChildSpec(name, module, env, stage))
     return result
+
+
+METRICS_OFFSETS = {"bus": 0, "recorder-1": 1, "mixer-1": 2, "openai_link-1": 3}
+"Per-service /metrics ports from --metrics-port: these, then media_edge-N at 3 + N."
+
+
+def metrics_port(config: UpConfig, name: str) -> int:
+    """The /metrics port of child ``name`` (0: none; signaling serves its own HTTP port)."""
+    if not config.metrics_base_port:
+        return 0
+    if name in METRICS_OFFSETS:
+        return config.metrics_base_port + METRICS_OFFSETS[name]
+    if name.startswith("media_edge-"):
+        return config.metrics_base_port + 3 + int(name.removeprefix("media_edge-"))
+    return 0
 
 
 class Supervisor:
@@ -99,6 +115,16 @@ class Supervisor:
                 child.kill()
         return 0
 
+    def _all_alive(self, health: dict[str, object]) -> bool:
+        """Whether every bus-connected child has a live instance in signaling's view."""
+        services = health.get("services")
+        if not isinstance(services, dict):
+            return False
+        alive = {i.get("instance") for instances in services.values() for i in instances}
+        expected = {c.spec.name for c in self.children
+                    if c.spec.name.split("-")[0] in services}
+        return expected <= alive
+
     async def _announce_when_ready(self) -> None:
         url = self.config.url
         async with aiohttp.ClientSession() as http:
@@ -108,7 +134,7 @@ class Supervisor:
                         try:
                             # ssl=False: its own child; no need to verify a self-signed certificate.
                             async with http.get(f"{url}/healthz", ssl=False) as resp:
-                                if resp.status == 200:
+                                if resp.status == 200 and self._all_alive(await resp.json()):
                                     break
                         except aiohttp.ClientError:
                             pass
@@ -122,6 +148,11 @@ class Supervisor:
         sys.stdout.write(f"voxrelay up on {url} (Realtime: {mode}; "
                          f"{self.config.edges} media edge(s); data in {self.config.data_dir}"
                          f"{trust})\n")
+        if self.config.metrics_base_port:
+            ports = ", ".join(f"{c.spec.name} :{metrics_port(self.config, c.spec.name)}"
+                              for c in self.children if metrics_port(self.config, c.spec.name))
+            sys.stdout.write(f"metrics: {ports}, signaling {url}/metrics; "
+                             f"voxrelay status --url {url}\n")
         sys.stdout.flush()
 
     async def _stop_in_stages(self) -> None:

@@ -4,8 +4,10 @@ A real bus and a real ``python -m services.media_edge`` (tests/support/stack.py)
 test plays signaling (``AddClient`` over RPC), the link (a real ``AUDIO_PUB`` socket
 publishing ``aud/model/<session>`` at real-time pace) and the mixer (a real
 ``AUDIO_SUB`` on the edge's ``aud/in``), and the browser is a real aiortc peer: an
-``events`` DataChannel created before the offer, a microphone that speaks espeak-ng
-speech in real time, and a recorder of what it hears on the model's track.
+``events`` DataChannel created before the offer (answering the edge's ``latency.ping``
+as the web client does), a microphone that speaks espeak-ng speech in real time, and a
+recorder of what it hears on the model's track. The edge serves its metrics
+(``VOXRELAY_METRICS_PORT``), which the tests scrape as Prometheus would.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 import zmq
@@ -27,12 +30,14 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from proto import audio, events, ids, rpc, topics
 from services.runtime.bus import EventPublisher
+from services.runtime.media import drain_track
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader
-from services.runtime.media import drain_track
+from tests.support.ports import free_port
 from tests.support.rtc_client import PcmTrack
 from tests.support.speech import (
     BYTES_PER_MS,
@@ -70,7 +75,7 @@ class Browser:
         self.opened = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self.channel.on("open", self.opened.set)
-        self.channel.on("message", lambda m: self.messages.append(json.loads(m)))
+        self.channel.on("message", self._on_message)
         self.pc.on("track", self._on_track)
 
     async def offer(self) -> str:
@@ -111,6 +116,13 @@ class Browser:
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
+
+    def _on_message(self, message: str | bytes) -> None:
+        decoded = json.loads(message)
+        self.messages.append(decoded)
+        if decoded["type"] == "latency.ping":  # the edge's round-trip probe: answer at once
+            self.send({"type": "latency.pong", "ts": time.time() * 1000,
+                       "payload": {"ping_id": decoded["payload"]["ping_id"]}})
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
@@ -219,6 +231,42 @@ async def live_publisher(stack: Stack, session_id: str,
     return publisher
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(edge: Running) -> Samples:
+    """Every sample the edge's /metrics serves, by (name, sorted labels)."""
+    assert edge.beat is not None and edge.beat.metrics, "the edge announces its metrics URL"
+    async with aiohttp.ClientSession() as http, \
+            http.get(edge.beat.metrics, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def bucket_quantile(samples: Samples, name: str, q: float, **labels: str) -> float:
+    """The upper bound of the histogram bucket that holds quantile ``q``."""
+    total = value(samples, f"{name}_count", **labels)
+    buckets = sorted((float(dict(key)["le"]), count) for (sample, key), count in samples.items()
+                     if sample == f"{name}_bucket"
+                     and {k: v for k, v in key if k != "le"} == labels)
+    for bound, count in buckets:
+        if count >= q * total:
+            return bound
+    raise AssertionError(f"no buckets for {name} {labels}")
+
+
+async def start_edge(stack: Stack, env: dict[str, str] | None = None) -> Running:
+    """``python -m services.media_edge`` serving its metrics on a free loopback port."""
+    return await stack.start("media_edge", env={"VOXRELAY_METRICS_PORT": str(free_port()),
+                                                **(env or {})})
+
+
 async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     try:
         async with asyncio.timeout(timeout):
@@ -239,7 +287,7 @@ async def stack(tmp_path) -> AsyncIterator[Stack]:
 
 @pytest.fixture
 async def edge(stack: Stack) -> Running:
-    return await stack.start("media_edge")
+    return await start_edge(stack)
 
 
 @pytest.fixture
@@ -508,10 +556,13 @@ async def test_reconnect_replaces_the_old_connection(stack, edge, browsers, tap)
                 "the new connection's uplink")
     seqs = [f.header.seq for f in tap.of(session_id, client_id)]
     assert seqs == sorted(set(seqs)), "one aud/in stream per client: seq carries on"
+    samples = await scrape(edge)
+    assert value(samples, "voxrelay_edge_peer_rebuilds_total") == 1
+    assert value(samples, "voxrelay_edge_ice_connect_seconds_count") == 2
 
 
 async def test_interruption_drops_queued_model_audio_at_once(stack, browsers, link):
-    edge = await stack.start("media_edge", env={"VOXRELAY_EDGE_QUEUE_FRAMES": "50"})
+    edge = await start_edge(stack, {"VOXRELAY_EDGE_QUEUE_FRAMES": "50"})
     session_id = ids.new_id()
     joined = await join(stack, edge, browsers, session_id, link_audio=link.endpoint)
     browser = joined.browser
@@ -542,7 +593,7 @@ async def test_edge_exits_cleanly_on_sigterm_with_clients_connected(stack, edge,
 
 
 async def test_a_client_that_never_connects_is_given_up(stack, browsers):
-    edge = await stack.start("media_edge", env={"VOXRELAY_EDGE_CONNECT_TIMEOUT_S": "1"})
+    edge = await start_edge(stack, {"VOXRELAY_EDGE_CONNECT_TIMEOUT_S": "1"})
     browser = Browser()
     browsers.append(browser)
     client_id = ids.new_id()
@@ -554,3 +605,82 @@ async def test_a_client_that_never_connects_is_given_up(stack, browsers):
     assert left.reason == "connect_timeout"
     assert not [e for e in stack.events
                 if isinstance(e, events.ClientJoined) and e.client_id == client_id]
+
+
+async def test_the_edge_measures_connects_round_trips_bus_hops_and_frame_ages(
+        stack, edge, browsers, link):
+    session_id = ids.new_id()
+    joined = await join(stack, edge, browsers, session_id, link_audio=link.endpoint)
+    browser = joined.browser
+    await browser.hear(100)
+    # The edge pings once the events channel is there, then every 2 s; the browser answers.
+    await until(lambda: any(m["type"] == "latency.ping" for m in browser.messages), 10.0,
+                "the edge's first latency.ping")
+    pings = [m for m in browser.messages if m["type"] == "latency.ping"]
+    assert pings[0]["payload"]["ping_id"] == "e1"
+    assert abs(pings[0]["ts"] - time.time()) < 5.0, "server time, unix seconds"
+
+    await link.play(session_id, tone(2000))
+    link.seq += 3  # three frames lost between the link and the edge
+    await link.play(session_id, tone(200))
+    await browser.hear(300)  # the edge's queue drains into the browser
+    samples = await scrape(edge)
+
+    connects = value(samples, "voxrelay_edge_ice_connect_seconds_count")
+    assert connects >= 1
+    assert value(samples, "voxrelay_edge_ice_connect_seconds_sum") / connects < CONNECT_TIMEOUT_S
+    round_trips = value(samples, "voxrelay_edge_round_trip_seconds_count")
+    assert round_trips >= 1
+    assert value(samples, "voxrelay_edge_round_trip_seconds_sum") < round_trips * 1.0
+    hops = value(samples, "voxrelay_bus_hop_seconds_count", stage="link_to_edge")
+    assert hops >= 100, f"{hops} frames metered on the link_to_edge hop"
+    p99 = bucket_quantile(samples, "voxrelay_bus_hop_seconds", 0.99, stage="link_to_edge")
+    print(f"\nlink_to_edge hop p99 <= {p99 * 1000:g} ms over {hops:.0f} frames; round trip "
+          f"{value(samples, 'voxrelay_edge_round_trip_seconds_sum') / round_trips * 1000:.1f} ms")
+    assert p99 <= 0.02
+    ages = value(samples, "voxrelay_frame_age_seconds_count", at="client")
+    assert ages >= 90, f"{ages} model frames handed to the client's encoder"
+    assert ages == value(samples, "voxrelay_edge_frames_total", direction="out"), \
+        "every model frame handed out has its age observed"
+    assert value(samples, "voxrelay_frame_age_seconds_sum", at="client") / ages < 0.5
+    assert value(samples, "voxrelay_edge_frames_dropped_total", reason="gap") == 3
+    assert value(samples, "voxrelay_bus_frames_lost_total", stage="link_to_edge") == 3
+    assert value(samples, "voxrelay_edge_relayed_clients_total") == 0, "loopback: direct"
+    assert value(samples, "voxrelay_edge_peer_rebuilds_total") == 0
+
+
+async def test_voice_to_voice_runs_from_speech_end_to_the_first_audible_reply_frame(
+        stack, edge, browsers, link):
+    session_id = ids.new_id()
+    joined = await join(stack, edge, browsers, session_id, link_audio=link.endpoint)
+    other_session = ids.new_id()
+    publisher = await live_publisher(stack, session_id, producer="mixer-test")
+    try:
+        await joined.browser.hear(100)
+        ended_at = time.time()
+        # The speaker may be on another edge: any client of the session stops speaking.
+        publisher.publish(events.VoiceActivity(session_id=session_id, client_id=ids.new_id(),
+                                               active=False, at=ended_at))
+        publisher.publish(events.VoiceActivity(session_id=other_session, client_id=ids.new_id(),
+                                               active=False, at=ended_at))
+        await stack.wait_event(events.VoiceActivity, session_id=other_session)
+        await link.play(session_id, silence(300))  # the link's silence is not the reply
+        reply_at = time.time()
+        await link.play(session_id, tone(600))
+        heard = await stack.wait_event(events.TurnHeard, client_id=joined.client_id)
+        received_at = time.time()
+        await link.play(session_id, tone(400))  # more of the reply: no second measurement
+        await joined.browser.hear(300)
+    finally:
+        publisher.close()
+
+    print(f"\nvoice to voice {heard.voice_to_voice_s * 1000:.0f} ms "
+          f"(reply sent {(reply_at - ended_at) * 1000:.0f} ms after the speech end)")
+    assert (heard.session_id, heard.producer) == (session_id, edge.instance)
+    assert heard.speech_ended_at == pytest.approx(ended_at)
+    assert reply_at - ended_at <= heard.voice_to_voice_s <= received_at - ended_at
+    assert len([e for e in stack.events if isinstance(e, events.TurnHeard)]) == 1
+    samples = await scrape(edge)
+    assert value(samples, "voxrelay_voice_to_voice_seconds_count") == 1
+    assert value(samples, "voxrelay_voice_to_voice_seconds_sum") == pytest.approx(
+        heard.voice_to_voice_s)

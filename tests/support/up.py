@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ports import free_port, free_tcp_endpoint
+from .ports import free_port, free_port_block, free_tcp_endpoint
 
 UP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 60.0
@@ -33,6 +33,8 @@ class Up:
     proc: subprocess.Popen[str]
     data_dir: Path
     log_path: Path
+    metrics_port: int
+    "The first of the per-service /metrics ports (the bus's)."
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -49,15 +51,17 @@ def running_up(tmp_path: Path, *args: str, edges: int = 2) -> Iterator[Up]:
     })
     data_dir = tmp_path / "data"
     log_path = tmp_path / "up.log"
+    metrics_port = free_port_block(4 + edges)
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "up", "--port", str(free_port()),
              "--sim-port", str(free_port()), "--loopback", "--edges", str(edges),
+             "--metrics-port", str(metrics_port),
              "--data-dir", str(data_dir), *args],
             env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
         try:
             line = _ready_line(proc, log_path)
-            yield Up(line[len(READY_LINE):].split()[0], proc, data_dir, log_path)
+            yield Up(line[len(READY_LINE):].split()[0], proc, data_dir, log_path, metrics_port)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)

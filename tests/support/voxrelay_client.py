@@ -2,7 +2,8 @@
 
 It creates a session or joins one through signaling's HTTP API, offers one
 sendrecv audio track (a microphone playing PCM in real time) and the ``events``
-DataChannel, records what it hears, and collects the events it receives.
+DataChannel, records what it hears, and collects the events it receives. Like the web
+client, it answers the edge's ``latency.ping`` at once with a ``latency.pong``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ import time
 from typing import Any
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamTrack
 
 from services.runtime.media import drain_track
@@ -26,6 +32,14 @@ async def create_session(http: aiohttp.ClientSession, base: str, **fields: Any) 
         body = await resp.json()
         assert resp.status == 201, body
         return body
+
+
+def answer_ping(channel: RTCDataChannel, ping: dict[str, Any]) -> None:
+    """Answer the edge's ``latency.ping`` on ``channel`` with its ping_id, as browsers do."""
+    payload = ping.get("payload")
+    if isinstance(payload, dict) and "ping_id" in payload and channel.readyState == "open":
+        channel.send(json.dumps({"type": "latency.pong", "ts": time.time() * 1000,
+                                 "payload": {"ping_id": payload["ping_id"]}}))
 
 
 class VoxrelayClient:
@@ -79,9 +93,13 @@ class VoxrelayClient:
 
     def _on_message(self, message: str | bytes) -> None:
         try:
-            self.events.append(json.loads(message))
+            event = json.loads(message)
         except ValueError:
             self.events.append({"type": "<undecodable>", "payload": {"raw": str(message)[:200]}})
+            return
+        self.events.append(event)
+        if isinstance(event, dict) and event.get("type") == "latency.ping":
+            answer_ping(self.channel, event)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":

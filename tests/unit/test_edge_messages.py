@@ -13,7 +13,10 @@ from services.media_edge.channel import (
     BadMessage,
     ClientMute,
     LatencyPing,
+    LatencyPong,
+    Pings,
     decode,
+    ping,
     pong,
 )
 from services.media_edge.config import from_env
@@ -27,6 +30,42 @@ def test_a_latency_ping_is_answered_with_its_ping_id_and_client_time():
     assert json.loads(pong(ping, 1700000000.5)) == {
         "type": "latency.pong", "ts": 1700000000.5,
         "payload": {"ping_id": 7, "client_ts": 1700000000123.0}}
+
+
+def test_the_edge_pings_with_its_own_id_and_server_time():
+    assert json.loads(ping("e3", 1700000000.25)) == {
+        "type": "latency.ping", "ts": 1700000000.25, "payload": {"ping_id": "e3"}}
+
+
+def test_a_pong_to_the_edges_ping_is_understood_whatever_else_it_carries():
+    answer = decode('{"type": "latency.pong", "ts": 1700000000123, '
+                    '"payload": {"ping_id": "e3", "client_ts": 5}}')
+    assert isinstance(answer, LatencyPong) and answer.payload.ping_id == "e3"
+    assert decode('{"type": "latency.pong", "payload": {"ping_id": "e4"}}').ts is None
+
+
+def test_a_pong_gives_the_round_trip_of_its_own_ping_once():
+    pings = Pings()
+    first, second = pings.issue(10.0), pings.issue(12.0)
+    assert (first, second) == ("e1", "e2")
+    assert pings.answer(second, 12.04) == pytest.approx(0.04)
+    assert pings.answer(second, 12.05) is None, "answered already"
+    assert pings.answer("e99", 12.05) is None, "never sent"
+    assert pings.answer(1, 12.05) is None, "not one of the edge's ids"
+    assert pings.answer(first, 12.1) == pytest.approx(2.1)
+    assert len(pings) == 0
+
+
+def test_unanswered_pings_are_forgotten_by_age_and_number():
+    pings = Pings(max_outstanding=8, timeout_s=10.0)
+    old = pings.issue(0.0)
+    pings.issue(5.0)
+    assert pings.answer(old, 10.5) is None, "older than 10 s"
+    assert len(pings) == 1
+    ids_ = [pings.issue(11.0 + n) for n in range(10)]
+    assert len(pings) == 8
+    assert pings.answer(ids_[1], 21.0) is None, "pushed out by newer ones"
+    assert pings.answer(ids_[-1], 21.0) == pytest.approx(1.0)
 
 
 def test_a_mute_request_says_whether_to_mute():
@@ -43,6 +82,9 @@ def test_a_mute_request_says_whether_to_mute():
     (b"\xff\xfe", "malformed"),
     ('{"type": "latency.ping"}', "malformed"),
     ('{"type": "latency.ping", "payload": {}}', "malformed"),
+    ('{"type": "latency.pong", "payload": {}}', "malformed"),
+    ('{"type": "latency.pong", "payload": {"ping_id": ["e1"]}}', "malformed"),
+    ('{"type": "latency.pong"}', "malformed"),
     ('{"type": "session.update", "payload": {"ping_id": "a"}}', "malformed"),
     ('{"payload": {"ping_id": "a"}}', "malformed"),
     ('["latency.ping"]', "malformed"),

@@ -21,6 +21,13 @@ def stale_drops() -> float:
                                      {"reason": "stale"}) or 0.0
 
 
+def client_ages() -> tuple[float, float]:
+    """(count, sum) of voxrelay_frame_age_seconds{at="client"}."""
+    labels = {"at": "client"}
+    return (REGISTRY.get_sample_value("voxrelay_frame_age_seconds_count", labels) or 0.0,
+            REGISTRY.get_sample_value("voxrelay_frame_age_seconds_sum", labels) or 0.0)
+
+
 async def test_a_full_queue_drops_the_oldest_frame_and_counts_it():
     track = DownlinkTrack(max_frames=3)
     before = stale_drops()
@@ -60,6 +67,32 @@ async def test_after_a_stall_the_track_resumes_instead_of_bursting():
     started = time.monotonic()
     await track.recv()
     assert time.monotonic() - started >= 0.015, "the next frame is due 20 ms later, not now"
+
+
+async def test_a_frame_handed_out_observes_its_age_since_capture():
+    track = DownlinkTrack(max_frames=10)
+    (count, total) = client_ages()
+    track.push(frame(1), time.time_ns() - 50_000_000)
+    track.push(frame(2))  # capture time unknown: no age
+    await track.recv()
+    await track.recv()
+    await track.recv()  # silence: no age either
+    after_count, after_total = client_ages()
+    assert after_count - count == 1
+    assert 0.05 <= after_total - total < 0.5
+
+
+async def test_a_watch_sees_queued_frames_until_it_has_seen_enough():
+    track = DownlinkTrack(max_frames=10)
+    seen: list[bytes] = []
+    track.watch = lambda pcm: seen.append(pcm) or len(seen) == 2
+    await track.recv()  # nothing queued: silence is not shown
+    for n in (1, 2, 3):
+        track.push(frame(n))
+    for _ in range(3):
+        await track.recv()
+    assert seen == [frame(1), frame(2)]
+    assert track.watch is None
 
 
 def test_frames_must_be_20_ms():

@@ -6,6 +6,8 @@
 // is rebuilt with a fresh offer a few times before the call gives up; a session that
 // ended or vanished fails at once with a message a person can act on (onState gets
 // the state, the reason, and for failures the error code).
+// The edge measures its own round trip the same way: its `latency.ping` (ping_id
+// "e<n>") is answered at once with a `latency.pong` carrying the same ping_id.
 
 import * as api from "./api.js";
 
@@ -245,6 +247,13 @@ export class Call {
       event = JSON.parse(data);
     } catch {
       return; // not ours to judge: the edge only sends JSON
+    }
+    if (event?.type === "latency.ping") {
+      const pingId = event.payload?.ping_id;
+      if (pingId !== undefined) {
+        this.#send({ type: "latency.pong", ts: Date.now(), payload: { ping_id: pingId } });
+      }
+      return;
     }
     if (event?.type === "latency.pong") {
       const sent = this.pings.get(event.payload?.ping_id);
