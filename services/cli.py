@@ -41,9 +41,16 @@ def _up(args: argparse.Namespace) -> int:
         return asyncio.run(Supervisor(config).run())
 
 
+def _status(args: argparse.Namespace) -> int:
+    from services.supervisor.status import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from services.openai_sim import config as sim_config
     from services.supervisor import config as up_config
+    from services.supervisor import status
 
     parser = argparse.ArgumentParser(prog="voxrelay", description="Self-hosted realtime voice server")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (default: VOXRELAY_LOG_LEVEL or INFO)")
@@ -54,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the whole stack (simulator unless OPENAI_API_KEY)")
     up_config.add_arguments(up)
     up.set_defaults(run=_up)
+    status_cmd = commands.add_parser("status", help="health and latencies of a running stack")
+    status.add_arguments(status_cmd)
+    status_cmd.set_defaults(run=_status)
     return parser
 
 
