@@ -60,6 +60,10 @@ class Attribution:
         if client is not None:
             client.present = present
 
+    def anyone_present(self) -> bool:
+        """Whether any client (listeners too) is connected: someone to carry on for."""
+        return any(client.present for client in self._clients.values())
+
     def observe(self, client_id: str, active: bool, at: float) -> None:
         """A ``voice.activity`` transition (``at``: capture time, unix seconds)."""
         client = self._clients.get(client_id)

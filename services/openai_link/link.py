@@ -1,14 +1,20 @@
 """The openai_link service: RPC, audio sockets, and the conversations it holds.
 
 RPC (``proto/README.md`` §6): ``StartSession`` remembers a conversation and subscribes
-to its ``aud/mix`` at the mixer's endpoint; ``AddClient`` opens the Realtime connection
-when the first client joins and answers once it is usable (``unavailable`` if it cannot
-be had within the connect timeout); ``StopSession`` hangs up and forgets (idempotent).
+to its ``aud/mix`` at the mixer's endpoint (sent again with another endpoint, when the
+session's mixer was restarted or replaced, it follows that one); ``AddClient`` opens the
+Realtime connection when the first client joins and answers once it is usable
+(``unavailable`` if it cannot be had within the connect timeout); ``StopSession`` hangs
+up and forgets (idempotent).
+A call that drops under a conversation is reopened by the session itself, with backoff,
+while any of its clients is present, and given the conversation so far
+(``session.py``); no RPC is needed for that.
 
 Audio: one SUB socket follows every mixer a session names (connected once per
 endpoint); one PUB socket, bound on ``VOXRELAY_AUDIO_BIND``, carries ``aud/model``.
 Events: the link reads its sessions' ``voice.activity``, ``client.joined`` and
-``client.left`` from the bus, to name who spoke in each user turn.
+``client.left`` from the bus, to name who spoke in each user turn and to know whether
+anyone is still present to reconnect for.
 """
 
 from __future__ import annotations
@@ -122,9 +128,12 @@ class Link:
                                "the session's mixer publishes aud/mix")
         existing = self.sessions.get(sid)
         if existing is not None:
-            if existing.mixer_audio == request.mixer_audio:
-                return rpc.Ok()  # a repeated request
-            raise rpc.RpcError("exists", f"session {sid} exists with another mixer")
+            if existing.mixer_audio != request.mixer_audio:  # the mixer was replaced
+                self._follow_mixer(request.mixer_audio)
+                self._unfollow_mixer(existing.mixer_audio)
+                logger.info("%r: %r now mixed at %s", self, existing, request.mixer_audio)
+                existing.mixer_audio = request.mixer_audio
+            return rpc.Ok()
         self._follow_mixer(request.mixer_audio)
         assert self._http is not None
         session = LinkSession(

@@ -35,6 +35,12 @@ DISCONNECTS = Counter(
     "voxrelay_link_realtime_disconnects_total",
     "Realtime connections that ended without the link closing them",
 )
+RECONNECTS = Counter(
+    "voxrelay_link_realtime_reconnects_total",
+    "Attempts to reopen a dropped Realtime connection by itself, by result: 'ok', "
+    "'failed' (another attempt follows) or 'gave_up' (the outage's last attempt failed)",
+    ["result"],
+)
 TIME_TO_FIRST_AUDIO = Histogram(
     "voxrelay_realtime_time_to_first_audio_seconds",
     "Realtime API: speech stopped (or response.create) to the reply's first audible frame "
@@ -55,6 +61,8 @@ FALLBACKS = Counter(
 SESSIONS = Gauge("voxrelay_link_sessions", "Conversations this link holds")
 
 FALLBACKS.labels("realtime_websocket")
+for _result in ("ok", "failed", "gave_up"):
+    RECONNECTS.labels(_result)
 MAX_ERROR_CODES = 32
 _error_codes: set[str] = set()
 

@@ -3,8 +3,11 @@
 Built as a browser client would be (and as ``tests/support/rtc_client.py`` is): an
 ``RTCPeerConnection`` with the ``oai-events`` data channel created before the offer and
 one sendrecv audio transceiver whose outbound track is the session's uplink. The offer
-goes to ``POST /realtime/calls``; once the channel opens the link sends ``session.update``
-and the connection is usable when ``session.updated`` comes back.
+goes to ``POST /realtime/calls``; once the channel opens the link sends ``session.update``.
+When ``session.updated`` comes back, the conversation so far (``context``: the
+``conversation.item.create`` events of :mod:`.history`, empty for a conversation's first
+call) is sent, and the connection is usable once the API has added those items (or
+after ``REPLAY_TIMEOUT_S``: a context that is late is still better than no call).
 
 :meth:`RealtimeConnection.run` is the connection's whole life: connect (within the
 connect timeout), carry the call until the peer ends it, and always tear down (hang up,
@@ -18,7 +21,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -39,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 EVENTS_LABEL = "oai-events"
 SESSION_UPDATED_TIMEOUT_S = 5.0
+REPLAY_TIMEOUT_S = 3.0
+"How long the replayed conversation's items may take to be added before the call is used."
 TEARDOWN_TIMEOUT_S = 4.0
 ANSWER_ERRORS = (ValueError, KeyError, IndexError, AttributeError, TypeError, AssertionError)
 "What aiortc raises on an SDP answer it cannot use."
@@ -48,11 +54,14 @@ EventHandler = Callable[[rt.AnyServerEvent | rt.OtherEvent, str], None]
 
 class RealtimeConnection:
     def __init__(self, config: LinkConfig, http: aiohttp.ClientSession, settings: CallSettings,
-                 *, name: str, on_event: EventHandler, on_audio: Callable[[bytes], None]) -> None:
+                 *, name: str, on_event: EventHandler, on_audio: Callable[[bytes], None],
+                 context: Sequence[dict[str, Any]] = ()) -> None:
         self.config = config
         self.http = http
         self.settings = settings
         self.name = name
+        self.context = tuple(context)
+        "Client events that give the new call the conversation so far (sent in order)."
         self.call_id: str | None = None
         self.uplink = UplinkTrack()
         self._on_event = on_event
@@ -66,6 +75,10 @@ class RealtimeConnection:
         self._updated: asyncio.Future[None] = loop.create_future()
         self._updated.add_done_callback(_retrieve)
         self._update_id = ""
+        self._replay_ids: dict[str, None] = {}
+        "Replayed events not yet answered (by conversation.item.done or an error), in order."
+        self._replay_refused = 0
+        self._replayed = asyncio.Event()
         self._opened = asyncio.Event()
         self._gone = asyncio.Event()
         self._remote: MediaStreamTrack | None = None
@@ -79,10 +92,15 @@ class RealtimeConnection:
         return f"RealtimeConnection({self.name}, call {self.call_id or '-'})"
 
     @property
+    def became_ready(self) -> bool:
+        """It was usable at some point (it may have ended since)."""
+        return (self._ready.done() and not self._ready.cancelled()
+                and self._ready.exception() is None)
+
+    @property
     def ready(self) -> bool:
         """Connected and configured (and not yet ended)."""
-        return (self._ready.done() and not self._ready.cancelled()
-                and self._ready.exception() is None and not self._gone.is_set())
+        return self.became_ready and not self._gone.is_set()
 
     async def wait_ready(self) -> None:
         """Returns once usable; raises RealtimeUnavailable if it never became so."""
@@ -128,6 +146,8 @@ class RealtimeConnection:
                 self._send_session_update()
                 async with asyncio.timeout(SESSION_UPDATED_TIMEOUT_S):
                     await asyncio.shield(self._updated)
+                step = "replaying the conversation"
+                await self._replay_context()
         except TimeoutError as e:
             raise RealtimeUnavailable(
                 f"no usable Realtime connection within {timeout:g} s (stuck {step})") from e
@@ -145,6 +165,38 @@ class RealtimeConnection:
             "type": "session.update", "event_id": self._update_id,
             "session": calls_api.session_config(self.settings),
         }))
+
+    async def _replay_context(self) -> None:
+        """Send the conversation so far; wait (bounded) until the API has added it."""
+        if not self.context:
+            return
+        for event in self.context:
+            event_id = f"event_link_{uuid.uuid4().hex[:20]}"
+            self._replay_ids[event_id] = None
+            self.channel.send(json.dumps({**event, "event_id": event_id}))
+        try:
+            async with asyncio.timeout(REPLAY_TIMEOUT_S):
+                await self._replayed.wait()
+        except TimeoutError:
+            logger.warning("%r: %d of %d replayed items not acknowledged within %s s; "
+                           "using the call anyway", self, len(self._replay_ids),
+                           len(self.context), REPLAY_TIMEOUT_S)
+            return
+        logger.info("%r: replayed %d conversation items (%d refused)", self, len(self.context),
+                    self._replay_refused)
+
+    def _replay_answered(self, event_id: str | None, refused: bool) -> None:
+        """One replayed item was added (``conversation.item.done``: the oldest outstanding,
+        as the channel is ordered) or refused (an ``error`` naming its event)."""
+        if not self._replay_ids or self._replayed.is_set():
+            return
+        if refused:
+            self._replay_ids.pop(event_id or "", None)
+            self._replay_refused += 1
+        else:
+            del self._replay_ids[next(iter(self._replay_ids))]
+        if not self._replay_ids:
+            self._replayed.set()
 
     def _fail(self, error: RealtimeUnavailable) -> None:
         if not self._ready.done():
@@ -177,6 +229,12 @@ class RealtimeConnection:
                     error.event_id == self._update_id and not self._updated.done()):
                 self._updated.set_exception(RealtimeUnavailable(
                     f"session.update refused: {error.code}: {error.message}"))
+            case rt.ServerError(error=error) if error.event_id in self._replay_ids:
+                logger.warning("%r: a replayed item was refused: %s: %s", self, error.code,
+                               error.message)
+                self._replay_answered(error.event_id, refused=True)
+            case rt.OtherEvent(type="conversation.item.done"):
+                self._replay_answered(None, refused=False)
             case _:
                 pass
         try:

@@ -3,14 +3,27 @@
 The connection is opened when the first client joins (``connect``) and lives in a task
 of the link's TaskOwner. Mixer frames go to the connection's uplink track once it is
 usable; the model's frames go out on ``aud/model/<session>``; Realtime events go through
-the session's :class:`Translator` onto the bus. If the API ends the call, the session
-says so on the bus and the next client to join opens a new connection.
+the session's :class:`Translator` onto the bus, and the completed transcripts into the
+session's :class:`ConversationHistory`.
+
+A call can drop under a conversation (the API ended it, the network failed it; not the
+link hanging up). The session then says so on the bus (``error`` ``realtime_disconnected``,
+``ai.state`` ``idle``) and, while any of its clients is present (joined through
+``AddClient``, not gone per ``client.left``), reopens it by itself: attempts spaced by
+exponential backoff with full jitter (:mod:`.backoff`), each bounded by the connect
+timeout, counted in ``voxrelay_link_realtime_reconnects_total``. Every new call after
+the first is given the conversation so far (:mod:`.history`) before it is used, so the
+model remembers it; ``ai.state`` ``listening`` says the conversation is back. An outage
+that outlasts the backoff's limit is reported as ``error`` ``realtime_unavailable``;
+then, as when nobody was present, the next client to join (``AddClient``, or a
+``client.joined`` of a known client) reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -22,10 +35,12 @@ from services.runtime.metrics import frame_age
 
 from . import realtime_events as rt
 from .attribution import Attribution
+from .backoff import Backoff
 from .calls_api import CallSettings
 from .config import LinkConfig
 from .errors import RealtimeUnavailable
-from .metrics import DISCONNECTS, FRAMES, FRAMES_DROPPED, count_realtime_error
+from .history import ConversationHistory
+from .metrics import DISCONNECTS, FRAMES, FRAMES_DROPPED, RECONNECTS, count_realtime_error
 from .realtime_rtc import RealtimeConnection
 from .translate import Translator
 from .turn_timing import TurnTiming
@@ -50,6 +65,8 @@ class LinkSession:
         spawn: Spawn,
         publish_event: Callable[[events.Event], object],
         publish_audio: Callable[[list[bytes]], bool],
+        backoff: Backoff | None = None,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.id = session_id
         self.settings = settings
@@ -63,6 +80,11 @@ class LinkSession:
                                      secret=config.api_key.reveal())
         self.timing = TurnTiming(session_id, name_of=self.attribution.name_of)
         "Where each exchange's time went (a turn.summary per reply)."
+        self.history = ConversationHistory()
+        "The completed transcripts, replayed to every new call after the first."
+        self.backoff = backoff or Backoff()
+        "When to retry after the call dropped."
+        self._rng = rng
         self._age_at_model = frame_age("model")
         self._http = http
         self._spawn = spawn
@@ -70,6 +92,9 @@ class LinkSession:
         self._publish_audio = publish_audio
         self._connection: RealtimeConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._dropped = False
+        "The last call dropped: the next usable one is a reconnection."
         self._connect_lock = asyncio.Lock()
         self._model_seq = 0
         self._closed = False
@@ -92,34 +117,54 @@ class LinkSession:
                 self.attribution.observe(client_id, active, at or event.ts)
             case events.ClientJoined(client_id=client_id):
                 self.attribution.present(client_id, True)
+                if self._dropped and self.attribution.anyone_present():
+                    self._start_reconnecting()
             case events.ClientLeft(client_id=client_id, reason=reason) if reason != "replaced":
                 self.attribution.present(client_id, False)
             case _:
                 pass
 
     async def connect(self) -> None:
-        """Open the Realtime connection unless it is open; raises RealtimeUnavailable."""
+        """Open the Realtime connection unless it is open (a client joined); raises
+        RealtimeUnavailable, and says so on the bus."""
+        try:
+            await self._open()
+        except RealtimeUnavailable as e:
+            if not self._closed:
+                self._publish_event(events.ErrorEvent(
+                    session_id=self.id, code="realtime_unavailable", message=str(e),
+                    source="openai_link"))
+            raise
+
+    async def _open(self) -> bool:
+        """Open a new connection unless one is usable; True if this opened it."""
         async with self._connect_lock:
             if self._closed:
                 raise RealtimeUnavailable(f"session {self.id} is stopping")
             if self.connected:
-                return
+                return False
             connection = RealtimeConnection(
                 self.config, self._http, self.settings, name=self.id,
-                on_event=self._on_realtime_event, on_audio=self._on_model_audio)
+                on_event=self._on_realtime_event, on_audio=self._on_model_audio,
+                context=self.history.replay())
             connection.uplink.on_sent = self._uplink_sent
             self._connection = connection
             self._task = self._spawn(self._carry(connection), f"realtime-{self.id}")
             try:
                 await connection.wait_ready()
-            except RealtimeUnavailable as e:
+            except RealtimeUnavailable:
                 if self._connection is connection:
                     self._connection = None
-                if not self._closed:
-                    self._publish_event(events.ErrorEvent(
-                        session_id=self.id, code="realtime_unavailable", message=str(e),
-                        source="openai_link"))
                 raise
+            if self._connection is not connection or not connection.ready:
+                raise RealtimeUnavailable("the call ended as it became usable")
+            if self._dropped:
+                self._dropped = False
+                logger.info("%r: the conversation carries on over %r (%d entries replayed)",
+                            self, connection, len(connection.context))
+                for event in self.translator.resume():
+                    self._publish_event(event)
+            return True
 
     async def _carry(self, connection: RealtimeConnection) -> None:
         try:
@@ -127,17 +172,65 @@ class LinkSession:
         finally:
             if self._connection is connection:
                 self._connection = None
-                if not self._closed:
+                if connection.became_ready and not self._closed:
                     self._disconnected(connection)
 
     def _disconnected(self, connection: RealtimeConnection) -> None:
         DISCONNECTS.inc()
-        logger.warning("%r: %r ended; the next client to join reconnects", self, connection)
+        self._dropped = True
         self._publish_event(events.ErrorEvent(
             session_id=self.id, code="realtime_disconnected",
             message="the Realtime API ended the call", source="openai_link"))
         for event in self.translator.reset():
             self._publish_event(event)
+        if self.attribution.anyone_present():
+            logger.warning("%r: %r ended; reconnecting", self, connection)
+            self._start_reconnecting()
+        else:
+            logger.warning("%r: %r ended with no client present; the next client to join "
+                           "reconnects", self, connection)
+
+    # -- reconnecting -----------------------------------------------------------
+
+    def _start_reconnecting(self) -> None:
+        if self._closed or (self._reconnecting is not None and not self._reconnecting.done()):
+            return
+        self._reconnecting = self._spawn(self._reconnect(), f"reconnect-{self.id}")
+
+    async def _reconnect(self) -> None:
+        """Reopen the dropped call, with backoff, while anyone is here to talk."""
+        outage = self.backoff.outage(self._rng)
+        delay = outage.next_delay()
+        error: RealtimeUnavailable | None = None
+        while delay is not None:
+            await asyncio.sleep(delay)
+            if self._closed or self.connected:
+                return  # stopped, or a joining client reconnected first
+            if not self.attribution.anyone_present():
+                logger.info("%r: every client left; the next client to join reconnects", self)
+                return
+            try:
+                opened = await self._open()
+            except RealtimeUnavailable as e:
+                error = e
+                delay = outage.next_delay()
+                RECONNECTS.labels("failed" if delay is not None else "gave_up").inc()
+                logger.warning("%r: reconnect attempt %d failed (%s)%s", self, outage.attempts,
+                               e, "" if delay is None else f"; next in {delay:.2f} s")
+                continue
+            if opened:
+                RECONNECTS.labels("ok").inc()
+                logger.info("%r: reconnected after %.2f s (attempt %d)", self, outage.elapsed_s,
+                            outage.attempts)
+            return
+        if self._closed:
+            return
+        message = (f"gave up reconnecting after {outage.attempts} attempts over "
+                   f"{outage.elapsed_s:.0f} s: {error}")
+        logger.error("%r: %s; the next client to join reconnects", self, message)
+        self._publish_event(events.ErrorEvent(
+            session_id=self.id, code="realtime_unavailable", message=message,
+            source="openai_link"))
 
     # -- media and events -------------------------------------------------------
 
@@ -166,6 +259,7 @@ class LinkSession:
             self.timing.speech_stopped()
         for produced in self.translator.translate(event, text):
             self._publish_event(produced)
+            self.history.observe(produced)
             if isinstance(produced, events.ErrorEvent) and produced.source == "openai":
                 count_realtime_error(produced.code)
             summary = self.timing.translated(produced)
@@ -175,8 +269,12 @@ class LinkSession:
     # -- closing ----------------------------------------------------------------
 
     async def close(self) -> None:
-        """Hang up and close the connection, if any (idempotent)."""
+        """Stop reconnecting; hang up and close the connection, if any (idempotent)."""
         self._closed = True
+        reconnecting, self._reconnecting = self._reconnecting, None
+        if reconnecting is not None and not reconnecting.done():
+            reconnecting.cancel()
+            await asyncio.wait({reconnecting}, timeout=CLOSE_TIMEOUT_S)
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()

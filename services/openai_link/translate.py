@@ -117,6 +117,11 @@ class Translator:
         self._speaking = None
         return self._set_state("idle")
 
+    def resume(self) -> list[events.Event]:
+        """A new connection carries the conversation on: the AI listens again."""
+        self._speaking = None
+        return self._set_state("listening")
+
     # -- dispatch ---------------------------------------------------------------
 
     def _dispatch(self, event: rt.AnyServerEvent | rt.OtherEvent) -> list[events.Event]:

@@ -7,7 +7,10 @@ Routes (the Realtime API's, under ``/v1``):
   GET  /v1/realtime?model=… | ?call_id=…   WebSocket session | sideband
   POST /v1/realtime, /v1/realtime/sessions the dead beta endpoints: beta_api_shape_disabled
 Simulator controls (not part of the API):
-  GET /healthz, GET /_sim/calls, POST /_sim/drop
+  GET /healthz
+  GET /_sim/calls    live calls and sockets, each with its conversation's ``items``
+                     (``id``, ``type``; for messages ``role`` and ``text``)
+  POST /_sim/drop    end calls abruptly, as a network failure or an API restart would
 """
 
 from __future__ import annotations
@@ -303,13 +306,30 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    """Live WebRTC calls and WebSocket sessions."""
+    """Live WebRTC calls and WebSocket sessions, each with its conversation's items."""
     state = request.app[STATE]
     calls = [{"call_id": c.id, "session_id": c.session.id, "transport": "webrtc",
-              "connection_state": c.pc.connectionState} for c in state.calls.values()]
+              "connection_state": c.pc.connectionState, "items": _items(c.session)}
+             for c in state.calls.values()]
     calls += [{"call_id": None, "session_id": sid, "transport": "websocket",
-               "connection_state": "connected"} for sid in state.sockets]
+               "connection_state": "connected", "items": _items(session)}
+              for sid, (_, session) in state.sockets.items()]
     return web.json_response({"calls": calls})
+
+
+def _items(session: RealtimeSession) -> list[dict[str, Any]]:
+    """The conversation in order, as a test reads it: id, type, and for messages their
+    role and text (text parts, or audio parts' transcripts, joined by spaces)."""
+    listed: list[dict[str, Any]] = []
+    for item in session.conversation.items:
+        entry: dict[str, Any] = {"id": item["id"], "type": item["type"]}
+        if item["type"] == "message":
+            parts = [part.get("text") or part.get("transcript") or ""
+                     for part in item.get("content") or []]
+            entry["role"] = item["role"]
+            entry["text"] = " ".join(part for part in parts if part)
+        listed.append(entry)
+    return listed
 
 
 async def drop_calls(request: web.Request) -> web.Response:

@@ -18,12 +18,13 @@ from typing import Any
 import aiohttp
 import pytest
 import zmq
+from prometheus_client.parser import text_string_to_metric_families
 
 from proto import audio, events, ids, rpc, topics
 from services.runtime.bus import EventPublisher
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader, send_nowait
-from tests.support.ports import free_tcp_endpoint
+from tests.support.ports import free_port, free_tcp_endpoint
 from tests.support.sim_process import SimProcess
 from tests.support.speech import BYTES_PER_MS, rms_dbfs, silence, speak
 from tests.support.stack import Running, Stack
@@ -35,6 +36,8 @@ CONNECT_TIMEOUT_S = 8.0
 RPC_TIMEOUT_S = 15.0
 "AddClient waits for the Realtime connection (up to the link's 8 s connect timeout)."
 TURN_TIMEOUT_S = 20.0
+RECONNECT_TIMEOUT_S = 5.0
+"A dropped call is reopened by the link well within this (its first retry is within 0.25 s)."
 AUDIBLE_DBFS = -40.0
 TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
 
@@ -277,20 +280,29 @@ async def _no_calls(sim: SimProcess) -> bool:
     return await sim_calls(sim) == []
 
 
-async def test_a_dropped_call_is_reported_and_the_next_join_reconnects(link_stack, sim):
+async def test_a_dropped_call_with_nobody_present_waits_for_the_next_join(link_stack, sim):
     stack, link = link_stack
     client = stack.rpc(link)
     sid = ids.new_id()
+    ada = ids.new_id()
     await client.call(rpc.StartSession(session_id=sid, mixer_audio=free_tcp_endpoint()))
-    await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
+    await client.call(rpc.AddClient(session_id=sid, client_id=ada, name="Ada"),
                       timeout=RPC_TIMEOUT_S)
     [first] = [c["call_id"] for c in await sim_calls(sim)]
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{sim.url}/_sim/drop", json={"call_id": first}) as r:
-            assert (await r.json())["dropped"] == [first]
+    # Ada's connection goes (her edge says so); the link hears it as the test does.
+    publisher = await live_publisher(stack, sid)
+    try:
+        publisher.publish(events.ClientLeft(session_id=sid, client_id=ada, reason="closed"))
+        await stack.wait_event(events.ClientLeft, 5, session_id=sid, client_id=ada)
+    finally:
+        publisher.close()
+    await drop(sim, first)
     error = await stack.wait_event(events.ErrorEvent, TURN_TIMEOUT_S, session_id=sid,
                                    code="realtime_disconnected")
     assert error.source == "openai_link"
+    # Nobody to talk to: no new call (a reconnect would have begun within 0.25 s).
+    await asyncio.sleep(1.5)
+    assert await sim_calls(sim) == []
     # The next client to join opens a new call under the same session.
     await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Bo"),
                       timeout=RPC_TIMEOUT_S)
@@ -302,6 +314,114 @@ async def test_a_dropped_call_is_reported_and_the_next_join_reconnects(link_stac
     assert await asyncio.to_thread(link.proc.wait, 10) == 0
     print(f"link exited {time.monotonic() - began:.2f} s after SIGTERM")
     await poll(lambda: _no_calls(sim), 10, "the simulator's call ended")
+
+
+async def drop(sim: SimProcess, call_id: str) -> None:
+    """The simulator ends the call abruptly, without a hangup (a network failure)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{sim.url}/_sim/drop", json={"call_id": call_id},
+                             timeout=aiohttp.ClientTimeout(total=5)) as r:
+            assert (await r.json())["dropped"] == [call_id]
+
+
+@pytest.mark.fault
+@pytest.mark.timeout(60)
+async def test_a_dropped_call_reconnects_by_itself_and_the_model_keeps_the_conversation(
+        tmp_path, sim):
+    env = {"VOXRELAY_OPENAI_BASE_URL": sim.api_base, "OPENAI_API_KEY": SECRET}
+    async with Stack(data_dir=tmp_path, env=env) as stack:
+        taken = {stack.bus.publish, stack.bus.subscribe}
+        metrics_port = free_port()
+        while f"tcp://127.0.0.1:{metrics_port}" in taken:  # the bus may not have bound yet
+            metrics_port = free_port()
+        link = await stack.start("openai_link", env={"VOXRELAY_METRICS_PORT": str(metrics_port)})
+        client = stack.rpc(link)
+        sid = ids.new_id()
+        mixer = MixerStandIn(stack.ctx, sid)
+        playing = asyncio.create_task(mixer.run())
+        try:
+            await client.call(rpc.StartSession(session_id=sid, instructions="Be brief.",
+                                               voice="marin", mixer_audio=mixer.endpoint))
+            await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
+                              timeout=RPC_TIMEOUT_S)
+            [first] = [c["call_id"] for c in await sim_calls(sim)]
+
+            # A first exchange, on the first call.
+            user1, ai1, end1 = await spoken_turn(stack, mixer, sid, after=0)
+            assert (user1.speaker, ai1.speaker) == ("Ada", "assistant")
+
+            # The call drops. No client joins again: the link reopens it by itself.
+            await drop(sim, first)
+            dropped_at = time.monotonic()
+            gone = await stack.wait_event(events.ErrorEvent, TURN_TIMEOUT_S, session_id=sid,
+                                          code="realtime_disconnected")
+            back = await wait_after(stack, gone.seq, RECONNECT_TIMEOUT_S, events.AiState,
+                                    session_id=sid, state="listening")
+            took = time.monotonic() - dropped_at
+            print(f"reconnected {took:.2f} s after the drop")
+            assert took < RECONNECT_TIMEOUT_S
+            states = [e.state for e in stack.events if isinstance(e, events.AiState)
+                      and e.session_id == sid and gone.seq < e.seq <= back.seq]
+            assert states == ["idle", "listening"]
+            [call] = await sim_calls(sim)
+            assert call["call_id"] != first and call["connection_state"] == "connected"
+            # ... and told the new call the conversation so far, before using it.
+            assert [(i["role"], i["text"]) for i in call["items"]] == [
+                ("user", user1.text), ("assistant", ai1.text)]
+
+            # The conversation carries on: a second spoken turn is answered on the new call.
+            user2, ai2, end2 = await spoken_turn(stack, mixer, sid, after=back.seq)
+            assert end2.status == "completed" and end2.turn_id != end1.turn_id
+            [call] = await sim_calls(sim)
+            assert [(i["role"], i["text"]) for i in call["items"]] == [
+                ("user", user1.text), ("assistant", ai1.text),
+                ("user", user2.text), ("assistant", ai2.text)]
+            unavailable = [e for e in stack.events if isinstance(e, events.ErrorEvent)
+                           and e.session_id == sid and e.code == "realtime_unavailable"]
+            assert unavailable == []
+            reconnects = await metric_values(metrics_port,
+                                             "voxrelay_link_realtime_reconnects_total")
+            assert reconnects == {"ok": 1.0, "failed": 0.0, "gave_up": 0.0}
+        finally:
+            playing.cancel()
+            await asyncio.gather(playing, return_exceptions=True)
+            mixer.close()
+
+
+async def spoken_turn(stack: Stack, mixer: MixerStandIn, sid: str, after: int,
+                      ) -> tuple[events.TranscriptDone, events.TranscriptDone, events.TurnEnd]:
+    """Speak a phrase into the mix; the user's transcript, the AI's, and its turn.end."""
+    mixer.play(silence(300) + speak(PHRASE) + silence(1500))
+    user = await wait_after(stack, after, TURN_TIMEOUT_S, events.TranscriptDone,
+                            session_id=sid, role="user")
+    ai = await wait_after(stack, after, TURN_TIMEOUT_S, events.TranscriptDone,
+                          session_id=sid, role="assistant")
+    end = await wait_after(stack, after, TURN_TIMEOUT_S, events.TurnEnd, session_id=sid,
+                           role="assistant")
+    assert user.text and ai.text and end.status == "completed"
+    return user, ai, end
+
+
+async def wait_after(stack: Stack, seq: int, timeout: float, kind: type, **match: Any) -> Any:
+    """The first event of ``kind`` matching ``match`` published after ``seq`` (the link's)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            for event in stack.events:
+                if isinstance(event, kind) and event.seq > seq and all(
+                        getattr(event, k) == v for k, v in match.items()):
+                    return event
+            await asyncio.sleep(0.02)
+
+
+async def metric_values(port: int, name: str) -> dict[str, float]:
+    """A labelled counter's samples from a process's /metrics, by its one label's value."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/metrics",
+                            timeout=aiohttp.ClientTimeout(total=5)) as r:
+            text = await r.text()
+    return {next(iter(sample.labels.values())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name == name}
 
 
 async def test_add_client_is_unavailable_when_the_api_is_unreachable(tmp_path, start_sim):
