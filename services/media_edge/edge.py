@@ -1,8 +1,9 @@
 """The media edge service: browsers' peer connections, bridged to the bus.
 
 RPC (from signaling): ``AddClient`` answers a browser's offer and subscribes to the
-session's model audio at ``link_audio``; ``RemoveClient`` and ``StopSession`` close
-peers; ``Ping`` answers. Audio: every speaker's microphone goes out on the edge's own
+session's model audio at ``link_audio``; ``StartSession`` moves that subscription to a
+new ``link_audio`` (the session's link was restarted or replaced); ``RemoveClient`` and
+``StopSession`` close peers; ``Ping`` answers. Audio: every speaker's microphone goes out on the edge's own
 ``aud/in`` publisher; ``aud/model`` frames go to every local client of their session.
 Events: ``client.joined``/``client.left`` are published as peers come and go, and
 ``client.muted`` when a client (un)mutes itself on its ``events`` channel; the
@@ -91,12 +92,27 @@ class MediaEdge:
             case rpc.StopSession(session_id=sid):
                 await self._end(list(self._sessions.get(sid, {}).values()), "session_stopped")
                 return rpc.Ok()
-            case rpc.StartSession() | rpc.GetTranscript() | rpc.GetEvents():
+            case rpc.StartSession(session_id=sid, link_audio=link_audio):
+                return self._follow_link(sid, link_audio)
+            case rpc.GetTranscript() | rpc.GetEvents():
                 raise rpc.RpcError("bad_request",
                                    f"{self.instance} (media_edge) does not serve "
                                    f"{type(request).__name__}")
             case _:
                 assert_never(request)
+
+    def _follow_link(self, session_id: str, link_audio: str) -> rpc.Reply:
+        """The session's model audio now comes from ``link_audio`` (its link was replaced
+        or restarted); nothing to do for a session without clients here."""
+        if session_id in self._sessions and link_audio:
+            try:
+                self.downlink.attach(session_id, link_audio)
+            except zmq.ZMQError as e:
+                raise rpc.RpcError("bad_request", f"cannot connect to link_audio "
+                                   f"{link_audio!r}: {e}") from e
+            logger.info("MediaEdge(%s) follows %s for session %s", self.instance, link_audio,
+                        session_id[:8])
+        return rpc.Ok()
 
     # -- clients ----------------------------------------------------------------------
 

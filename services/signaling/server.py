@@ -17,6 +17,7 @@ from .api import create_api
 from .conductor import Conductor
 from .config import SignalingConfig
 from .placement import Placement
+from .recovery import Recovery
 from .tls import server_context
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
         raise rpc.RpcError("bad_request", f"signaling does not serve {type(request).__name__}")
 
     try:
-        await service.run(handle, load=lambda: len(conductor.sessions))
+        await service.run(handle, load=lambda: len(conductor.sessions),
+                          tasks=(Recovery(conductor).run,))
     finally:
         await runner.cleanup()  # stop intake first
         subscriber.close()
