@@ -44,8 +44,8 @@ MAX_MESSAGE_BYTES = 16 * 1024
 "A browser message larger than this is dropped unread."
 MAX_BACKLOG_BYTES = 1024 * 1024
 "Outgoing bytes aiortc may hold for one channel before further events are dropped."
-PING_INTERVAL_S = 2.0
-"How often the edge pings each client to measure the round trip."
+PING_INTERVAL_S = 1.0
+"How often the edge pings each client: the round trip, and a heartbeat it answers."
 PING_TIMEOUT_S = 10.0
 "A ping unanswered this long is forgotten (its pong, if it ever comes, is ignored)."
 MAX_OUTSTANDING_PINGS = 8
@@ -177,6 +177,8 @@ class EventsChannel:
         self._on_mute = on_mute
         self._clock = clock
         self._timer = timer
+        self.heard_at: float | None = None
+        "``timer()`` when the browser last sent anything (the loss watchdog)."
         channel.on("message", self._on_message)
 
     @property
@@ -200,6 +202,7 @@ class EventsChannel:
         return self.send(ping(self.pings.issue(self._timer()), self._clock()))
 
     def _on_message(self, message: str | bytes) -> None:
+        self.heard_at = self._timer()
         try:
             request = decode(message)
         except BadMessage as e:

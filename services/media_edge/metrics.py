@@ -50,3 +50,5 @@ DROPPED_HWM = FRAMES_DROPPED.labels("hwm")
 DROPPED_DECODE = FRAMES_DROPPED.labels("decode")
 DROPPED_STALE = FRAMES_DROPPED.labels("stale")
 DROPPED_GAP = FRAMES_DROPPED.labels("gap")
+LOST = Counter("voxrelay_edge_clients_lost_total",
+               "Peers ended because the browser went silent (no audio, no channel message)")

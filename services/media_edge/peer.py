@@ -4,11 +4,12 @@ A :class:`ClientPeer` answers the browser's offer, drains its microphone into an
 :class:`Uplink` (``aud/in``), plays the model's voice on a :class:`DownlinkTrack`, and
 holds the ``events`` DataChannel the browser opened. It lives (``run()``) until it is
 ended — removed, replaced by a reconnect, its session stopped, the edge shutting
-down — or its connection fails, closes, or never comes up; then it closes everything
-it owns and returns why it ended.
+down — or its connection fails, closes, never comes up, or goes silent (``lost``: no
+microphone frame and no channel message for ``LOSS_AFTER_S``); then it closes
+everything it owns and returns why it ended.
 
 While it lives it pings the browser on its ``events`` channel every
-``channel.PING_INTERVAL_S`` (the round trip metric). When it connects it observes how
+``channel.PING_INTERVAL_S`` (the round trip metric, and a heartbeat the browser answers). When it connects it observes how
 long ICE and DTLS took from the offer (``voxrelay_edge_ice_connect_seconds``) and
 whether the path goes through a TURN relay (``voxrelay_edge_relayed_clients_total``,
 once per client: a peer replacing another inherits ``relay_counted``).
@@ -33,11 +34,15 @@ from services.runtime import rtc_configuration, strip_mdns_candidates
 from .channel import LABEL, PING_INTERVAL_S, EventsChannel
 from .config import EdgeConfig
 from .ice_path import relayed
-from .metrics import ICE_CONNECT, RELAYED_CLIENTS
+from .metrics import ICE_CONNECT, LOST, RELAYED_CLIENTS
 from .tracks import DownlinkTrack
 from .uplink import Publish, Uplink
 
 logger = logging.getLogger(__name__)
+
+LOSS_AFTER_S = 2.5
+"A connected browser silent this long (no microphone frame, no channel message) is lost."
+WATCH_INTERVAL_S = 0.5
 
 ROLES = ("speaker", "listener")
 TRANSPORTS = ("track", "datachannel")
@@ -211,12 +216,35 @@ class ClientPeer:
         return self.events is not None and self.events.send(text)
 
     async def _ping(self) -> None:
-        """Ping the browser on its events channel, once it has one, until cancelled."""
+        """Ping the browser on its events channel, once it has one, and watch for its
+        loss, until cancelled."""
         await self._channel_opened.wait()
-        while True:
-            if self.events is not None:
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time()
+        while not self.ended:
+            if self.events is not None and loop.time() >= next_ping:
                 self.events.ping()
-            await asyncio.sleep(PING_INTERVAL_S)
+                next_ping = loop.time() + PING_INTERVAL_S
+            self._watch(time.monotonic())
+            await asyncio.sleep(WATCH_INTERVAL_S)
+
+    def _watch(self, now: float) -> None:
+        """End the peer as ``lost`` once the browser has been silent for ``LOSS_AFTER_S``:
+        no microphone frame and no message on its channel (it answers every ping).
+
+        aiortc has no "disconnected" state and reports a vanished peer as failed only
+        after ~30 s of consent checks; this notices within a few seconds, so the client's
+        place is freed (and its reconnect, under the same id, replaces this peer anyway).
+        Only what the client has shown counts: one that never sent either is not judged.
+        """
+        heard = [t for t in (self.uplink.heard_at,
+                             self.events.heard_at if self.events is not None else None)
+                 if t is not None]
+        if self.connected and heard and now - max(heard) > LOSS_AFTER_S:
+            logger.warning("ClientPeer(%s) silent for %.1f s: lost", self.name,
+                           now - max(heard))
+            LOST.inc()
+            self.end("lost")
 
     def _read(self, track: MediaStreamTrack) -> None:
         assert self._tg is not None

@@ -41,6 +41,8 @@ class Uplink:
         "True while the client has muted itself: drained, nothing published."
         self.next_seq = first_seq
         self.first_frame_ns: int | None = None
+        self.heard_at: float | None = None
+        "time.monotonic() of the newest frame received from the browser (the loss watchdog)."
         self._publish = publish
 
     async def run(self, track: MediaStreamTrack) -> None:
@@ -53,6 +55,7 @@ class Uplink:
             except MediaStreamError:
                 logger.debug("Uplink(%s): track ended", self.name)
                 return
+            self.heard_at = time.monotonic()
             if not self.enabled or self.muted:
                 continue
             try:

@@ -19,6 +19,8 @@ from .bus import EventPublisher
 
 INTERVAL_S = 1.0
 DEAD_AFTER_S = 3.5
+FRESH_S = 1.8
+"A beat this recent means the instance missed none (they come every INTERVAL_S)."
 
 
 @dataclass
@@ -64,6 +66,17 @@ class Registry:
     def get(self, instance: str) -> Heartbeat | None:
         entry = self._seen.get(instance)
         if entry is None or self._clock() - entry[0] >= DEAD_AFTER_S:
+            return None
+        return entry[1]
+
+    def fresh(self, instance: str, within_s: float = FRESH_S) -> Heartbeat | None:
+        """The instance's beat if it beat within ``within_s`` (it missed none), else None.
+
+        ``get`` still answers for a process that died up to ``DEAD_AFTER_S`` ago; a caller
+        about to hand it new work (a reconnecting client) wants one that is surely alive.
+        """
+        entry = self._seen.get(instance)
+        if entry is None or self._clock() - entry[0] >= within_s:
             return None
         return entry[1]
 

@@ -157,11 +157,16 @@ async def join(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_sdp", "'sdp' must be an SDP offer (starting with v=0)")
     if len(sdp) > MAX_SDP:
         raise ApiError(413, "sdp_too_large", f"'sdp' is larger than {MAX_SDP} bytes")
+    client_id = _text(body, "client_id", "", 32)
+    if client_id and client_id not in session.clients:
+        raise ApiError(404, "client_not_found", f"no client {client_id!r} in this session to "
+                       "reconnect as")
     join_request = JoinRequest(
         sdp=sdp,
         name=_text(body, "name", "", MAX_NAME),
         role=_choice(body, "role", "speaker", ("speaker", "listener")),
         transport=_choice(body, "transport", "track", ("track", "datachannel")),
+        client_id=client_id,
     )
     client, answer = await request.app[CONDUCTOR].join(session, join_request)
     return web.json_response({"client_id": client.client_id, "sdp": answer, "type": "answer"},

@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass
 
 from proto import events, ids, rpc
+from proto.heartbeat import Heartbeat
 from services.runtime.bus import EventPublisher
 
 from .config import SignalingConfig
-from .placement import Placement
+from .placement import NoInstance, Placement
 from .sessions import Client, Session, new_session
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class JoinRequest:
     name: str
     role: str
     transport: str
+    client_id: str = ""
+    "A client of the session reconnecting with a fresh offer (it keeps its id and place)."
 
 
 class Conductor:
@@ -80,6 +83,8 @@ class Conductor:
     async def join(self, session: Session, request: JoinRequest) -> tuple[Client, str]:
         if session.state != "active":
             raise ApiError(409, "session_ended", "the session has ended")
+        if request.client_id in session.clients:
+            return await self._rejoin(session, session.clients[request.client_id], request)
         self._hold_place(session)
         try:
             return await self._join(session, request)
@@ -120,6 +125,41 @@ class Conductor:
             raise ApiError(502, "bad_answer", f"{edge.instance} did not answer with SDP")
         session.clients[client.client_id] = client
         return client, answer.sdp
+
+    async def _rejoin(self, session: Session, client: Client,
+                      request: JoinRequest) -> tuple[Client, str]:
+        """The client lost its connection and offers a new one: same id, name and role,
+        on its edge if that is alive (the edge replaces the old peer), else on another
+        (the old edge is told to drop it). The mixer and link carry on as they were."""
+        registry = self.placement.registry
+        edge = registry.fresh(client.edge) or self._fresh_edge()
+        if edge.instance != client.edge and registry.fresh(client.edge) is not None:
+            await self._best_effort(rpc.RemoveClient(session_id=session.session_id,
+                                                     client_id=client.client_id), client.edge)
+        mixer = self.placement.instance(session.mixer)
+        link = self.placement.instance(session.link)
+        add = rpc.AddClient(session_id=session.session_id, client_id=client.client_id,
+                            sdp=request.sdp, name=client.name, role=client.role,
+                            transport=request.transport, edge_audio=edge.audio,
+                            link_audio=link.audio)
+        replies = await self._all(add, mixer, link, edge, timeout=self.config.join_timeout_s)
+        answer = replies[-1]
+        if not isinstance(answer, rpc.Answer):
+            raise ApiError(502, "bad_answer", f"{edge.instance} did not answer with SDP")
+        client.edge, client.transport, client.connected = edge.instance, request.transport, False
+        client.joined_at = time.time()
+        logger.info("session %s: client %s reconnected through %s", session.session_id,
+                    client.client_id, edge.instance)
+        return client, answer.sdp
+
+    def _fresh_edge(self) -> Heartbeat:
+        """The least-loaded edge that missed no heartbeat (a crashed one may still look
+        alive for a few seconds; a reconnecting client must not be sent there)."""
+        registry = self.placement.registry
+        fresh = [b for b in registry.alive("media_edge") if registry.fresh(b.instance)]
+        if not fresh:
+            raise NoInstance("media_edge")
+        return min(fresh, key=lambda b: (b.load, b.instance))
 
     async def leave(self, session: Session, client_id: str) -> None:
         client = session.clients.pop(client_id, None)

@@ -35,8 +35,12 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
             case events.ClientJoined() | events.ClientLeft():
                 session = conductor.sessions.get(event.session_id)
                 client = session.clients.get(event.client_id) if session else None
-                if client is not None:
-                    client.connected = isinstance(event, events.ClientJoined)
+                if client is None:
+                    return
+                if isinstance(event, events.ClientJoined):
+                    client.connected = True
+                elif event.reason != "replaced" and event.producer in ("", client.edge):
+                    client.connected = False  # not the end of a connection it reconnected
 
     subscriber = EventSubscriber(service.ctx, service_config.bus, service.instance,
                                  on_event=on_event, on_heartbeat=registry.observe)

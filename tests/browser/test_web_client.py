@@ -9,7 +9,9 @@ and leave cleanly; errors a person can act on must read as such.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import shutil
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +43,7 @@ SLOW_MS = 30_000
 CONNECT_TIMEOUT_MS = 20_000
 REPLY_TIMEOUT_MS = 40_000
 UI_TIMEOUT_MS = 10_000
+RECOVERY_TIMEOUT_MS = 15_000
 MS = re.compile(r"^\d+ ms$")
 
 INBOUND_AUDIO_JS = """async () => {
@@ -247,6 +250,47 @@ async def test_an_unreachable_server_and_an_ended_conversation_are_explained(
         await expect(page.locator("#room-error")).to_contain_text(
             "This conversation has ended", timeout=UI_TIMEOUT_MS)
         await expect(page.get_by_role("button", name="Join", exact=True)).to_be_disabled()
+
+
+async def test_a_browser_whose_edge_crashes_reconnects_by_itself_as_the_same_client(
+        up: Up, browser: Any, trusted: ssl.SSLContext) -> None:
+    """kill -9 the media edge holding the browser: the page notices, rebuilds its peer
+    connection under the same session and client id (on the other edge, or the restarted
+    one), and the conversation's audio flows again — no click needed."""
+    async with api(trusted) as http:
+        session = await create_session(http, up.url, name="edge crash")
+    async with page_in(browser) as page:
+        await page.goto(f"{up.url}/s/{session['session_id']}?t={session['token']}")
+        await page.get_by_role("button", name="Join", exact=True).click()
+        status = page.get_by_role("status")
+        await expect(status).to_have_text("Connected", timeout=CONNECT_TIMEOUT_MS)
+        client_id = await page.evaluate("window.voxrelay.clientId")
+        async with api(trusted) as http:
+            async with http.get(f"{up.url}/v1/sessions/{session['session_id']}") as resp:
+                (client,) = (await resp.json())["clients"]
+            async with http.get(f"{up.url}/healthz") as resp:
+                edges = (await resp.json())["services"]["media_edge"]
+        pid = next(e["pid"] for e in edges if e["instance"] == client["edge"])
+        old_pc = await page.evaluate("window.voxrelay.pc.localDescription.sdp")
+
+        os.kill(pid, signal.SIGKILL)
+        began = asyncio.get_running_loop().time()
+        await page_condition(page, "window.voxrelay.pc !== null && "
+                             f"window.voxrelay.pc.localDescription?.sdp !== {old_pc!r} && "
+                             "window.voxrelay.pc.connectionState === 'connected'",
+                             RECOVERY_TIMEOUT_MS)
+        recovered = asyncio.get_running_loop().time() - began
+        print(f"the page was connected again {recovered:.1f} s after its edge was killed")
+        await expect(status).to_have_text("Connected", timeout=UI_TIMEOUT_MS)
+        assert await page.evaluate("window.voxrelay.clientId") == client_id
+        first = await inbound_audio(page, lambda s: s["packets"] > 0, CONNECT_TIMEOUT_MS / 1000)
+        await inbound_audio(page, lambda s: s["packets"] > first["packets"] + 50,
+                            REPLY_TIMEOUT_MS / 1000)
+        async with api(trusted) as http:
+            async with http.get(f"{up.url}/v1/sessions/{session['session_id']}") as resp:
+                clients = (await resp.json())["clients"]
+        assert [(c["client_id"], c["connected"]) for c in clients] == [(client_id, True)]
+        await page.get_by_role("button", name="Leave").click()
 
 
 class _Markup(HTMLParser):

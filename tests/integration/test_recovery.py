@@ -91,3 +91,59 @@ async def test_the_conversation_resumes_after_its_mixer_and_link_are_killed(stac
     speakers = [e["speaker"] for e in entries]
     assert speakers.count("assistant") == len(PHRASES), speakers
     assert speakers.count("kitchen") == len(PHRASES), speakers
+
+
+async def session_client(http: aiohttp.ClientSession, url: str, session: dict) -> dict:
+    async with http.get(f"{url}/v1/sessions/{session['session_id']}") as resp:
+        clients = (await resp.json())["clients"]
+    assert len(clients) == 1, clients
+    return clients[0]
+
+
+async def test_a_device_that_drops_off_is_noticed_and_comes_back_as_itself(stack: Up):
+    """Its network drops: the edge notices within seconds; it reconnects with a fresh
+    offer under the same session and client id, and the conversation carries on."""
+    async with aiohttp.ClientSession() as http:
+        session = await create_session(http, stack.url, name="wobbly wifi")
+        first = VoxrelayClient("kitchen")
+        second = VoxrelayClient("kitchen")
+        try:
+            await first.join(http, stack.url, session)
+            await first.wait_connected()
+            await take_turn(first, PHRASES[0])
+            assert (await session_client(http, stack.url, session))["connected"]
+
+            first.go_silent()
+            dropped = loop_time()
+            async with asyncio.timeout(10):
+                while (await session_client(http, stack.url, session))["connected"]:
+                    await asyncio.sleep(0.1)
+            noticed = loop_time() - dropped
+            print(f"loss noticed after {noticed:.2f} s")
+            assert noticed < 4.0  # 2.5 s of silence, checked twice a second, then the bus
+
+            back = loop_time()
+            await second.join(http, stack.url, session, client_id=first.client_id)
+            assert second.client_id == first.client_id
+            await second.wait_connected()
+            async with asyncio.timeout(10):
+                while not (await session_client(http, stack.url, session))["connected"]:
+                    await asyncio.sleep(0.05)
+            print(f"back {loop_time() - back:.2f} s after the new offer")
+            await take_turn(second, PHRASES[1])
+        finally:
+            await first.close()
+            await second.close()
+        detail = await session_client(http, stack.url, session)
+        assert detail["client_id"] == first.client_id and detail["name"] == "kitchen"
+        async with http.get(f"{stack.url}/v1/sessions/{session['session_id']}/transcript") as r:
+            entries = (await r.json())["entries"]
+        assert [e["speaker"] for e in entries if e["speaker"] != "assistant"] == ["kitchen"] * 2
+        async with http.post(f"{stack.url}/v1/sessions/{session['session_id']}/clients",
+                             json={"sdp": "v=0\r\n", "client_id": "f" * 32},
+                             headers={"Authorization": f"Bearer {session['token']}"}) as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "client_not_found"
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()

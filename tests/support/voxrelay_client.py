@@ -53,15 +53,22 @@ class VoxrelayClient:
         self.heard = bytearray()
         self.first_audio_at: float | None = None
         self.client_id: str | None = None
+        self.silent = False
+        "Sending nothing at all, as when the network drops (see go_silent)."
         self._reader: asyncio.Task[None] | None = None
         self.channel.on("message", self._on_message)
         self.pc.on("track", self._on_track)
 
-    async def join(self, http: aiohttp.ClientSession, base: str, session: dict[str, Any]) -> None:
+    async def join(self, http: aiohttp.ClientSession, base: str, session: dict[str, Any],
+                   client_id: str | None = None) -> None:
+        """Join the session (with ``client_id``: reconnect as that client of it)."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        body: dict[str, Any] = {"sdp": self.pc.localDescription.sdp, "type": "offer",
+                                "name": self.name}
+        if client_id is not None:
+            body["client_id"] = client_id
         async with http.post(f"{base}/v1/sessions/{session['session_id']}/clients",
-                             json={"sdp": self.pc.localDescription.sdp, "type": "offer",
-                                   "name": self.name},
+                             json=body,
                              headers={"Authorization": f"Bearer {session['token']}"}) as resp:
             body = await resp.json()
             assert resp.status == 201, body
@@ -98,8 +105,16 @@ class VoxrelayClient:
             self.events.append({"type": "<undecodable>", "payload": {"raw": str(message)[:200]}})
             return
         self.events.append(event)
-        if isinstance(event, dict) and event.get("type") == "latency.ping":
+        if isinstance(event, dict) and event.get("type") == "latency.ping" and not self.silent:
             answer_ping(self.channel, event)
+
+    def go_silent(self) -> None:
+        """Send nothing more — no microphone RTP, no ping answers — as a device whose
+        network dropped would (the connection itself stays open on this side)."""
+        self.silent = True
+        for sender in self.pc.getSenders():
+            if sender.kind == "audio":
+                sender.replaceTrack(None)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":

@@ -2,8 +2,10 @@
 // connection to a media edge, and the `events` DataChannel.
 //
 // States: idle → connecting → connected ⇄ reconnecting → failed (with a reason).
-// A lost connection (ICE failed, the channel closed, or no latency.pong for a while)
-// is rebuilt with a fresh offer a few times before the call gives up; a session that
+// A lost connection (ICE failed, the channel closed, or no latency.pong for 2.5 s)
+// is rebuilt with a fresh offer under the same session and client id (the server
+// replaces the old peer; the conversation carries on) a few times before the call
+// gives up; a session that
 // ended or vanished fails at once with a message a person can act on (onState gets
 // the state, the reason, and for failures the error code).
 // The edge measures its own round trip the same way: its `latency.ping` (ping_id
@@ -13,10 +15,11 @@ import * as api from "./api.js";
 
 const GATHER_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 15000;
-const DISCONNECTED_GRACE_MS = 4000;
-const PING_EVERY_MS = 2000;
-const PONG_SILENCE_MS = 8000;
+const DISCONNECTED_GRACE_MS = 1500;
+const PING_EVERY_MS = 1000;
+const PONG_SILENCE_MS = 2500;
 const MAX_RECONNECTS = 3;
+const RECONNECT_STEP_MS = 250;
 const FINAL_CODES = new Set(["session_ended", "session_not_found", "unauthorized", "session_full"]);
 
 export const MIC_CONSTRAINTS = {
@@ -160,8 +163,9 @@ export class Call {
     await pc.setLocalDescription(await pc.createOffer());
     await gatheringComplete(pc, GATHER_TIMEOUT_MS);
     if (!current()) return;
-    const answer = await api.join(this.sessionId, this.token,
-      { sdp: pc.localDescription.sdp, type: "offer", name: this.name });
+    const offer = { sdp: pc.localDescription.sdp, type: "offer", name: this.name };
+    if (this.clientId) offer.client_id = this.clientId; // reconnecting: the same client
+    const answer = await api.join(this.sessionId, this.token, offer);
     if (!current()) return;
     this.clientId = answer.client_id;
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
@@ -192,7 +196,6 @@ export class Call {
   // The connection is gone: rebuild it under the same session, or give up.
   async #lost(reason) {
     if (this.ended || this.state === "failed") return;
-    const oldClient = this.clientId;
     this.#shutdown({ keepMic: true });
     if (this.reconnects >= MAX_RECONNECTS) {
       this.#fail(`Lost the connection: ${reason}.`);
@@ -200,14 +203,16 @@ export class Call {
     }
     this.reconnects += 1;
     this.#setState("reconnecting", reason);
-    if (oldClient) api.leave(this.sessionId, this.token, oldClient).catch(() => {});
     const generation = this.generation;
-    await new Promise((resolve) => this.#after(1000 * this.reconnects, resolve));
+    await new Promise((resolve) => this.#after(RECONNECT_STEP_MS * this.reconnects, resolve));
     if (this.ended || generation !== this.generation) return;
     try {
       await this.#connect();
     } catch (e) {
-      if (e instanceof api.ApiError && FINAL_CODES.has(e.code)) {
+      if (e instanceof api.ApiError && e.code === "client_not_found") {
+        this.clientId = null; // the server forgot this client: join afresh
+        this.#lost(e.message.replace(/\.$/, ""));
+      } else if (e instanceof api.ApiError && FINAL_CODES.has(e.code)) {
         this.#fail(e.message, e.code);
       } else {
         this.#lost(e.message.replace(/\.$/, ""));
@@ -292,8 +297,8 @@ export class Call {
     this.pc = null;
     this.channel = null;
     this.sender = null;
-    this.clientId = null;
-    if (!keepMic) {
+    if (!keepMic) { // a rebuilt connection keeps the microphone and the client id
+      this.clientId = null;
       for (const track of this.stream?.getTracks() ?? []) track.stop();
     }
   }
