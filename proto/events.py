@@ -23,6 +23,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     "Instance id of the service that produced the event (e.g. 'openai_link-1')."
     seq: int = 0
     "The producer's sequence number: per producer, increasing by one."
+    epoch: int = 0
+    """The producer's stream: ``time.time_ns()`` when its publisher started (0: unknown).
+
+    A restarted producer keeps its instance id but starts ``seq`` at 1 again under a new
+    epoch, so ``(producer, epoch, seq)`` names one event for good."""
     ts: float = 0.0
     "Unix time in seconds when the event was produced."
 
@@ -178,7 +183,7 @@ CLIENT_FACING = frozenset({
 })
 "Tags forwarded to browsers on the ``events`` DataChannel."
 
-_BASE_FIELDS = ("session_id", "producer", "seq")
+_BASE_FIELDS = ("session_id", "producer", "seq", "epoch")
 
 
 class EventError(ValueError):
@@ -218,16 +223,22 @@ def to_json(event: Event) -> str:
 
 
 class Stamper:
-    """Fills producer, per-producer seq and ts on events a service emits."""
+    """Fills producer, epoch, per-producer seq and ts on events a service emits."""
 
-    def __init__(self, producer: str) -> None:
+    def __init__(self, producer: str, epoch: int | None = None) -> None:
         self.producer = producer
+        self.epoch = time.time_ns() if epoch is None else epoch
         self._seq = 0
+
+    @property
+    def last_seq(self) -> int:
+        "The seq of the last event stamped (0: none yet)."
+        return self._seq
 
     def stamp(self, event: Event) -> Event:
         self._seq += 1
-        return msgspec.structs.replace(event, producer=self.producer, seq=self._seq,
-                                       ts=time.time())
+        return msgspec.structs.replace(event, producer=self.producer, epoch=self.epoch,
+                                       seq=self._seq, ts=time.time())
 
 
 def describe(event: Any) -> str:

@@ -69,11 +69,27 @@ class GetEvents(Request, tag="get_events"):
     limit: int = 10_000
 
 
+class GetOutbox(Request, tag="get_outbox"):
+    """Every bus-connected service: the events it published after ``after_seq`` that it
+    still holds (its bounded outbox), so a consumer that missed some can fill the gap.
+
+    Answered by the runtime (``services/runtime``) before the service's own handler, so
+    it is not part of :data:`AnyRequest`: service handlers never see it."""
+
+    after_seq: int = 0
+    limit: int = 1000
+    "At most this many events (0: none, only the bounds)."
+
+
 AnyRequest = (
     Ping | StartSession | StopSession | AddClient | RemoveClient | GetTranscript | GetEvents
 )
+"What a service's own handler is asked."
 
-IDEMPOTENT = (Ping, StopSession, RemoveClient, GetTranscript, GetEvents)
+RuntimeRequest = GetOutbox
+"What the runtime answers for every service."
+
+IDEMPOTENT = (Ping, StopSession, RemoveClient, GetTranscript, GetEvents, GetOutbox)
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="result"):
@@ -108,12 +124,26 @@ class EventLog(Reply, tag="event_log"):
     "The cursor for the next page: pass it as ``GetEvents.after_seq``."
 
 
+class Outbox(Reply, tag="outbox"):
+    """Events of one producer stream in seq order, each as published (msgpack bytes)."""
+
+    events: list[bytes]
+    "Seqs ``max(after_seq + 1, first_seq)`` onwards, consecutive, at most ``limit``."
+    first_seq: int
+    "The oldest seq still held (``next_seq`` when none): below it, evicted for good."
+    next_seq: int
+    "The seq the producer's next event will get."
+    producer: str = ""
+    epoch: int = 0
+    "The stream these seqs belong to (``Event.epoch``): another one means a restart."
+
+
 class Err(Reply, tag="err"):
     code: str
     message: str
 
 
-AnyReply = Ok | Answer | Transcript | EventLog | Err
+AnyReply = Ok | Answer | Transcript | EventLog | Outbox | Err
 
 
 class RpcError(Exception):
@@ -126,7 +156,7 @@ class RpcError(Exception):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_request_decoder = msgspec.msgpack.Decoder(AnyRequest)
+_request_decoder = msgspec.msgpack.Decoder(AnyRequest | RuntimeRequest)
 _reply_decoder = msgspec.msgpack.Decoder(AnyReply)
 
 
@@ -134,7 +164,7 @@ def encode(message: Request | Reply) -> bytes:
     return _encoder.encode(message)
 
 
-def decode_request(data: bytes) -> AnyRequest:
+def decode_request(data: bytes) -> AnyRequest | RuntimeRequest:
     return _request_decoder.decode(data)
 
 

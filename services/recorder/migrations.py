@@ -59,6 +59,17 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         )""",
         "CREATE INDEX transcript_by_session ON transcript (session_id, started_at, id)",
     )),
+    (2, (  # gap fills: one row per (producer, epoch, seq); marks over events lost for good
+        "ALTER TABLE events ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
+        "CREATE UNIQUE INDEX events_by_stream ON events (producer, epoch, seq) WHERE epoch > 0",
+        """CREATE TABLE streams (
+            producer TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            contiguous INTEGER NOT NULL,
+            lost INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (producer, epoch)
+        )""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

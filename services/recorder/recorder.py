@@ -11,6 +11,19 @@ drops and counts them). RPCs:
   events from many producers interleave in one session. An unknown session has an
   empty event log; its transcript is ``not_found``.
 
+Nothing lost (zguide's Clone pattern): every event names its stream ``(producer,
+epoch)`` and its ``seq`` in it. The recorder keeps, per producer, the highest seq up to
+which it has every event (``gaps.py``), and fills gaps from the producer's own outbox
+(``GetOutbox``, ``fill.py``): when a seq beyond a gap arrives, and at start-up for every
+live instance it hears a heartbeat from, from where the store's record of that stream
+stops. The stream rule: a newer epoch from a producer is a new stream (the producer
+restarted and counts from seq 1 again; what its old stream still missed is lost and
+counted); an older epoch is a late event of a replaced stream, stored but not tracked; a
+heartbeat with a new ``started_at`` makes the recorder read that instance's outbox
+afresh. Events evicted from an outbox before they could be fetched are counted
+(``voxrelay_recorder_events_lost_total``) and logged; the store keeps one row per
+``(producer, epoch, seq)``, so the live stream and a fill never double an event.
+
 Shutdown (SIGTERM/SIGINT cancel :meth:`Recorder.run`): keep reading the bus until it
 has been quiet for ``INTAKE_QUIET_S`` (at most ``INTAKE_DRAIN_S``) so events already
 on their way in are kept, close the subscription, then commit everything queued.
@@ -28,6 +41,7 @@ from services.runtime.bus import EventSubscriber
 from services.runtime.service import Service
 
 from .config import RecorderConfig
+from .fill import Filler
 from .store import CloseSession, OpenSession, SqliteStore
 from .writer import BatchWriter, WriteLost, WriterClosed
 
@@ -44,8 +58,10 @@ class Recorder:
     def __init__(self, service: Service, writer: BatchWriter) -> None:
         self.instance = service.instance
         self._writer = writer
+        self.filler = Filler(service.ctx, service.instance, writer)
         self._subscriber = EventSubscriber(service.ctx, service.config.bus, service.instance,
-                                           on_event=self.on_event)
+                                           on_event=self.on_event,
+                                           on_heartbeat=self.filler.on_heartbeat)
         self._last_event_at = 0.0
 
     def load(self) -> int:
@@ -54,13 +70,16 @@ class Recorder:
 
     def on_event(self, event: events.AnyEvent) -> None:
         self._last_event_at = time.monotonic()
-        self._writer.submit(event)
+        if self.filler.on_event(event):
+            self._writer.submit(event)
 
     async def run(self) -> None:
         """Record until cancelled; then drain the intake and commit everything."""
         self._subscriber.start()
         try:
-            await self._writer.run()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._writer.run(), name=f"{self.instance}-writer")
+                tg.create_task(self.filler.run(), name=f"{self.instance}-filler")
         finally:
             await self._drain_intake()
             self._subscriber.close()

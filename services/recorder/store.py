@@ -11,6 +11,10 @@ thread-safe: one thread owns it (see ``writer.py``). Writes arrive as batches of
   Events of sessions the recorder never heard of are stored all the same.
 - :class:`OpenSession` / :class:`CloseSession` are the ``StartSession`` / ``StopSession``
   RPCs. Closing is idempotent: the first end time and reason stay.
+- An event is stored once per ``(producer, epoch, seq)`` (when ``epoch`` is known): the
+  same event from a gap fill and from the bus is kept once, and a duplicate has no side
+  effects. :class:`StreamMark` records how far a producer stream is complete when events
+  lost for good are skipped, so a restarted recorder does not look for them again.
 
 Durability: WAL with ``synchronous=NORMAL`` survives a crash of the process (a
 committed transaction is in the WAL file); a power loss may drop the last commits.
@@ -39,7 +43,20 @@ logger = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000
 
 INSERT_EVENT = """
-INSERT INTO events (session_id, type, producer, seq, ts, body) VALUES (?, ?, ?, ?, ?, ?)"""
+INSERT INTO events (session_id, type, producer, epoch, seq, ts, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING"""
+UPSERT_STREAM = """
+INSERT INTO streams (producer, epoch, contiguous, lost) VALUES (?, ?, ?, ?)
+ON CONFLICT (producer, epoch) DO UPDATE SET
+    contiguous = MAX(streams.contiguous, excluded.contiguous),
+    lost = streams.lost + excluded.lost"""
+SELECT_STREAM_MARK = "SELECT contiguous FROM streams WHERE producer = ? AND epoch = ?"
+SEQ_STORED = "SELECT 1 FROM events WHERE producer = ? AND epoch = ? AND seq = ?"
+FIRST_GAP_AFTER = """
+SELECT MIN(e.seq) FROM events e
+WHERE e.producer = ? AND e.epoch = ? AND e.seq > ? AND NOT EXISTS (
+    SELECT 1 FROM events f WHERE f.producer = e.producer AND f.epoch = e.epoch
+                             AND f.seq = e.seq + 1)"""
 UPSERT_TRANSCRIPT = """
 INSERT INTO transcript (session_id, turn_id, role, speaker, text, started_at, ended_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -95,7 +112,18 @@ class CloseSession:
     at: float
 
 
-Write = events.AnyEvent | OpenSession | CloseSession
+@dataclass(frozen=True)
+class StreamMark:
+    """A producer stream's events up to ``contiguous`` are all stored or lost for good
+    (``lost`` more of them evicted from its outbox before they could be fetched)."""
+
+    producer: str
+    epoch: int
+    contiguous: int
+    lost: int
+
+
+Write = events.AnyEvent | OpenSession | CloseSession | StreamMark
 _SESSION_WRITES = (OpenSession, CloseSession, events.SessionStarted, events.SessionEnded)
 
 
@@ -121,6 +149,9 @@ class Store(Protocol):
                ) -> tuple[list[events.AnyEvent], int]:
         """The session's events in recorded order, with a row id above ``after_id``, and
         the last row id read (the cursor for the next page; ``after_id`` when none)."""
+
+    def contiguous(self, producer: str, epoch: int) -> int:
+        """The highest seq of the stream up to which every event is stored or marked lost."""
 
     def close(self) -> None: ...
 
@@ -205,6 +236,14 @@ class SqliteStore:
                                row_id, e)
         return found, cursor
 
+    def contiguous(self, producer: str, epoch: int) -> int:
+        row = self._conn.execute(SELECT_STREAM_MARK, (producer, epoch)).fetchone()
+        mark = int(row[0]) if row else 0
+        if self._conn.execute(SEQ_STORED, (producer, epoch, mark + 1)).fetchone() is None:
+            return mark
+        (end,) = self._conn.execute(FIRST_GAP_AFTER, (producer, epoch, mark)).fetchone()
+        return int(end)
+
     def close(self) -> None:
         self._conn.close()  # the last connection checkpoints the WAL into the database
 
@@ -216,13 +255,18 @@ class SqliteStore:
                     int(write.record), write.at))
             case CloseSession():
                 self._conn.execute(END_SESSION, (write.at, write.reason, write.session_id))
+            case StreamMark():
+                self._conn.execute(UPSERT_STREAM, (write.producer, write.epoch, write.contiguous,
+                                                   write.lost))
             case _:
                 self._record_event(write)
 
     def _record_event(self, event: events.AnyEvent) -> None:
-        self._conn.execute(INSERT_EVENT, (
-            event.session_id, events.tag(event), event.producer, event.seq, event.ts,
-            events.to_json(event)))
+        inserted = self._conn.execute(INSERT_EVENT, (
+            event.session_id, events.tag(event), event.producer, event.epoch, event.seq,
+            event.ts, events.to_json(event))).rowcount
+        if not inserted:  # stored already (a gap fill and the live stream both had it)
+            return
         match event:
             case events.TranscriptDone():
                 speaker = event.speaker or ("assistant" if event.role == "assistant" else "")
@@ -254,4 +298,6 @@ class SqliteStore:
 def _describe(write: Write) -> str:
     if isinstance(write, events.Event):
         return events.describe(write)
+    if isinstance(write, StreamMark):
+        return f"StreamMark({write.producer}, {write.epoch}, {write.contiguous})"
     return f"{type(write).__name__}({write.session_id})"

@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from proto import events, heartbeat, topics
 
+from .outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, EventOutbox
 from .sockets import Role, make_socket
 from .zmq_loop import SocketReader, send_nowait
 
@@ -35,16 +36,26 @@ class BusEndpoints:
 
 
 class EventPublisher:
-    def __init__(self, ctx: zmq.Context[Any], bus: BusEndpoints, producer: str) -> None:
+    """Stamps and publishes events, keeping the last ones in its :class:`EventOutbox`
+    (``outbox_events`` / ``outbox_bytes`` bound it) for consumers that missed some."""
+
+    def __init__(self, ctx: zmq.Context[Any], bus: BusEndpoints, producer: str, *,
+                 outbox_events: int = DEFAULT_MAX_EVENTS,
+                 outbox_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.sock = make_socket(ctx, Role.EVENT_PUB)
         self.sock.connect(bus.publish)
         self.stamper = events.Stamper(producer)
+        self.outbox = EventOutbox(producer, self.stamper.epoch, max_events=outbox_events,
+                                  max_bytes=outbox_bytes)
 
     def publish(self, event: events.Event) -> events.Event:
-        """Stamp (producer, seq, ts) and send; returns the stamped event."""
+        """Stamp (producer, epoch, seq, ts), keep in the outbox and send; returns the
+        stamped event. Dropped sends are counted; the outbox still holds the event."""
         stamped = self.stamper.stamp(event)
+        body = events.encode(stamped)
+        self.outbox.add(stamped.seq, body)
         topic = topics.evt(events.tag(stamped), stamped.session_id)
-        if not send_nowait(self.sock, [topic, events.encode(stamped)]):
+        if not send_nowait(self.sock, [topic, body]):
             DROPPED.labels("hwm").inc()
         return stamped
 

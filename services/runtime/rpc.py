@@ -24,15 +24,24 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
 Handler = Callable[[rpc.AnyRequest], Awaitable[rpc.Reply]]
+RuntimeHandler = Callable[[rpc.RuntimeRequest], rpc.Reply]
+"Answers the requests every service serves alike (``GetOutbox``), on the event loop."
 
 
 class RpcServer:
-    """A ROUTER that hands each request to ``handler`` in its own task."""
+    """A ROUTER that hands each request to ``handler`` in its own task.
 
-    def __init__(self, ctx: zmq.Context[Any], endpoint: str, handler: Handler, name: str) -> None:
+    Runtime requests (``rpc.RuntimeRequest``) go to ``runtime`` instead, so the service's
+    handler only ever sees ``rpc.AnyRequest``; without ``runtime`` they are answered
+    ``bad_request``.
+    """
+
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, handler: Handler, name: str,
+                 runtime: RuntimeHandler | None = None) -> None:
         self.sock = make_socket(ctx, Role.RPC_SERVER)
         self.endpoint = bind(self.sock, endpoint)
         self.handler = handler
+        self.runtime = runtime
         self.name = name
         self._reader = SocketReader(self.sock, self._on_message, f"{name}-rpc")
         self._tasks: set[asyncio.Task[None]] = set()
@@ -58,9 +67,15 @@ class RpcServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, identity: bytes, request: rpc.AnyRequest) -> None:
+    async def _serve(self, identity: bytes, request: rpc.AnyRequest | rpc.RuntimeRequest
+                     ) -> None:
         try:
-            reply = await self.handler(request)
+            if isinstance(request, rpc.GetOutbox):
+                if self.runtime is None:
+                    raise rpc.RpcError("bad_request", f"{self.name} does not serve GetOutbox")
+                reply = self.runtime(request)
+            else:
+                reply = await self.handler(request)
         except rpc.RpcError as e:
             reply = rpc.Err(code=e.code, message=e.message)
         except Exception as e:

@@ -1,7 +1,9 @@
 """The shell every bus-connected service runs in.
 
 A :class:`Service` owns the process's ZeroMQ context, its event publisher, its RPC
-server and its heartbeat, all inside one TaskGroup. A service supplies a handler for
+server and its heartbeat, all inside one TaskGroup. The RPC server answers
+``GetOutbox`` from the publisher's outbox itself, before the service's handler, so
+every bus-connected service serves it and no handler has to know it exists. A service supplies a handler for
 RPC requests, what to run beside them, and its load; shutdown is staged: stop intake
 (the RPC server), cancel the service's own tasks, close sockets, terminate the context.
 """
@@ -26,6 +28,7 @@ from .bus_config import bus_from_env
 from .config import env_int, env_str
 from .heartbeat import HeartbeatSender
 from .metrics import LoopLagMonitor, announce
+from .outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS
 from .rpc import RpcServer
 
 logger = logging.getLogger(__name__)
@@ -42,11 +45,16 @@ class ServiceConfig:
     metrics_port: int
     "0 = no metrics endpoint."
     data_dir: Path
+    outbox_events: int = DEFAULT_MAX_EVENTS
+    "Events the publisher keeps for ``GetOutbox`` (``VOXRELAY_OUTBOX_EVENTS``)..."
+    outbox_bytes: int = DEFAULT_MAX_BYTES
+    "...and at most this many bytes of them (``VOXRELAY_OUTBOX_BYTES``)."
 
 
 def service_config(service: str, env: Mapping[str, str] | None = None) -> ServiceConfig:
     """Common settings: ``VOXRELAY_INSTANCE``, ``VOXRELAY_RPC_BIND``, ``VOXRELAY_AUDIO_BIND``,
-    ``VOXRELAY_METRICS_PORT``, ``VOXRELAY_DATA_DIR`` and the bus endpoints."""
+    ``VOXRELAY_METRICS_PORT``, ``VOXRELAY_DATA_DIR``, ``VOXRELAY_OUTBOX_EVENTS``,
+    ``VOXRELAY_OUTBOX_BYTES`` and the bus endpoints."""
     return ServiceConfig(
         service=service,
         instance=env_str("VOXRELAY_INSTANCE", f"{service}-{os.getpid()}", env),
@@ -56,6 +64,8 @@ def service_config(service: str, env: Mapping[str, str] | None = None) -> Servic
         metrics_host=env_str("VOXRELAY_METRICS_HOST", "127.0.0.1", env),
         metrics_port=env_int("VOXRELAY_METRICS_PORT", 0, env, minimum=0, maximum=65535),
         data_dir=Path(env_str("VOXRELAY_DATA_DIR", "./data", env)),
+        outbox_events=env_int("VOXRELAY_OUTBOX_EVENTS", DEFAULT_MAX_EVENTS, env, minimum=1),
+        outbox_bytes=env_int("VOXRELAY_OUTBOX_BYTES", DEFAULT_MAX_BYTES, env, minimum=1024),
     )
 
 
@@ -76,7 +86,9 @@ class Service:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.ctx: zmq.Context[Any] = zmq.Context()
-        self.events = EventPublisher(self.ctx, config.bus, config.instance)
+        self.events = EventPublisher(self.ctx, config.bus, config.instance,
+                                     outbox_events=config.outbox_events,
+                                     outbox_bytes=config.outbox_bytes)
         self.rpc: RpcServer | None = None
         self.audio_endpoint = ""
         self.metrics_url = ""
@@ -95,7 +107,8 @@ class Service:
     ) -> None:
         """Serve until cancelled; then shut down in stages."""
         metrics = serve_metrics(self.config) or self.metrics_url
-        self.rpc = RpcServer(self.ctx, self.config.rpc_bind, handler, self.instance)
+        self.rpc = RpcServer(self.ctx, self.config.rpc_bind, handler, self.instance,
+                             runtime=self.events.outbox.answer)
         self.rpc.start()
         beat = HeartbeatSender(self.events, self.config.service, self.instance,
                                rpc=self.rpc.endpoint, audio=self.audio_endpoint, load=load,
