@@ -1,4 +1,5 @@
-"""openai_link: holds one OpenAI Realtime connection (WebRTC) per conversation.
+"""openai_link: holds one OpenAI Realtime connection per conversation (WebRTC, or the
+WebSocket transport when WebRTC is not usable).
 
 It feeds the session's ``aud/mix`` to the model, publishes the model's voice on
 ``aud/model``, and turns Realtime server events into voxrelay events on the bus.

@@ -12,6 +12,11 @@ Read once at start from the environment:
 - ``VOXRELAY_OPENAI_MODEL``: the Realtime model, default ``gpt-realtime``.
 - ``VOXRELAY_OPENAI_CONNECT_TIMEOUT_S``: how long a Realtime connection may take to become
   usable (offer, answer, ICE/DTLS, ``session.updated``), default 8 s.
+- ``VOXRELAY_OPENAI_TRANSPORT``: ``auto`` (default: WebRTC, and the WebSocket transport
+  for a session whose WebRTC call is not usable in time or fails), ``webrtc`` or
+  ``websocket`` (only that one; ``websocket`` where UDP to the API is blocked).
+- ``VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S``: with ``auto``, how long the WebRTC attempt may take
+  before the session falls back to WebSocket; default the connect timeout.
 - ``VOXRELAY_ICE_HOSTS`` / ``VOXRELAY_ICE_SERVERS``: as for every aiortc peer in voxrelay.
 - the common service settings (``VOXRELAY_INSTANCE``, ``VOXRELAY_RPC_BIND``,
   ``VOXRELAY_AUDIO_BIND``, the bus endpoints, …) through :func:`service_config`.
@@ -33,6 +38,8 @@ DEFAULT_MODEL = "gpt-realtime"
 SIMULATOR_KEY = "sk-voxrelay-simulator"
 "Used when OPENAI_API_KEY is unset: the simulator accepts any sk- key."
 CONNECT_TIMEOUT_S = 8.0
+TRANSPORTS = ("auto", "webrtc", "websocket")
+"VOXRELAY_OPENAI_TRANSPORT's values: auto = WebRTC, falling back to WebSocket."
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,10 @@ class LinkConfig:
     connect_timeout_s: float = CONNECT_TIMEOUT_S
     key_from_env: bool = True
     "False when the simulator key stands in for an unset OPENAI_API_KEY."
+    transport: str = "auto"
+    "One of TRANSPORTS."
+    webrtc_timeout_s: float | None = None
+    "With 'auto': how long WebRTC may take before the fallback; None = connect_timeout_s."
 
     def __post_init__(self) -> None:
         url = urlsplit(self.base_url)
@@ -62,6 +73,17 @@ class LinkConfig:
         if self.connect_timeout_s <= 0:
             raise ConfigError("VOXRELAY_OPENAI_CONNECT_TIMEOUT_S",
                               f"must be > 0 (got {self.connect_timeout_s})")
+        if self.transport not in TRANSPORTS:
+            raise ConfigError("VOXRELAY_OPENAI_TRANSPORT",
+                              f"must be one of {', '.join(TRANSPORTS)} (got {self.transport!r})")
+        if self.webrtc_timeout_s is not None and self.webrtc_timeout_s <= 0:
+            raise ConfigError("VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S",
+                              f"must be > 0 (got {self.webrtc_timeout_s})")
+
+    @property
+    def webrtc_attempt_s(self) -> float:
+        """How long the WebRTC attempt of an 'auto' connection may take."""
+        return self.connect_timeout_s if self.webrtc_timeout_s is None else self.webrtc_timeout_s
 
 
 def from_env(env: Mapping[str, str] | None = None) -> LinkConfig:
@@ -76,4 +98,8 @@ def from_env(env: Mapping[str, str] | None = None) -> LinkConfig:
         ice_servers=env_list("VOXRELAY_ICE_SERVERS", env) or (),
         connect_timeout_s=env_float("VOXRELAY_OPENAI_CONNECT_TIMEOUT_S", CONNECT_TIMEOUT_S, env),
         key_from_env=bool(key),
+        transport=env_str("VOXRELAY_OPENAI_TRANSPORT", "auto", env).strip().lower(),
+        webrtc_timeout_s=(env_float("VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S", 0.0, env)
+                          if source.get("VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S", "").strip()
+                          else None),
     )

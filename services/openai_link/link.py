@@ -247,6 +247,6 @@ async def main(config: LinkConfig) -> None:
     if not config.key_from_env:
         logger.warning("OPENAI_API_KEY is not set: using the simulator key; only a simulator "
                        "(VOXRELAY_OPENAI_BASE_URL) will accept it")
-    logger.info("%r: Realtime API %s, model %s, connect timeout %g s", link, config.base_url,
-                config.model, config.connect_timeout_s)
+    logger.info("%r: Realtime API %s, model %s, transport %s, connect timeout %g s", link,
+                config.base_url, config.model, config.transport, config.connect_timeout_s)
     await service.run(link.handle, load=link.load, tasks=(link.run,))

@@ -7,7 +7,8 @@ goes to ``POST /realtime/calls``; once the channel opens the link sends ``sessio
 When ``session.updated`` comes back, the conversation so far (``context``: the
 ``conversation.item.create`` events of :mod:`.history`, empty for a conversation's first
 call) is sent, and the connection is usable once the API has added those items (or
-after ``REPLAY_TIMEOUT_S``: a context that is late is still better than no call).
+after ``REPLAY_TIMEOUT_S``: a context that is late is still better than no call); the
+WebSocket transport does the same (:mod:`.handshake`).
 
 :meth:`RealtimeConnection.run` is the connection's whole life: connect (within the
 connect timeout), carry the call until the peer ends it, and always tear down (hang up,
@@ -20,8 +21,7 @@ import asyncio
 import json
 import logging
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -35,6 +35,7 @@ from . import realtime_events as rt
 from .calls_api import CallSettings
 from .config import LinkConfig
 from .errors import RealtimeUnavailable
+from .handshake import Handshake
 from .metrics import CONNECT_SECONDS, CONNECTS, REALTIME_EVENTS_IGNORED
 from .model_audio import read_model_audio
 from .uplink_track import UplinkTrack
@@ -42,9 +43,6 @@ from .uplink_track import UplinkTrack
 logger = logging.getLogger(__name__)
 
 EVENTS_LABEL = "oai-events"
-SESSION_UPDATED_TIMEOUT_S = 5.0
-REPLAY_TIMEOUT_S = 3.0
-"How long the replayed conversation's items may take to be added before the call is used."
 TEARDOWN_TIMEOUT_S = 4.0
 ANSWER_ERRORS = (ValueError, KeyError, IndexError, AttributeError, TypeError, AssertionError)
 "What aiortc raises on an SDP answer it cannot use."
@@ -60,8 +58,6 @@ class RealtimeConnection:
         self.http = http
         self.settings = settings
         self.name = name
-        self.context = tuple(context)
-        "Client events that give the new call the conversation so far (sent in order)."
         self.call_id: str | None = None
         self.uplink = UplinkTrack()
         self._on_event = on_event
@@ -69,16 +65,7 @@ class RealtimeConnection:
         self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers))
         self.channel = self.pc.createDataChannel(EVENTS_LABEL)
         self.pc.addTrack(self.uplink)
-        loop = asyncio.get_running_loop()
-        self._ready: asyncio.Future[None] = loop.create_future()
-        self._ready.add_done_callback(_retrieve)
-        self._updated: asyncio.Future[None] = loop.create_future()
-        self._updated.add_done_callback(_retrieve)
-        self._update_id = ""
-        self._replay_ids: dict[str, None] = {}
-        "Replayed events not yet answered (by conversation.item.done or an error), in order."
-        self._replay_refused = 0
-        self._replayed = asyncio.Event()
+        self.handshake = Handshake(name, settings, self._send, context)
         self._opened = asyncio.Event()
         self._gone = asyncio.Event()
         self._remote: MediaStreamTrack | None = None
@@ -92,10 +79,13 @@ class RealtimeConnection:
         return f"RealtimeConnection({self.name}, call {self.call_id or '-'})"
 
     @property
+    def context(self) -> tuple[dict[str, Any], ...]:
+        return self.handshake.context
+
+    @property
     def became_ready(self) -> bool:
         """It was usable at some point (it may have ended since)."""
-        return (self._ready.done() and not self._ready.cancelled()
-                and self._ready.exception() is None)
+        return self.handshake.became_ready
 
     @property
     def ready(self) -> bool:
@@ -104,7 +94,7 @@ class RealtimeConnection:
 
     async def wait_ready(self) -> None:
         """Returns once usable; raises RealtimeUnavailable if it never became so."""
-        await asyncio.shield(self._ready)
+        await self.handshake.wait_ready()
 
     async def run(self) -> None:
         began = time.monotonic()
@@ -119,7 +109,7 @@ class RealtimeConnection:
             CONNECTS.labels("ok").inc()
             CONNECT_SECONDS.observe(time.monotonic() - began)
             logger.info("%r connected in %.2f s", self, time.monotonic() - began)
-            self._ready.set_result(None)
+            self.handshake.succeed()
             await self._serve()
             logger.info("%r ended by the peer", self)
         finally:
@@ -142,12 +132,8 @@ class RealtimeConnection:
                 await self._accept(answer.sdp)
                 step = f"opening the {EVENTS_LABEL} channel"
                 await self._opened.wait()
-                step = "waiting for session.updated"
-                self._send_session_update()
-                async with asyncio.timeout(SESSION_UPDATED_TIMEOUT_S):
-                    await asyncio.shield(self._updated)
-                step = "replaying the conversation"
-                await self._replay_context()
+                step = "configuring the session"
+                await self.handshake.configure(_plain)
         except TimeoutError as e:
             raise RealtimeUnavailable(
                 f"no usable Realtime connection within {timeout:g} s (stuck {step})") from e
@@ -159,48 +145,11 @@ class RealtimeConnection:
         except ANSWER_ERRORS as e:
             raise RealtimeUnavailable(f"unusable SDP answer: {e or type(e).__name__}") from e
 
-    def _send_session_update(self) -> None:
-        self._update_id = f"event_link_{uuid.uuid4().hex[:20]}"
-        self.channel.send(json.dumps({
-            "type": "session.update", "event_id": self._update_id,
-            "session": calls_api.session_config(self.settings),
-        }))
-
-    async def _replay_context(self) -> None:
-        """Send the conversation so far; wait (bounded) until the API has added it."""
-        if not self.context:
-            return
-        for event in self.context:
-            event_id = f"event_link_{uuid.uuid4().hex[:20]}"
-            self._replay_ids[event_id] = None
-            self.channel.send(json.dumps({**event, "event_id": event_id}))
-        try:
-            async with asyncio.timeout(REPLAY_TIMEOUT_S):
-                await self._replayed.wait()
-        except TimeoutError:
-            logger.warning("%r: %d of %d replayed items not acknowledged within %s s; "
-                           "using the call anyway", self, len(self._replay_ids),
-                           len(self.context), REPLAY_TIMEOUT_S)
-            return
-        logger.info("%r: replayed %d conversation items (%d refused)", self, len(self.context),
-                    self._replay_refused)
-
-    def _replay_answered(self, event_id: str | None, refused: bool) -> None:
-        """One replayed item was added (``conversation.item.done``: the oldest outstanding,
-        as the channel is ordered) or refused (an ``error`` naming its event)."""
-        if not self._replay_ids or self._replayed.is_set():
-            return
-        if refused:
-            self._replay_ids.pop(event_id or "", None)
-            self._replay_refused += 1
-        else:
-            del self._replay_ids[next(iter(self._replay_ids))]
-        if not self._replay_ids:
-            self._replayed.set()
+    def _send(self, event: dict[str, Any]) -> None:
+        self.channel.send(json.dumps(event))
 
     def _fail(self, error: RealtimeUnavailable) -> None:
-        if not self._ready.done():
-            self._ready.set_exception(error)
+        self.handshake.fail(error)
 
     # -- carrying the call ------------------------------------------------------
 
@@ -222,21 +171,7 @@ class RealtimeConnection:
             REALTIME_EVENTS_IGNORED.labels("malformed").inc()
             logger.info("%r dropped a malformed server event: %s", self, e)
             return
-        match event:
-            case rt.SessionUpdated() if not self._updated.done():
-                self._updated.set_result(None)
-            case rt.ServerError(error=error) if (
-                    error.event_id == self._update_id and not self._updated.done()):
-                self._updated.set_exception(RealtimeUnavailable(
-                    f"session.update refused: {error.code}: {error.message}"))
-            case rt.ServerError(error=error) if error.event_id in self._replay_ids:
-                logger.warning("%r: a replayed item was refused: %s: %s", self, error.code,
-                               error.message)
-                self._replay_answered(error.event_id, refused=True)
-            case rt.OtherEvent(type="conversation.item.done"):
-                self._replay_answered(None, refused=False)
-            case _:
-                pass
+        self.handshake.observe(event)
         try:
             self._on_event(event, text)
         except Exception:  # never let a bug here reach aiortc's SCTP receive path
@@ -264,7 +199,6 @@ class RealtimeConnection:
         self._gone.set()
 
 
-def _retrieve(future: asyncio.Future[None]) -> None:
-    """Mark a failure as seen (nobody may be waiting for it any more)."""
-    if not future.cancelled():
-        future.exception()
+async def _plain(awaitable: Awaitable[Any], step: str) -> Any:
+    """No guard: the channel's close ends the connection through ``run``'s timeout."""
+    return await awaitable

@@ -17,11 +17,22 @@ model remembers it; ``ai.state`` ``listening`` says the conversation is back. An
 that outlasts the backoff's limit is reported as ``error`` ``realtime_unavailable``;
 then, as when nobody was present, the next client to join (``AddClient``, or a
 ``client.joined`` of a known client) reconnects.
+
+Transport (``VOXRELAY_OPENAI_TRANSPORT``): with ``webrtc`` or ``websocket`` every call
+uses that one. With ``auto`` a session tries WebRTC first; when that is not usable
+within ``VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S`` (default the 8 s connect timeout) or fails,
+the session opens a WebSocket connection (:mod:`.realtime_ws`) instead, logs a warning
+that names the session and why, and counts ``voxrelay_fallbacks_total{kind=
+"realtime_websocket"}`` once it is usable. A refusal by the API itself (a non-201
+answer to the call: bad key, quota, model) is not a transport problem and is not
+retried over WebSocket. Once a transport has worked for a session, its reconnects use
+that one only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -38,10 +49,18 @@ from .attribution import Attribution
 from .backoff import Backoff
 from .calls_api import CallSettings
 from .config import LinkConfig
-from .errors import RealtimeUnavailable
+from .errors import CallRefused, RealtimeUnavailable
 from .history import ConversationHistory
-from .metrics import DISCONNECTS, FRAMES, FRAMES_DROPPED, RECONNECTS, count_realtime_error
+from .metrics import (
+    DISCONNECTS,
+    FALLBACKS,
+    FRAMES,
+    FRAMES_DROPPED,
+    RECONNECTS,
+    count_realtime_error,
+)
 from .realtime_rtc import RealtimeConnection
+from .realtime_ws import RealtimeWsConnection
 from .translate import Translator
 from .turn_timing import TurnTiming
 
@@ -49,6 +68,8 @@ logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 6.0
 "How long closing may take (hang-up and peer close are bounded below this)."
+
+Connection = RealtimeConnection | RealtimeWsConnection
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
@@ -90,7 +111,9 @@ class LinkSession:
         self._spawn = spawn
         self._publish_event = publish_event
         self._publish_audio = publish_audio
-        self._connection: RealtimeConnection | None = None
+        self._connection: Connection | None = None
+        self.transport: str | None = None if config.transport == "auto" else config.transport
+        "The transport this session's calls use; None until one has worked ('auto')."
         self._task: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._dropped = False
@@ -143,21 +166,7 @@ class LinkSession:
                 raise RealtimeUnavailable(f"session {self.id} is stopping")
             if self.connected:
                 return False
-            connection = RealtimeConnection(
-                self.config, self._http, self.settings, name=self.id,
-                on_event=self._on_realtime_event, on_audio=self._on_model_audio,
-                context=self.history.replay())
-            connection.uplink.on_sent = self._uplink_sent
-            self._connection = connection
-            self._task = self._spawn(self._carry(connection), f"realtime-{self.id}")
-            try:
-                await connection.wait_ready()
-            except RealtimeUnavailable:
-                if self._connection is connection:
-                    self._connection = None
-                raise
-            if self._connection is not connection or not connection.ready:
-                raise RealtimeUnavailable("the call ended as it became usable")
+            connection = await self._open_by_transport()
             if self._dropped:
                 self._dropped = False
                 logger.info("%r: the conversation carries on over %r (%d entries replayed)",
@@ -166,7 +175,52 @@ class LinkSession:
                     self._publish_event(event)
             return True
 
-    async def _carry(self, connection: RealtimeConnection) -> None:
+    async def _open_by_transport(self) -> Connection:
+        """A usable connection over this session's transport, or WebRTC then WebSocket."""
+        if self.transport is not None:
+            return await self._attempt(self.transport, self.config)
+        rtc_config = dataclasses.replace(self.config,
+                                         connect_timeout_s=self.config.webrtc_attempt_s)
+        try:
+            connection = await self._attempt("webrtc", rtc_config)
+        except CallRefused:
+            raise  # the API said no: another transport would be told the same
+        except RealtimeUnavailable as rtc_error:
+            if self._closed:
+                raise
+            logger.warning("%r: WebRTC to the Realtime API is not usable (%s); falling back "
+                           "to the WebSocket transport", self, rtc_error,
+                           extra={"session_id": self.id})
+            try:
+                connection = await self._attempt("websocket", self.config)
+            except RealtimeUnavailable as ws_error:
+                raise RealtimeUnavailable(
+                    f"{rtc_error}; the WebSocket fallback failed too: {ws_error}") from ws_error
+            FALLBACKS.labels("realtime_websocket").inc()
+            logger.warning("%r: the Realtime connection runs over WebSocket", self,
+                           extra={"session_id": self.id})
+        self.transport = "websocket" if isinstance(connection, RealtimeWsConnection) else "webrtc"
+        return connection
+
+    async def _attempt(self, transport: str, config: LinkConfig) -> Connection:
+        kind = RealtimeWsConnection if transport == "websocket" else RealtimeConnection
+        connection = kind(config, self._http, self.settings, name=self.id,
+                          on_event=self._on_realtime_event, on_audio=self._on_model_audio,
+                          context=self.history.replay())
+        connection.uplink.on_sent = self._uplink_sent
+        self._connection = connection
+        self._task = self._spawn(self._carry(connection), f"realtime-{self.id}")
+        try:
+            await connection.wait_ready()
+        except RealtimeUnavailable:
+            if self._connection is connection:
+                self._connection = None
+            raise
+        if self._connection is not connection or not connection.ready:
+            raise RealtimeUnavailable("the call ended as it became usable")
+        return connection
+
+    async def _carry(self, connection: Connection) -> None:
         try:
             await connection.run()
         finally:
@@ -175,7 +229,7 @@ class LinkSession:
                 if connection.became_ready and not self._closed:
                     self._disconnected(connection)
 
-    def _disconnected(self, connection: RealtimeConnection) -> None:
+    def _disconnected(self, connection: Connection) -> None:
         DISCONNECTS.inc()
         self._dropped = True
         self._publish_event(events.ErrorEvent(
