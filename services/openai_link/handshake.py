@@ -7,12 +7,14 @@ bounded, until the API has added them (``conversation.item.done``, the oldest
 outstanding first as events are ordered, or an ``error`` naming one). Then the
 connection is ready. :class:`Handshake` keeps that state for one connection; the
 transport gives it a ``send`` and shows it every server event (:meth:`observe`).
+:class:`Connection` is what both transports offer the session on top of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -21,6 +23,7 @@ from . import calls_api
 from . import realtime_events as rt
 from .calls_api import CallSettings
 from .errors import RealtimeUnavailable
+from .metrics import CONNECT_SECONDS, CONNECTS
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +129,48 @@ class Handshake:
             del self._replay_ids[next(iter(self._replay_ids))]
         if not self._replay_ids:
             self._replayed.set()
+
+
+class Connection:
+    """What a Realtime connection offers its session, whichever transport carries it."""
+
+    handshake: Handshake
+    _gone: asyncio.Event
+    "Set once the transport has ended (or failed)."
+
+    @property
+    def context(self) -> tuple[dict[str, Any], ...]:
+        return self.handshake.context
+
+    @property
+    def became_ready(self) -> bool:
+        """It was usable at some point (it may have ended since)."""
+        return self.handshake.became_ready
+
+    @property
+    def ready(self) -> bool:
+        """Connected and configured (and not yet ended)."""
+        return self.became_ready and not self._gone.is_set()
+
+    async def wait_ready(self) -> None:
+        """Returns once usable; raises RealtimeUnavailable if it never became so."""
+        await self.handshake.wait_ready()
+
+    def _connected(self, began: float) -> None:
+        """The transport is up and the session configured (``began``: time.monotonic())."""
+        took = time.monotonic() - began
+        CONNECTS.labels("ok").inc()
+        CONNECT_SECONDS.observe(took)
+        logger.info("%r connected in %.2f s", self, took)
+        self.handshake.succeed()
+
+    def _unavailable(self, error: RealtimeUnavailable) -> None:
+        CONNECTS.labels("unavailable").inc()
+        logger.warning("%r could not connect: %s", self, error)
+        self.handshake.fail(error)
+
+    def _fail(self, error: RealtimeUnavailable) -> None:
+        self.handshake.fail(error)
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

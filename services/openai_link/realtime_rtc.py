@@ -35,8 +35,8 @@ from . import realtime_events as rt
 from .calls_api import CallSettings
 from .config import LinkConfig
 from .errors import RealtimeUnavailable
-from .handshake import Handshake
-from .metrics import CONNECT_SECONDS, CONNECTS, REALTIME_EVENTS_IGNORED
+from .handshake import Connection, Handshake
+from .metrics import REALTIME_EVENTS_IGNORED
 from .model_audio import read_model_audio
 from .uplink_track import UplinkTrack
 
@@ -50,7 +50,7 @@ ANSWER_ERRORS = (ValueError, KeyError, IndexError, AttributeError, TypeError, As
 EventHandler = Callable[[rt.AnyServerEvent | rt.OtherEvent, str], None]
 
 
-class RealtimeConnection:
+class RealtimeConnection(Connection):
     def __init__(self, config: LinkConfig, http: aiohttp.ClientSession, settings: CallSettings,
                  *, name: str, on_event: EventHandler, on_audio: Callable[[bytes], None],
                  context: Sequence[dict[str, Any]] = ()) -> None:
@@ -78,38 +78,15 @@ class RealtimeConnection:
     def __repr__(self) -> str:
         return f"RealtimeConnection({self.name}, call {self.call_id or '-'})"
 
-    @property
-    def context(self) -> tuple[dict[str, Any], ...]:
-        return self.handshake.context
-
-    @property
-    def became_ready(self) -> bool:
-        """It was usable at some point (it may have ended since)."""
-        return self.handshake.became_ready
-
-    @property
-    def ready(self) -> bool:
-        """Connected and configured (and not yet ended)."""
-        return self.became_ready and not self._gone.is_set()
-
-    async def wait_ready(self) -> None:
-        """Returns once usable; raises RealtimeUnavailable if it never became so."""
-        await self.handshake.wait_ready()
-
     async def run(self) -> None:
         began = time.monotonic()
         try:
             try:
                 await self._open()
             except RealtimeUnavailable as e:
-                CONNECTS.labels("unavailable").inc()
-                logger.warning("%r could not connect: %s", self, e)
-                self._fail(e)
+                self._unavailable(e)
                 return
-            CONNECTS.labels("ok").inc()
-            CONNECT_SECONDS.observe(time.monotonic() - began)
-            logger.info("%r connected in %.2f s", self, time.monotonic() - began)
-            self.handshake.succeed()
+            self._connected(began)
             await self._serve()
             logger.info("%r ended by the peer", self)
         finally:
@@ -147,9 +124,6 @@ class RealtimeConnection:
 
     def _send(self, event: dict[str, Any]) -> None:
         self.channel.send(json.dumps(event))
-
-    def _fail(self, error: RealtimeUnavailable) -> None:
-        self.handshake.fail(error)
 
     # -- carrying the call ------------------------------------------------------
 

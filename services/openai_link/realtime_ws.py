@@ -45,8 +45,8 @@ from . import realtime_events as rt
 from .calls_api import CallSettings
 from .config import LinkConfig
 from .errors import RealtimeUnavailable, redact
-from .handshake import Handshake, event_id
-from .metrics import CONNECT_SECONDS, CONNECTS, REALTIME_EVENTS_IGNORED
+from .handshake import Connection, Handshake, event_id
+from .metrics import REALTIME_EVENTS_IGNORED
 from .ws_playout import Interrupted, ModelPlayout
 from .ws_uplink import WsUplink, append_event
 
@@ -80,7 +80,7 @@ def realtime_url(base_url: str, model: str) -> str:
     return f"{scheme}://{url.netloc}{url.path}/realtime?{urlencode({'model': model})}"
 
 
-class RealtimeWsConnection:
+class RealtimeWsConnection(Connection):
     def __init__(self, config: LinkConfig, http: aiohttp.ClientSession, settings: CallSettings,
                  *, name: str, on_event: EventHandler, on_audio: Callable[[bytes], None],
                  context: Sequence[dict[str, Any]] = ()) -> None:
@@ -107,24 +107,6 @@ class RealtimeWsConnection:
     def __repr__(self) -> str:
         return f"RealtimeWsConnection({self.name})"
 
-    @property
-    def context(self) -> tuple[dict[str, Any], ...]:
-        return self.handshake.context
-
-    @property
-    def became_ready(self) -> bool:
-        """It was usable at some point (it may have ended since)."""
-        return self.handshake.became_ready
-
-    @property
-    def ready(self) -> bool:
-        """Connected and configured (and not yet ended)."""
-        return self.became_ready and not self._gone.is_set()
-
-    async def wait_ready(self) -> None:
-        """Returns once usable; raises RealtimeUnavailable if it never became so."""
-        await self.handshake.wait_ready()
-
     async def run(self) -> None:
         began = time.monotonic()
         workers: list[asyncio.Task[None]] = []
@@ -133,16 +115,11 @@ class RealtimeWsConnection:
                 try:
                     await self._open(tg, workers)
                 except RealtimeUnavailable as e:
-                    CONNECTS.labels("unavailable").inc()
-                    logger.warning("%r could not connect: %s", self, e)
-                    self._fail(e)
+                    self._unavailable(e)
                     for worker in workers:
                         worker.cancel()
                     return
-                CONNECTS.labels("ok").inc()
-                CONNECT_SECONDS.observe(time.monotonic() - began)
-                logger.info("%r connected in %.2f s", self, time.monotonic() - began)
-                self.handshake.succeed()
+                self._connected(began)
                 workers.append(tg.create_task(self.playout.run()))
                 await self._gone.wait()
                 for worker in workers:
@@ -199,9 +176,6 @@ class RealtimeWsConnection:
         if not task.done() or task.cancelled():
             raise RealtimeUnavailable(f"the Realtime API closed the WebSocket ({step})")
         return task.result()
-
-    def _fail(self, error: RealtimeUnavailable) -> None:
-        self.handshake.fail(error)
 
     # -- the socket -------------------------------------------------------------
 

@@ -29,8 +29,9 @@ PHRASES = {
     "hall": "please turn on the lights in the hall",
     "office": "remind me to call the plumber tomorrow",
 }
-AUDIBLE_DBFS = -40.0
-"The AI's voice through Opus measures about -25 dBFS; silence is far below this."
+AUDIBLE_DBFS = -50.0
+"""The AI's voice through Opus measures about -25 dBFS, an echo-mode reply (the users'
+own speech, back through both Opus legs) -35 to -41; silence is below -70."""
 SILENT_DBFS = -70.0
 
 OpenRoom = Callable[..., Awaitable[Room]]
