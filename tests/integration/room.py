@@ -28,7 +28,6 @@ from proto import audio, topics
 from services.runtime.media import Pacer, pcm_frame
 from services.runtime.sockets import Role, make_socket
 from services.runtime.zmq_loop import SocketReader
-from tests.support.ports import free_port
 from tests.support.rtc_client import PcmTrack
 from tests.support.sim_process import SimProcess
 from tests.support.speech import BYTES_PER_MS, rms_dbfs
@@ -193,7 +192,7 @@ class Room:
     async def open(cls, stack: Stack, sim: SimProcess, http: aiohttp.ClientSession,
                    signaling_env: dict[str, str] | None = None) -> Room:
         """Start every service (at once) and wait until signaling sees them all."""
-        port, metrics_port = free_port(), free_port()
+        port, metrics_port = stack.free_port(), stack.free_port()
         envs = {"signaling": {"VOXRELAY_HTTP_PORT": str(port), **(signaling_env or {})},
                 "mixer": {"VOXRELAY_METRICS_PORT": str(metrics_port)}}
         started = await asyncio.gather(*(

@@ -37,7 +37,6 @@ from services.runtime.bus import EventPublisher
 from services.runtime.media import drain_track
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader
-from tests.support.ports import free_port
 from tests.support.rtc_client import PcmTrack
 from tests.support.speech import (
     BYTES_PER_MS,
@@ -263,7 +262,7 @@ def bucket_quantile(samples: Samples, name: str, q: float, **labels: str) -> flo
 
 async def start_edge(stack: Stack, env: dict[str, str] | None = None) -> Running:
     """``python -m services.media_edge`` serving its metrics on a free loopback port."""
-    return await stack.start("media_edge", env={"VOXRELAY_METRICS_PORT": str(free_port()),
+    return await stack.start("media_edge", env={"VOXRELAY_METRICS_PORT": str(stack.free_port()),
                                                 **(env or {})})
 
 

@@ -19,7 +19,6 @@ import zmq
 from proto import audio, events, ids, rpc, topics
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader
-from tests.support.ports import free_port
 from tests.support.speech import rms_dbfs, speak
 from tests.support.stack import Running, Stack, stop_process
 
@@ -155,8 +154,8 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Any) -> AsyncIterator[Rig]:
-    metrics_port = free_port()
     async with Stack(data_dir=tmp_path) as stack:
+        metrics_port = stack.free_port()
         mixer = await stack.start("mixer", env={"VOXRELAY_METRICS_PORT": str(metrics_port)})
         session_id = ids.new_id()
         assert isinstance(await stack.rpc(mixer).call(rpc.StartSession(session_id=session_id)),

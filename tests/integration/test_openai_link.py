@@ -24,7 +24,7 @@ from proto import audio, events, ids, rpc, topics
 from services.runtime.bus import EventPublisher
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader, send_nowait
-from tests.support.ports import free_port, free_tcp_endpoint
+from tests.support.ports import free_tcp_endpoint
 from tests.support.sim_process import SimProcess
 from tests.support.speech import BYTES_PER_MS, rms_dbfs, silence, speak
 from tests.support.stack import Running, Stack
@@ -330,10 +330,7 @@ async def test_a_dropped_call_reconnects_by_itself_and_the_model_keeps_the_conve
         tmp_path, sim):
     env = {"VOXRELAY_OPENAI_BASE_URL": sim.api_base, "OPENAI_API_KEY": SECRET}
     async with Stack(data_dir=tmp_path, env=env) as stack:
-        taken = {stack.bus.publish, stack.bus.subscribe}
-        metrics_port = free_port()
-        while f"tcp://127.0.0.1:{metrics_port}" in taken:  # the bus may not have bound yet
-            metrics_port = free_port()
+        metrics_port = stack.free_port()
         link = await stack.start("openai_link", env={"VOXRELAY_METRICS_PORT": str(metrics_port)})
         client = stack.rpc(link)
         sid = ids.new_id()

@@ -26,7 +26,6 @@ from tests.integration.test_openai_link import (
     sim_calls,
     spoken_turn,
 )
-from tests.support.ports import free_port
 from tests.support.sim_process import SimProcess
 from tests.support.speech import BYTES_PER_MS, rms_dbfs, silence, speak
 from tests.support.stack import Stack
@@ -34,14 +33,6 @@ from tests.support.stack import Stack
 FRAME_S = 0.02
 UNREACHABLE_ICE_HOST = "192.0.2.1"
 "TEST-NET-1 (RFC 5737): never an address of this machine, so no ICE candidate can work."
-
-
-def metrics_port_for(stack: Stack) -> int:
-    taken = {stack.bus.publish, stack.bus.subscribe}
-    port = free_port()
-    while f"tcp://127.0.0.1:{port}" in taken:  # the bus may not have bound yet
-        port = free_port()
-    return port
 
 
 def reply_frames(listener: ModelListener, start: float, end: float) -> list[float]:
@@ -143,7 +134,7 @@ async def test_when_webrtc_cannot_connect_the_conversation_falls_back_to_websock
         tmp_path, sim: SimProcess):
     env = {"VOXRELAY_OPENAI_BASE_URL": sim.api_base, "OPENAI_API_KEY": SECRET}
     async with Stack(data_dir=tmp_path, env=env) as stack:
-        metrics_port = metrics_port_for(stack)
+        metrics_port = stack.free_port()
         link = await stack.start("openai_link", env={
             "VOXRELAY_METRICS_PORT": str(metrics_port),
             "VOXRELAY_ICE_HOSTS": UNREACHABLE_ICE_HOST,  # WebRTC's ICE cannot succeed

@@ -26,7 +26,7 @@ from services.runtime.bus import BusEndpoints, EventPublisher, EventSubscriber
 from services.runtime.heartbeat import Registry
 from services.runtime.rpc import RpcClient
 
-from .ports import free_tcp_endpoint
+from .ports import free_port, free_tcp_endpoint
 
 STOP_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 20.0
@@ -55,6 +55,14 @@ class Stack:
         self._bus_proc: subprocess.Popen[bytes] | None = None
         self._subscriber: EventSubscriber | None = None
         self._counter = 0
+
+    def free_port(self) -> int:
+        """A free loopback port that is not one of the bus's (it may not have bound yet)."""
+        taken = {self.bus.publish, self.bus.subscribe}
+        port = free_port()
+        while f"tcp://127.0.0.1:{port}" in taken:
+            port = free_port()
+        return port
 
     def base_env(self) -> dict[str, str]:
         env = {
