@@ -22,6 +22,15 @@ class Ping(Request, tag="ping"):
     pass
 
 
+class TranscriptEntry(msgspec.Struct, frozen=True):
+    speaker: str
+    text: str
+    started_at: float
+    ended_at: float
+    role: str = "user"
+    turn_id: str = ""
+
+
 class StartSession(Request, tag="start_session"):
     session_id: str
     name: str = ""
@@ -32,6 +41,9 @@ class StartSession(Request, tag="start_session"):
     "For the link: the endpoint where the session's mixer publishes ``aud/mix``."
     link_audio: str = ""
     "For the mixer: the endpoint where the session's link publishes ``aud/model`` (echo gating)."
+    context: list[TranscriptEntry] = []
+    """For the link: the conversation so far, oldest first, when a session is resumed on a
+    link that does not know it (the one that held it was restarted or died)."""
 
 
 class StopSession(Request, tag="stop_session"):
@@ -103,15 +115,6 @@ class Ok(Reply, tag="ok"):
 class Answer(Reply, tag="answer"):
     sdp: str
     edge: str = ""
-
-
-class TranscriptEntry(msgspec.Struct, frozen=True):
-    speaker: str
-    text: str
-    started_at: float
-    ended_at: float
-    role: str = "user"
-    turn_id: str = ""
 
 
 class Transcript(Reply, tag="transcript"):

@@ -19,6 +19,7 @@ long conversation replays its recent part in a bounded number of events.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -74,6 +75,13 @@ class ConversationHistory:
                 self.add(Entry(role, text.strip()[: self.max_entry_chars], started_at))
             case _:
                 pass
+
+    def seed(self, entries: Iterable[tuple[str, str, float]]) -> None:
+        """Take the conversation so far as recorded — (role, text, started_at) each — when
+        a session comes to this link from one that was lost."""
+        for role, text, started_at in entries:
+            if role in CONTENT_TYPE and text.strip():
+                self.add(Entry(role, text.strip()[: self.max_entry_chars], started_at))
 
     def add(self, entry: Entry) -> None:
         bisect.insort_right(self._entries, entry, key=lambda e: e.started_at)

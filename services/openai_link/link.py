@@ -2,7 +2,8 @@
 
 RPC (``proto/README.md`` §6): ``StartSession`` remembers a conversation and subscribes
 to its ``aud/mix`` at the mixer's endpoint (sent again with another endpoint, when the
-session's mixer was restarted or replaced, it follows that one); ``AddClient`` opens the
+session's mixer was restarted or replaced, it follows that one; ``context``, the recorded
+conversation of a session resumed here, becomes the first call's history); ``AddClient`` opens the
 Realtime connection when the first client joins and answers once it is usable
 (``unavailable`` if it cannot be had within the connect timeout); ``StopSession`` hangs
 up and forgets (idempotent).
@@ -141,6 +142,7 @@ class Link:
             request.mixer_audio, config=self.config, http=self._http, spawn=self._owner.spawn,
             publish_event=self.service.events.publish, publish_audio=self._publish_audio,
         )
+        session.history.seed((e.role, e.text, e.started_at) for e in request.context)
         self.sessions[sid] = session
         self._by_mix_topic[session.mix_topic] = session
         self._mix_sub.subscribe(session.mix_topic)

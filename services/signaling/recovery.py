@@ -10,10 +10,12 @@ hold it), so when one of those processes is lost it can rebuild what the process
 
 Resuming a mixer: ``StartSession`` (with the link's ``aud/model`` endpoint) and an
 ``AddClient`` per speaker, then ``StartSession`` to the link with the new ``aud/mix``
-endpoint (the link follows it). Resuming a link: ``StartSession`` and an ``AddClient``
-per client (the first one opens the Realtime connection), then ``StartSession`` to the
-mixer and to every edge holding clients with the new ``aud/model`` endpoint. Every call
-is bounded; a session whose resumption fails is tried again on the next check.
+endpoint (the link follows it). Resuming a link: ``StartSession`` with the recorded
+transcript as ``context`` (the model is given the conversation so far) and an
+``AddClient`` per client (the first one opens the Realtime connection), then
+``StartSession`` to the mixer and to every edge holding clients with the new
+``aud/model`` endpoint. Every call is bounded; a session whose resumption fails is tried
+again on the next check.
 
 Edges are not resumed here: their clients' peer connections died with them, and it is
 the clients that reconnect.
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
+import msgspec
 
 from proto import rpc
 from proto.heartbeat import Heartbeat
@@ -34,6 +38,8 @@ from .sessions import Session
 logger = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 0.5
+CONTEXT_ENTRIES = 50
+"Recorded transcript entries a resumed link is given (the link bounds them again)."
 RESUMED_KINDS = ("mixer", "openai_link")
 
 
@@ -113,7 +119,8 @@ class Recovery:
         link = self._live(session.link, "openai_link")
         mixer = self.conductor.placement.instance(session.mixer)
         start = self._start(session, mixer, link)
-        await self._call(link, start)
+        context = await self._recorded(session)
+        await self._call(link, msgspec.structs.replace(start, context=context))
         for client in session.clients.values():
             edge = self.conductor.placement.registry.get(client.edge)
             if edge is not None:
@@ -126,6 +133,17 @@ class Recovery:
                 await self._call(edge, start)
         session.link = link.instance
         logger.info("session %s resumed on %s", session.session_id, link.instance)
+
+    async def _recorded(self, session: Session) -> list[rpc.TranscriptEntry]:
+        """The conversation so far, as recorded (the new link gives it to the model);
+        without the recorder, none: the conversation carries on, forgetting."""
+        try:
+            entries = await self.conductor.transcript(session.session_id)
+        except Exception as e:  # ApiError, NoInstance: the recorder is not there now
+            logger.warning("session %s: no recorded transcript for its new link (%s)",
+                           session.session_id, e)
+            return []
+        return entries[-CONTEXT_ENTRIES:]
 
     def _start(self, session: Session, mixer: Heartbeat, link: Heartbeat) -> rpc.StartSession:
         return rpc.StartSession(session_id=session.session_id, name=session.name,

@@ -1,7 +1,8 @@
 """A conversation survives its mixer and its link being killed (kill -9) mid-session.
 
 The whole stack runs under ``voxrelay up``; the supervisor restarts the killed process
-and signaling resumes the session on it (``services/signaling/recovery.py``). The client
+and signaling resumes the session on it (``services/signaling/recovery.py``), giving a
+new link the conversation as recorded. The client
 does nothing but keep talking: each next turn must be answered, and the recorded
 transcript must hold every turn.
 """
@@ -77,6 +78,11 @@ async def test_the_conversation_resumes_after_its_mixer_and_link_are_killed(stac
 
             await kill_and_wait_for_restart(http, stack.url, "openai_link-1")
             await take_turn(client, PHRASES[2])
+            # The new link's call was given the conversation as recorded before the crash.
+            async with http.get(f"{stack.sim_url}/_sim/calls") as resp:
+                calls = (await resp.json())["calls"]
+            items = [(i["role"], i["text"]) for i in calls[-1]["items"] if i.get("role")]
+            assert [role for role, _ in items[:4]] == ["user", "assistant"] * 2, items
             assert client.heard_ms() > heard + 1000, "the replies after the crashes went unheard"
             assert client.pc.connectionState == "connected"  # the same peer, all along
         finally:

@@ -35,6 +35,8 @@ class Up:
     log_path: Path
     metrics_port: int
     "The first of the per-service /metrics ports (the bus's)."
+    sim_url: str
+    "The built-in Realtime simulator (its control endpoints: /_sim/calls, /_sim/drop)."
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -52,16 +54,18 @@ def running_up(tmp_path: Path, *args: str, edges: int = 2) -> Iterator[Up]:
     data_dir = tmp_path / "data"
     log_path = tmp_path / "up.log"
     metrics_port = free_port_block(4 + edges)
+    sim_port = free_port()
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "up", "--port", str(free_port()),
-             "--sim-port", str(free_port()), "--loopback", "--edges", str(edges),
+             "--sim-port", str(sim_port), "--loopback", "--edges", str(edges),
              "--metrics-port", str(metrics_port),
              "--data-dir", str(data_dir), *args],
             env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
         try:
             line = _ready_line(proc, log_path)
-            yield Up(line[len(READY_LINE):].split()[0], proc, data_dir, log_path, metrics_port)
+            yield Up(line[len(READY_LINE):].split()[0], proc, data_dir, log_path, metrics_port,
+                     f"http://127.0.0.1:{sim_port}")
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)

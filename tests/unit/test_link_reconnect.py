@@ -177,3 +177,12 @@ def test_an_entry_older_than_everything_kept_is_not_kept_when_full():
 def test_a_history_that_could_keep_nothing_is_refused():
     with pytest.raises(ValueError, match="max_entries"):
         ConversationHistory(max_entries=0)
+
+
+def test_a_recorded_conversation_seeds_the_history_of_a_link_that_takes_over():
+    history = ConversationHistory()
+    history.seed([("assistant", "Hello there.", 2.0), ("user", "  hi  ", 1.0),
+                  ("user", "   ", 3.0), ("system", "not a turn", 4.0)])
+    assert [(e.role, e.text) for e in history.entries] == [("user", "hi"),
+                                                           ("assistant", "Hello there.")]
+    assert [event["item"]["role"] for event in history.replay()] == ["user", "assistant"]
