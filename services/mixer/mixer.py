@@ -12,7 +12,6 @@ counted, never fatal. Clients starting and stopping to speak go on the bus as
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 from collections.abc import Callable
 from typing import Any, assert_never
@@ -23,7 +22,7 @@ from proto import audio, events, rpc, topics
 from proto.ids import check_id
 from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
-from services.runtime.sockets import Role, bind, make_socket
+from services.runtime.sockets import Role, SharedConnections, bind, make_socket
 from services.runtime.zmq_loop import SocketReader, send_nowait
 
 from .activity import Transition
@@ -59,15 +58,13 @@ class Mixer:
         self._model_hops = HopMeter("link_to_mixer")
         self._edges: dict[tuple[str, str], str] = {}
         "(session, client) → the edge endpoint its uplink comes from."
-        self._connected: collections.Counter[str] = collections.Counter()
-        "Edge endpoint → how many mixed clients use it."
+        self._edge_audio = SharedConnections(self._sub, "edge_audio")
         self._model_sub = make_socket(ctx, Role.AUDIO_SUB)
         self._model_reader = SocketReader(self._model_sub, self._on_model_frame,
                                           f"{name}-aud-model")
         self._links: dict[str, str] = {}
         "Session → the link endpoint its aud/model comes from."
-        self._followed: collections.Counter[str] = collections.Counter()
-        "Link endpoint → how many sessions use it."
+        self._link_audio = SharedConnections(self._model_sub, "link_audio")
 
     def load(self) -> int:
         return len(self.sessions)
@@ -187,21 +184,10 @@ class Mixer:
     def _connect(self, endpoint: str) -> None:
         if not endpoint:
             raise rpc.RpcError("bad_request", "'edge_audio' is required for a speaker")
-        if not self._connected[endpoint]:
-            try:
-                self._sub.connect(endpoint)
-            except zmq.ZMQError as e:
-                raise rpc.RpcError("bad_request", f"cannot connect to 'edge_audio' "
-                                   f"{endpoint!r}: {e}") from e
-            logger.info("%s: connected to edge audio %s", self.name, endpoint)
-        self._connected[endpoint] += 1
+        _acquire(self._edge_audio, endpoint)
 
     def _disconnect(self, endpoint: str) -> None:
-        self._connected[endpoint] -= 1
-        if self._connected[endpoint] <= 0:
-            del self._connected[endpoint]
-            self._sub.disconnect(endpoint)
-            logger.info("%s: disconnected from edge audio %s", self.name, endpoint)
+        self._edge_audio.release(endpoint)
 
     def _follow_link(self, session_id: str, endpoint: str) -> None:
         """Receive the session's ``aud/model`` from ``endpoint`` (nothing if echo gating is off)."""
@@ -209,16 +195,9 @@ class Mixer:
             return
         if self._links.get(session_id) == endpoint:
             return
-        if not self._followed[endpoint]:
-            try:
-                self._model_sub.connect(endpoint)
-            except zmq.ZMQError as e:
-                raise rpc.RpcError("bad_request", f"cannot connect to 'link_audio' "
-                                   f"{endpoint!r}: {e}") from e
-            logger.info("%s: connected to link audio %s", self.name, endpoint)
-        self._followed[endpoint] += 1
+        _acquire(self._link_audio, endpoint)
         if session_id in self._links:  # the session moved to another link
-            self._release_link(self._links[session_id])
+            self._link_audio.release(self._links[session_id])
         else:
             self._model_sub.subscribe(topics.aud_model(session_id))
         self._links[session_id] = endpoint
@@ -229,14 +208,7 @@ class Mixer:
             topic = topics.aud_model(session_id)
             self._model_sub.unsubscribe(topic)
             self._model_hops.forget(topic)
-            self._release_link(endpoint)
-
-    def _release_link(self, endpoint: str) -> None:
-        self._followed[endpoint] -= 1
-        if self._followed[endpoint] <= 0:
-            del self._followed[endpoint]
-            self._model_sub.disconnect(endpoint)
-            logger.info("%s: disconnected from link audio %s", self.name, endpoint)
+            self._link_audio.release(endpoint)
 
     def _on_model_frame(self, parts: list[bytes]) -> None:
         try:
@@ -290,6 +262,13 @@ class Mixer:
     def _publish(self, session: MixerSession, frame: MixFrame) -> None:
         send_nowait(self._pub, audio.pack(session.topic, frame.seq, frame.capture_ns, frame.pcm))
         FRAMES_MIXED.inc()
+
+
+def _acquire(connections: SharedConnections, endpoint: str) -> None:
+    try:
+        connections.acquire(endpoint)
+    except ValueError as e:
+        raise rpc.RpcError("bad_request", str(e)) from e
 
 
 def _checked(value: str, what: str) -> str:

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from typing import assert_never
 
 import aiohttp
-import zmq
 
 from proto import audio, events, ids, rpc
 from services.runtime import configure_ice_hosts
 from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
-from services.runtime.sockets import Role, bind, make_socket
+from services.runtime.sockets import Role, SharedConnections, bind, make_socket
 from services.runtime.tasks import TaskOwner
 from services.runtime.zmq_loop import SocketReader, send_nowait
 
@@ -55,11 +53,10 @@ class Link:
         self.service = service
         self.sessions: dict[str, LinkSession] = {}
         self._by_mix_topic: dict[bytes, LinkSession] = {}
-        self._mixers: Counter[str] = Counter()
-        "Mixer endpoint → sessions following it (the SUB is connected while > 0)."
         self._audio_pub = make_socket(service.ctx, Role.AUDIO_PUB)
         self.audio_endpoint = bind(self._audio_pub, config.service.audio_bind)
         self._mix_sub = make_socket(service.ctx, Role.AUDIO_SUB)
+        self._mixers = SharedConnections(self._mix_sub, "mixer_audio")
         self._mix_reader = SocketReader(self._mix_sub, self._on_mix_frame,
                                         f"{service.instance}-mix")
         self._mix_hops = HopMeter("mixer_to_link", on_gap=FRAMES_DROPPED.labels("gap").inc)
@@ -131,7 +128,7 @@ class Link:
         if existing is not None:
             if existing.mixer_audio != request.mixer_audio:  # the mixer was replaced
                 self._follow_mixer(request.mixer_audio)
-                self._unfollow_mixer(existing.mixer_audio)
+                self._mixers.release(existing.mixer_audio)
                 logger.info("%r: %r now mixed at %s", self, existing, request.mixer_audio)
                 existing.mixer_audio = request.mixer_audio
             return rpc.Ok()
@@ -170,7 +167,7 @@ class Link:
         self._mix_sub.unsubscribe(session.mix_topic)
         self._mix_hops.forget(session.mix_topic)
         self._session_events.unfollow(session.id)
-        self._unfollow_mixer(session.mixer_audio)
+        self._mixers.release(session.mixer_audio)
         await session.close()
         logger.info("%r stopped %r (%s)", self, session, request.reason or "no reason given",
                     extra={"session_id": session.id})
@@ -179,21 +176,10 @@ class Link:
     # -- audio ------------------------------------------------------------------
 
     def _follow_mixer(self, endpoint: str) -> None:
-        if self._mixers[endpoint] == 0:
-            try:
-                self._mix_sub.connect(endpoint)
-            except zmq.ZMQError as e:
-                raise rpc.RpcError("bad_request", f"bad 'mixer_audio' {endpoint!r}: {e}") from e
-        self._mixers[endpoint] += 1
-
-    def _unfollow_mixer(self, endpoint: str) -> None:
-        self._mixers[endpoint] -= 1
-        if self._mixers[endpoint] <= 0:
-            del self._mixers[endpoint]
-            try:
-                self._mix_sub.disconnect(endpoint)
-            except zmq.ZMQError:
-                pass  # never connected, or already gone
+        try:
+            self._mixers.acquire(endpoint)
+        except ValueError as e:
+            raise rpc.RpcError("bad_request", str(e)) from e
 
     def _on_mix_frame(self, parts: list[bytes]) -> None:
         try:

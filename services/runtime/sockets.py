@@ -2,15 +2,20 @@
 
 Data plane (audio) is cheap and lossy: small high-water marks, linger 0, stale frames
 dropped rather than queued. Control plane (events, RPC) keeps more and lingers a
-little so a clean shutdown still delivers what was sent.
+little so a clean shutdown still delivers what was sent. :class:`SharedConnections`
+counts the users of each endpoint a subscriber connects to.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
+import logging
 from typing import Any
 
 import zmq
+
+logger = logging.getLogger(__name__)
 
 AUDIO_HWM = 50
 "Frames (1 s of 20 ms audio) a publisher or subscriber queues before dropping."
@@ -63,3 +68,44 @@ def bind(sock: zmq.Socket[Any], endpoint: str) -> str:
     """Bind and return the real endpoint (``tcp://127.0.0.1:*`` picks a free port)."""
     sock.bind(endpoint)
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+class SharedConnections:
+    """A SUB socket's connections to publishers, counted by user.
+
+    Many sessions (or clients) may take their audio from one publisher's endpoint; the
+    socket connects to it for the first user and disconnects after the last.
+    """
+
+    def __init__(self, sock: zmq.Socket[Any], what: str) -> None:
+        self.sock = sock
+        self.what = what
+        "What the endpoints are, for errors and logs (e.g. 'edge_audio')."
+        self._users: collections.Counter[str] = collections.Counter()
+
+    def __contains__(self, endpoint: str) -> bool:
+        return self._users[endpoint] > 0
+
+    def acquire(self, endpoint: str) -> None:
+        """One more user of ``endpoint``; raises ValueError for an unusable endpoint."""
+        if not self._users[endpoint]:
+            try:
+                self.sock.connect(endpoint)
+            except zmq.ZMQError as e:
+                raise ValueError(f"cannot connect to {self.what} {endpoint!r}: {e}") from e
+            logger.info("connected to %s %s", self.what, endpoint)
+        self._users[endpoint] += 1
+
+    def release(self, endpoint: str) -> None:
+        """One user fewer; the last one disconnects (an unknown endpoint is ignored)."""
+        if self._users[endpoint] <= 0:
+            del self._users[endpoint]
+            return
+        self._users[endpoint] -= 1
+        if not self._users[endpoint]:
+            del self._users[endpoint]
+            try:
+                self.sock.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass  # already gone
+            logger.info("disconnected from %s %s", self.what, endpoint)
