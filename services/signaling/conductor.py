@@ -134,7 +134,7 @@ class Conductor:
         registry = self.placement.registry
         edge = registry.fresh(client.edge) or self._fresh_edge()
         if edge.instance != client.edge and registry.fresh(client.edge) is not None:
-            await self._best_effort(rpc.RemoveClient(session_id=session.session_id,
+            await self.best_effort(rpc.RemoveClient(session_id=session.session_id,
                                                      client_id=client.client_id), client.edge)
         mixer = self.placement.instance(session.mixer)
         link = self.placement.instance(session.link)
@@ -152,6 +152,44 @@ class Conductor:
                     client.client_id, edge.instance)
         return client, answer.sdp
 
+    async def join_local(self, session: Session, name: str, client_id: str, instance: str,
+                         audio: str) -> Client:
+        """A client whose audio signaling carries itself (the browser's WebSocket fallback):
+        the mixer hears it at ``audio``, the link opens its Realtime connection if needed,
+        no edge is involved. With the id of a client of the session (its WebRTC connection
+        could not be made), that client moves here: same id, name and role, and the edge
+        that held it is told to drop it first."""
+        if session.state != "active":
+            raise ApiError(409, "session_ended", "the session has ended")
+        client = session.clients.get(client_id) if client_id else None
+        if client_id and client is None:
+            raise ApiError(404, "client_not_found", f"no client {client_id!r} in this session "
+                           "to reconnect as")
+        held = client is None
+        if held:
+            self._hold_place(session)
+        try:
+            if client is None:
+                client = Client(ids.new_id(), name or "guest", "speaker", "websocket", instance)
+            elif client.edge != instance:
+                await self.best_effort(rpc.RemoveClient(session_id=session.session_id,
+                                                         client_id=client.client_id),
+                                        client.edge)
+            link = self.placement.instance(session.link)
+            add = rpc.AddClient(session_id=session.session_id, client_id=client.client_id,
+                                sdp="", name=client.name, role=client.role,
+                                transport="websocket", edge_audio=audio, link_audio=link.audio)
+            await self._all(add, self.placement.instance(session.mixer), link,
+                            timeout=self.config.join_timeout_s)
+        finally:
+            if held:
+                self._joining[session.session_id] -= 1
+                if self._joining[session.session_id] <= 0:
+                    del self._joining[session.session_id]
+        client.edge, client.transport, client.joined_at = instance, "websocket", time.time()
+        session.clients[client.client_id] = client
+        return client
+
     def _fresh_edge(self) -> Heartbeat:
         """The least-loaded edge that missed no heartbeat (a crashed one may still look
         alive for a few seconds; a reconnecting client must not be sent there)."""
@@ -166,7 +204,7 @@ class Conductor:
         if client is None:
             raise ApiError(404, "client_not_found", f"no client {client_id!r} in this session")
         remove = rpc.RemoveClient(session_id=session.session_id, client_id=client_id)
-        await self._best_effort(remove, session.mixer, client.edge)
+        await self.best_effort(remove, session.mixer, client.edge)
 
     async def end(self, session: Session, reason: str = "ended") -> None:
         if session.state == "ended":
@@ -174,9 +212,9 @@ class Conductor:
         session.state = "ended"
         stop = rpc.StopSession(session_id=session.session_id, reason=reason)
         edges = {c.edge for c in session.clients.values()}
-        await self._best_effort(stop, *edges, session.link, session.mixer)
+        await self.best_effort(stop, *edges, session.link, session.mixer)
         self.publisher.publish(events.SessionEnded(session_id=session.session_id, reason=reason))
-        await self._best_effort(stop, session.recorder)
+        await self.best_effort(stop, session.recorder)
         session.clients.clear()
 
     async def transcript(self, session_id: str) -> list[rpc.TranscriptEntry]:
@@ -214,7 +252,7 @@ class Conductor:
                 raise result
         return list(results)  # type: ignore[arg-type]
 
-    async def _best_effort(self, request: rpc.Request, *instances: str) -> None:
+    async def best_effort(self, request: rpc.Request, *instances: str) -> None:
         """Tell each instance; a dead or failing one is logged (it holds nothing now)."""
         for name in instances:
             beat = self.placement.registry.get(name)

@@ -24,3 +24,12 @@ def watch(conductor: Conductor) -> None:
     CLIENTS.set_function(lambda: sum(
         client.connected for session in conductor.sessions.values()
         for client in session.clients.values()))
+WS_FRAMES = Counter("voxrelay_ws_frames_total",
+                    "20 ms audio frames carried for WebSocket clients", ["direction"])
+WS_DROPPED = Counter(
+    "voxrelay_ws_messages_dropped_total",
+    "WebSocket client messages dropped: size (binary not a multiple of 10 ms up to 200 ms), "
+    "invalid (text that is no known request), backlog (model audio the socket could not "
+    "take), hwm (microphone audio the bus refused)",
+    ["reason"],
+)

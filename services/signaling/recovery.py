@@ -31,7 +31,7 @@ import msgspec
 from proto import rpc
 from proto.heartbeat import Heartbeat
 
-from .conductor import Conductor
+from .conductor import ApiError, Conductor
 from .placement import NoInstance
 from .sessions import Session
 
@@ -139,7 +139,7 @@ class Recovery:
         without the recorder, none: the conversation carries on, forgetting."""
         try:
             entries = await self.conductor.transcript(session.session_id)
-        except Exception as e:  # ApiError, NoInstance: the recorder is not there now
+        except (ApiError, NoInstance) as e:  # the recorder is not there now
             logger.warning("session %s: no recorded transcript for its new link (%s)",
                            session.session_id, e)
             return []

@@ -19,6 +19,7 @@ from .config import SignalingConfig
 from .placement import Placement
 from .recovery import Recovery
 from .tls import server_context
+from .ws_bridge import WsBridge
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,11 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
     registry = Registry()
     placement = Placement(service.ctx, registry)
     conductor = Conductor(config, placement, service.events)
+    bridge = WsBridge(conductor, service.ctx, service_config.audio_bind, service.instance)
+    service.audio_endpoint = bridge.audio.endpoint  # the mixer hears WebSocket clients here
 
     def on_event(event: events.AnyEvent) -> None:
+        bridge.on_event(event)
         match event:
             case events.ClientJoined() | events.ClientLeft():
                 session = conductor.sessions.get(event.session_id)
@@ -45,8 +49,10 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
     subscriber = EventSubscriber(service.ctx, service_config.bus, service.instance,
                                  on_event=on_event, on_heartbeat=registry.observe)
     subscriber.start()
-    runner = web.AppRunner(create_api(conductor, config.max_body_bytes), access_log=None,
-                           handle_signals=False)
+    bridge.audio.start()
+    app = create_api(conductor, config.max_body_bytes)
+    bridge.add_routes(app)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port, ssl_context=ssl_context)
     await site.start()
@@ -62,12 +68,16 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
         match request:
             case rpc.Ping():
                 return rpc.Ok()
+            case rpc.RemoveClient() | rpc.StopSession() | rpc.StartSession():
+                return await bridge.handle(request)  # for its WebSocket clients
         raise rpc.RpcError("bad_request", f"signaling does not serve {type(request).__name__}")
 
     try:
         await service.run(handle, load=lambda: len(conductor.sessions),
                           tasks=(Recovery(conductor).run,))
     finally:
+        await bridge.close()
         await runner.cleanup()  # stop intake first
         subscriber.close()
+        bridge.audio.close()
         placement.close()

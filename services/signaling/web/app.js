@@ -160,7 +160,8 @@ class Room {
   #onState(state, reason, code) {
     const status = $("status");
     status.dataset.state = state;
-    show($("status-text"), STATE_LABELS[state] ?? state);
+    const viaWs = state === "connected" && this.call?.transport === "websocket";
+    show($("status-text"), viaWs ? "Connected (WebSocket)" : STATE_LABELS[state] ?? state);
     show($("reason"), state === "reconnecting" || state === "idle" ? reason : "");
     if (state === "connected") {
       show($("ai-state"), AI_LABELS.listening);
@@ -342,6 +343,7 @@ function main() {
     get pc() { return room.call?.pc ?? null; },
     get state() { return room.call?.state ?? "idle"; },
     get clientId() { return room.call?.clientId ?? null; },
+    get transport() { return room.call?.transport ?? null; },
     sessionId: match[1],
   });
 }

@@ -10,8 +10,12 @@
 // the state, the reason, and for failures the error code).
 // The edge measures its own round trip the same way: its `latency.ping` (ping_id
 // "e<n>") is answered at once with a `latency.pong` carrying the same ping_id.
+// Fallback: when WebRTC is not connected within 8 s of joining (or failed twice before
+// ever connecting), the call switches to the WebSocket transport (ws-call.js) under the
+// same session and client id, logs INT_V2_WEBRTC_FALLBACK and stays on it.
 
 import * as api from "./api.js";
+import { WsTransport } from "./ws-call.js";
 
 const GATHER_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 15000;
@@ -20,6 +24,8 @@ const PING_EVERY_MS = 1000;
 const PONG_SILENCE_MS = 2500;
 const MAX_RECONNECTS = 3;
 const RECONNECT_STEP_MS = 250;
+const FALLBACK_AFTER_MS = 8000;
+const FALLBACK_AFTER_FAILURES = 2;
 const FINAL_CODES = new Set(["session_ended", "session_not_found", "unauthorized", "session_full"]);
 
 export const MIC_CONSTRAINTS = {
@@ -90,6 +96,11 @@ export class Call {
     this.pings = new Map();
     this.lastPong = 0;
     this.ended = false;
+    this.transport = "webrtc";
+    this.ws = null;
+    this.rtcConnected = false;
+    this.rtcFailures = 0;
+    this.fallbackTimer = null;
   }
 
   // Start the microphone (asked once) and connect. Throws MicError or ApiError.
@@ -97,7 +108,15 @@ export class Call {
     this.#setState("connecting");
     try {
       this.stream = await openMic(deviceId);
-      await this.#connect();
+      this.fallbackTimer = setTimeout(() => {
+        if (!this.rtcConnected) this.#fallback("WebRTC did not connect within 8 s");
+      }, FALLBACK_AFTER_MS);
+      try {
+        await this.#connect();
+      } catch (e) {
+        if (e instanceof api.ApiError || e instanceof MicError) throw e;
+        await this.#fallback(`WebRTC is not available (${e.message})`);
+      }
     } catch (e) {
       this.#shutdown();
       this.#setState("failed", e.message, e.code);
@@ -125,6 +144,10 @@ export class Call {
   setMuted(muted) {
     this.muted = muted;
     for (const track of this.stream?.getAudioTracks() ?? []) track.enabled = !muted;
+    if (this.ws) {
+      this.ws.setMuted(muted);
+      return;
+    }
     this.#send({ type: "client.mute", ts: Date.now(), payload: { muted } });
   }
 
@@ -134,6 +157,7 @@ export class Call {
     const [track] = stream.getAudioTracks();
     track.enabled = !this.muted;
     if (this.sender) await this.sender.replaceTrack(track);
+    this.ws?.setStream(stream);
     for (const old of this.stream?.getTracks() ?? []) old.stop();
     this.stream = stream;
     return stream;
@@ -178,6 +202,7 @@ export class Call {
 
   #onConnectionState(state) {
     if (state === "connected") {
+      this.rtcConnected = true;
       this.reconnects = 0;
       this.#setState("connected");
     } else if (state === "disconnected") {
@@ -195,8 +220,12 @@ export class Call {
 
   // The connection is gone: rebuild it under the same session, or give up.
   async #lost(reason) {
-    if (this.ended || this.state === "failed") return;
+    if (this.ended || this.state === "failed" || this.ws) return;
     this.#shutdown({ keepMic: true });
+    if (!this.rtcConnected && ++this.rtcFailures >= FALLBACK_AFTER_FAILURES) {
+      await this.#fallback(`WebRTC failed twice (${reason})`);
+      return;
+    }
     if (this.reconnects >= MAX_RECONNECTS) {
       this.#fail(`Lost the connection: ${reason}.`);
       return;
@@ -217,6 +246,32 @@ export class Call {
       } else {
         this.#lost(e.message.replace(/\.$/, ""));
       }
+    }
+  }
+
+  // -- the WebSocket fallback ---------------------------------------------------------
+
+  async #fallback(reason) {
+    if (this.ended || this.ws || this.state === "failed") return;
+    console.warn("INT_V2_WEBRTC_FALLBACK", { sessionId: this.sessionId, clientId: this.clientId, reason });
+    this.#shutdown({ keepMic: true });
+    this.transport = "websocket";
+    const ws = new WsTransport({
+      sessionId: this.sessionId,
+      token: this.token,
+      name: this.name,
+      clientId: this.clientId,
+      onOpen: () => this.#setState("connected"),
+      onMessage: (data) => this.ws === ws && this.#onMessage(data),
+      onRemoteStream: (stream) => this.onRemoteStream(stream),
+      onClose: () => this.ws === ws && this.#fail("Lost the connection: the server closed the WebSocket."),
+    });
+    this.ws = ws;
+    try {
+      await ws.start(this.stream);
+      if (this.muted) ws.setMuted(true);
+    } catch (e) {
+      if (this.ws === ws) this.#fail(`Could not connect over WebSocket either: ${e.message}.`);
     }
   }
 
@@ -275,7 +330,8 @@ export class Call {
   // -- plumbing ---------------------------------------------------------------------
 
   #send(message) {
-    if (this.channel?.readyState === "open") this.channel.send(JSON.stringify(message));
+    if (this.ws) this.ws.send(message);
+    else if (this.channel?.readyState === "open") this.channel.send(JSON.stringify(message));
   }
 
   #after(ms, fn) {
@@ -289,6 +345,12 @@ export class Call {
 
   #shutdown({ keepMic = false } = {}) {
     this.generation += 1; // handlers of the old connection go quiet
+    if (!keepMic) {
+      clearTimeout(this.fallbackTimer);
+      const ws = this.ws;
+      this.ws = null;
+      ws?.close();
+    }
     for (const timer of this.timers) timer.cancel();
     this.timers.clear();
     this.pings.clear();
