@@ -137,13 +137,43 @@ class Device(VoxrelayClient):
                             return event
                     await asyncio.sleep(0.02)
         except TimeoutError:
-            seen = [e["type"] for e in self.events[after:]]
+            seen = [_described(e) for e in self.events[after:] if e["type"] != "latency.ping"]
             raise AssertionError(f"{self.name}: no {kind} {payload} within {timeout} s "
                                  f"(got {seen})") from None
+
+    async def until_hearing_voice(self, since: int, ms: int = 200,
+                                  timeout: float = WAIT_S) -> None:
+        """Until ``ms`` of audible sound (the AI speaking) has reached this device's
+        loudspeaker after byte ``since`` of :attr:`heard`."""
+        frame = 20 * BYTES_PER_MS
+        since -= since % frame
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    heard = bytes(self.heard[since:])
+                    loud = sum(rms_dbfs(heard[i:i + frame]) > AUDIBLE_DBFS
+                               for i in range(0, len(heard) - frame + 1, frame))
+                    if loud * 20 >= ms:
+                        return
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise AssertionError(f"{self.name}: did not hear {ms} ms of voice within "
+                                 f"{timeout} s") from None
 
     def _hear(self, pcm: bytes) -> None:
         super()._hear(pcm)
         self.room_mic.played(pcm)
+
+
+AUDIBLE_DBFS = -45.0
+"Louder than this, a frame at a device's loudspeaker is someone speaking."
+
+
+def _described(event: dict[str, Any]) -> str:
+    """An event's type, with the role or speaker of a turn event (for failure messages)."""
+    payload = event.get("payload") or {}
+    who = payload.get("role") or payload.get("speaker")
+    return f"{event['type']}({who})" if who else event["type"]
 
 
 @dataclass(frozen=True)

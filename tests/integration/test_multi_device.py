@@ -205,7 +205,7 @@ async def test_a_phone_playing_the_ai_back_does_not_interrupt_it_but_its_speech_
     mark = phone.mark()
     laptop.mic.play(speech_turn(speak("tell me something interesting")))
     await phone.next_event("turn.start", mark, role="assistant")
-    await asyncio.sleep(0.8)
+    await phone.until_hearing_voice(since=len(phone.heard), ms=300)
     phone.mic.play(speech_turn(speak("stop please I want to ask something else")))
     await phone.next_event("ai.interrupted", mark)
     cancelled = await phone.next_event("turn.end", mark, role="assistant")
