@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import numpy as np
@@ -87,8 +87,14 @@ class Tap(threading.Thread):
 
 
 def start_stack(data_dir: str, extra_env: dict[str, str] | None = None,
-                metrics_port: int = 0) -> tuple[subprocess.Popen[str], str, BusEndpoints]:
-    """``voxrelay up`` on loopback with one edge; (process, URL, bus endpoints)."""
+                metrics_port: int = 0, edges: int = 1, sim_port: int = 0,
+                log: IO[str] | None = None,
+                ) -> tuple[subprocess.Popen[str], str, BusEndpoints]:
+    """``voxrelay up`` on loopback with ``edges`` edges; (process, URL, bus endpoints).
+
+    Pass ``sim_port`` to know where the simulator listens (its ``/_sim/*`` endpoints),
+    and ``log`` to send the stack's log lines there rather than to this terminal.
+    """
     port = free_port()
     bus = BusEndpoints(free_tcp_endpoint(), free_tcp_endpoint())
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
@@ -97,9 +103,9 @@ def start_stack(data_dir: str, extra_env: dict[str, str] | None = None,
                 **(extra_env or {})})
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up", "--port", str(port), "--sim-port",
-         str(free_port()), "--loopback", "--edges", "1", "--data-dir", data_dir,
-         "--metrics-port", str(metrics_port or free_port_block(5))],
-        env=env, stdout=subprocess.PIPE, text=True)
+         str(sim_port or free_port()), "--loopback", "--edges", str(edges), "--data-dir",
+         data_dir, "--metrics-port", str(metrics_port or free_port_block(4 + edges))],
+        env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     deadline = time.monotonic() + 90
     line = ""
     while "voxrelay up on" not in line:
