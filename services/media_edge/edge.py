@@ -23,7 +23,7 @@ from typing import assert_never
 import zmq
 
 from proto import events, rpc
-from services.runtime import configure_ice_hosts
+from services.runtime import configure_ice_hosts, prompt_triggered_checks
 from services.runtime.bus import EventSubscriber
 from services.runtime.media import audible
 from services.runtime.service import Service
@@ -295,6 +295,7 @@ class MediaEdge:
 async def main(config: EdgeConfig) -> None:
     """The media_edge process: one Service, one MediaEdge, until cancelled."""
     configure_ice_hosts(config.ice_hosts)
+    prompt_triggered_checks()
     service = Service(config.service)
     try:
         edge = MediaEdge(config, service)

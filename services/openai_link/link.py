@@ -27,7 +27,7 @@ from typing import assert_never
 import aiohttp
 
 from proto import audio, events, ids, rpc
-from services.runtime import configure_ice_hosts
+from services.runtime import configure_ice_hosts, prompt_triggered_checks
 from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
 from services.runtime.sockets import Role, SharedConnections, bind, make_socket
@@ -229,6 +229,7 @@ class Link:
 
 async def main(config: LinkConfig) -> None:
     configure_ice_hosts(config.ice_hosts)
+    prompt_triggered_checks()
     service = Service(config.service)
     link = Link(config, service)
     service.audio_endpoint = link.audio_endpoint

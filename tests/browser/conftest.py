@@ -8,9 +8,12 @@ with the command that installs them; they are never skipped silently.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import ssl
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -76,23 +79,46 @@ def decode_qr(png: bytes) -> str:
 
 
 @asynccontextmanager
-async def launch_chromium(speech_wav: Path, *, fake_ui: bool = True) -> AsyncIterator[Any]:
+async def launch_chromium(speech_wav: Path, *, fake_ui: bool = True,
+                          user: pwd.struct_passwd | None = None) -> AsyncIterator[Any]:
+    """Chromium under Playwright; with ``user``, running as that Unix user (so the
+    firewall can tell its packets apart: :mod:`tests.support.netblock`)."""
     if not CHROMIUM.exists():
         pytest.fail(f"Chromium is not at {CHROMIUM}: {INSTALL_HINT}")
     try:
         from playwright.async_api import async_playwright
     except ImportError as e:
         pytest.fail(f"playwright is not installed ({e}): {INSTALL_HINT}")
-    flags = [*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={speech_wav}"]
-    if fake_ui:
-        flags.append(FAKE_UI_FLAG)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=flags, headless=True, timeout=30_000)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    with tempfile.TemporaryDirectory(prefix="voxrelay-chromium-") as folder:
+        executable = CHROMIUM
+        if user is not None:
+            os.chmod(folder, 0o755)
+            speech_wav = Path(shutil.copy(speech_wav, folder))
+            os.chmod(speech_wav, 0o644)
+            executable = Path(folder) / "chromium-as-user"
+            executable.write_text(RUN_AS_USER.format(uid=user.pw_uid, gid=user.pw_gid,
+                                                     chromium=CHROMIUM))
+            executable.chmod(0o755)
+        flags = [*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={speech_wav}"]
+        if fake_ui:
+            flags.append(FAKE_UI_FLAG)
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(executable), args=flags, headless=True, timeout=30_000)
+            try:
+                yield browser
+            finally:
+                await browser.close()
+
+
+RUN_AS_USER = """#!/bin/sh
+# Chromium as another user: its profile (made by Playwright) becomes that user's home.
+for arg; do
+  case "$arg" in --user-data-dir=*) profile="${{arg#--user-data-dir=}}";; esac
+done
+[ -n "$profile" ] && chown -R {uid}:{gid} "$profile" && export HOME="$profile"
+exec setpriv --reuid={uid} --regid={gid} --clear-groups {chromium} "$@"
+"""
 
 
 @pytest.fixture

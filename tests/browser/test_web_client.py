@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import shutil
+import signal
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,8 +26,14 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import expect
 
 from services.signaling.config import SignalingConfig
-from services.signaling.tls import TlsError, ensure_certificate, server_context, server_names
+from services.signaling.tls import (
+    TlsError,
+    ensure_certificate,
+    server_context,
+    server_names,
+)
 from services.signaling.web_routes import CONTENT_SECURITY_POLICY
+from tests.support.netblock import udp_blocked, unprivileged_user
 from tests.support.up import Up
 from tests.support.voxrelay_client import create_session
 
@@ -291,6 +297,52 @@ async def test_a_browser_whose_edge_crashes_reconnects_by_itself_as_the_same_cli
                 clients = (await resp.json())["clients"]
         assert [(c["client_id"], c["connected"]) for c in clients] == [(client_id, True)]
         await page.get_by_role("button", name="Leave").click()
+
+
+async def test_a_browser_whose_udp_is_blocked_for_5_s_comes_back_as_the_same_client(
+        up: Up, speech_wav: Path, trusted: ssl.SSLContext) -> None:
+    """The firewall drops every UDP packet to and from Chromium for 5 s (its HTTPS to
+    signaling still works): the page notices, and once the network is back it is
+    connected again over WebRTC as the same client of the same session, audio flowing."""
+    user = unprivileged_user()
+    async with api(trusted) as http:
+        session = await create_session(http, up.url, name="udp blocked")
+    async with launch_chromium(speech_wav, user=user) as chromium, page_in(chromium) as page:
+        await page.goto(f"{up.url}/s/{session['session_id']}?t={session['token']}")
+        await page.get_by_role("button", name="Join", exact=True).click()
+        status = page.get_by_role("status")
+        await expect(status).to_have_text("Connected", timeout=CONNECT_TIMEOUT_MS)
+        client_id = await page.evaluate("window.voxrelay.clientId")
+        await inbound_audio(page, lambda s: s["packets"] > 0, CONNECT_TIMEOUT_MS / 1000)
+        old_pc = await page.evaluate("window.voxrelay.pc.localDescription.sdp")
+
+        loop = asyncio.get_running_loop()
+        with udp_blocked(user.pw_uid):
+            blocked = loop.time()
+            await page_condition(page, "window.voxrelay.state === 'reconnecting'",
+                                 BLOCK_S * 1000)
+            noticed = loop.time() - blocked
+            await asyncio.sleep(BLOCK_S - noticed)
+        unblocked = loop.time()
+        await page_condition(page, "window.voxrelay.pc !== null && "
+                             f"window.voxrelay.pc.localDescription?.sdp !== {old_pc!r} && "
+                             "window.voxrelay.pc.connectionState === 'connected'",
+                             RECOVERY_TIMEOUT_MS)
+        back = loop.time() - unblocked
+        print(f"the page noticed the outage after {noticed:.1f} s and was connected again "
+              f"{back:.1f} s after the {BLOCK_S} s block ended")
+        await expect(status).to_have_text("Connected", timeout=UI_TIMEOUT_MS)
+        assert await page.evaluate("window.voxrelay.transport") == "webrtc"
+        assert await page.evaluate("window.voxrelay.clientId") == client_id
+        assert await page.evaluate("window.voxrelay.sessionId") == session["session_id"]
+        first = await inbound_audio(page, lambda s: s["packets"] > 0, CONNECT_TIMEOUT_MS / 1000)
+        await inbound_audio(page, lambda s: s["packets"] > first["packets"] + 50,
+                            REPLY_TIMEOUT_MS / 1000)
+        assert await client_ids(up, trusted, session["session_id"]) == {client_id}
+        await page.get_by_role("button", name="Leave").click()
+
+
+BLOCK_S = 5
 
 
 class _Markup(HTMLParser):
