@@ -80,6 +80,10 @@ class Registry:
             return None
         return entry[1]
 
-    def least_loaded(self, service: str) -> Heartbeat | None:
-        candidates = self.alive(service)
+    def least_loaded(self, service: str, within_s: float = DEAD_AFTER_S) -> Heartbeat | None:
+        """The live instance of ``service`` with the least load; with ``within_s``, only
+        among those that beat that recently (``FRESH_S``: surely alive)."""
+        now = self._clock()
+        candidates = [beat for seen, beat in self._seen.values()
+                      if now - seen < min(within_s, DEAD_AFTER_S) and beat.service == service]
         return min(candidates, key=lambda b: (b.load, b.instance)) if candidates else None

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 
 from proto import events, ids, rpc
-from proto.heartbeat import Heartbeat
 from services.runtime.bus import EventPublisher
 
 from .config import SignalingConfig
-from .placement import NoInstance, Placement
+from .placement import Placement
 from .sessions import Client, Session, new_session
 
 logger = logging.getLogger(__name__)
 
 JOIN_GRACE_S = 30.0
 "A joined client holds its place this long while it connects (the edges' connect timeout)."
+
+
+CREATE_ATTEMPTS = 2
+RETRIED_CODES = frozenset({"timeout", "unavailable"})
+"RPC failures after which a new session is placed again (the instance may have died)."
 
 
 class ApiError(Exception):
@@ -64,20 +69,40 @@ class Conductor:
 
     async def create_session(self, name: str, instructions: str, voice: str,
                              record: bool) -> Session:
-        mixer = self.placement.pick("mixer")
-        link = self.placement.pick("openai_link")
-        recorder = self.placement.pick("recorder")
-        session = new_session(name=name, instructions=instructions, voice=voice, record=record,
-                              mixer=mixer.instance, link=link.instance, recorder=recorder.instance)
-        start = rpc.StartSession(session_id=session.session_id, name=name,
-                                 instructions=instructions, voice=voice, record=record,
-                                 mixer_audio=mixer.audio, link_audio=link.audio)
-        await self._all(start, recorder, mixer, link)
+        """Place the session on a mixer, a link and a recorder and start it on all three.
+
+        An instance killed a moment ago still beats fresh for up to a second and a half
+        and is picked, then times out; the session is then placed again (same id: a
+        ``StartSession`` twice is harmless) once, on instances alive after the wait.
+        """
+        session: Session | None = None
+        for attempt in range(CREATE_ATTEMPTS):
+            mixer, link, recorder = await asyncio.gather(
+                self.placement.place("mixer"), self.placement.place("openai_link"),
+                self.placement.place("recorder"))
+            fields = {"mixer": mixer.instance, "link": link.instance,
+                      "recorder": recorder.instance}
+            if session is None:
+                session = new_session(name=name, instructions=instructions, voice=voice,
+                                      record=record, **fields)
+            else:
+                session = dataclasses.replace(session, **fields)
+            start = rpc.StartSession(session_id=session.session_id, name=name,
+                                     instructions=instructions, voice=voice, record=record,
+                                     mixer_audio=mixer.audio, link_audio=link.audio)
+            try:
+                await self._all(start, recorder, mixer, link)
+                break
+            except ApiError as e:
+                if e.code not in RETRIED_CODES or attempt + 1 == CREATE_ATTEMPTS:
+                    raise
+                logger.warning("session %s: %s; placing it again", session.session_id, e.message)
+        assert session is not None
         self.sessions[session.session_id] = session
         self.publisher.publish(events.SessionStarted(
             session_id=session.session_id, name=name, instructions=instructions, voice=voice))
-        logger.info("session %s started on %s, %s", session.session_id, mixer.instance,
-                    link.instance)
+        logger.info("session %s started on %s, %s", session.session_id, session.mixer,
+                    session.link)
         return session
 
     async def join(self, session: Session, request: JoinRequest) -> tuple[Client, str]:
@@ -109,7 +134,7 @@ class Conductor:
         self._joining[session.session_id] += 1
 
     async def _join(self, session: Session, request: JoinRequest) -> tuple[Client, str]:
-        edge = self.placement.pick("media_edge")
+        edge = await self.placement.place("media_edge")
         mixer = self.placement.instance(session.mixer)
         link = self.placement.instance(session.link)
         client = Client(ids.new_id(), request.name or "guest", request.role, request.transport,
@@ -132,7 +157,7 @@ class Conductor:
         on its edge if that is alive (the edge replaces the old peer), else on another
         (the old edge is told to drop it). The mixer and link carry on as they were."""
         registry = self.placement.registry
-        edge = registry.fresh(client.edge) or self._fresh_edge()
+        edge = registry.fresh(client.edge) or await self.placement.place("media_edge")
         if edge.instance != client.edge and registry.fresh(client.edge) is not None:
             await self.best_effort(rpc.RemoveClient(session_id=session.session_id,
                                                      client_id=client.client_id), client.edge)
@@ -189,15 +214,6 @@ class Conductor:
         client.edge, client.transport, client.joined_at = instance, "websocket", time.time()
         session.clients[client.client_id] = client
         return client
-
-    def _fresh_edge(self) -> Heartbeat:
-        """The least-loaded edge that missed no heartbeat (a crashed one may still look
-        alive for a few seconds; a reconnecting client must not be sent there)."""
-        registry = self.placement.registry
-        fresh = [b for b in registry.alive("media_edge") if registry.fresh(b.instance)]
-        if not fresh:
-            raise NoInstance("media_edge")
-        return min(fresh, key=lambda b: (b.load, b.instance))
 
     async def leave(self, session: Session, client_id: str) -> None:
         client = session.clients.pop(client_id, None)

@@ -19,6 +19,8 @@ class SignalingConfig:
     public_url: str = ""
     "Base of join links; default http://<host>:<port>."
     rpc_timeout_s: float = 5.0
+    placement_wait_s: float = 10.0
+    "New work waits this long for a surely-alive instance (one may be restarting)."
     join_timeout_s: float = 12.0
     "A join waits for the edge's answer and the link's Realtime connection (8 s budget)."
     max_clients_per_session: int = 8
@@ -58,6 +60,7 @@ def from_env(env: Mapping[str, str] | None = None) -> SignalingConfig:
         http_port=env_int("VOXRELAY_HTTP_PORT", 8080, env, minimum=0, maximum=65535),
         public_url=env_str("VOXRELAY_PUBLIC_URL", "", env),
         rpc_timeout_s=env_float("VOXRELAY_RPC_TIMEOUT_S", 5.0, env, minimum=0.1),
+        placement_wait_s=env_float("VOXRELAY_PLACEMENT_WAIT_S", 10.0, env, minimum=0.0),
         join_timeout_s=env_float("VOXRELAY_JOIN_TIMEOUT_S", 12.0, env, minimum=1.0),
         max_clients_per_session=env_int("VOXRELAY_MAX_CLIENTS_PER_SESSION", 8, env,
                                         minimum=1, maximum=1000),

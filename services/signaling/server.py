@@ -28,7 +28,7 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
     ssl_context = server_context(config) if config.tls else None
     service = Service(service_config)
     registry = Registry()
-    placement = Placement(service.ctx, registry)
+    placement = Placement(service.ctx, registry, wait_s=config.placement_wait_s)
     conductor = Conductor(config, placement, service.events)
     bridge = WsBridge(conductor, service.ctx, service_config.audio_bind, service.instance)
     service.audio_endpoint = bridge.audio.endpoint  # the mixer hears WebSocket clients here

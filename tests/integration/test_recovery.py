@@ -1,4 +1,5 @@
-"""A conversation survives its mixer and its link being killed (kill -9) mid-session.
+"""A conversation survives its mixer and its link being killed (kill -9) mid-session,
+and one started while its mixer restarts waits for it.
 
 The whole stack runs under ``voxrelay up``; the supervisor restarts the killed process
 and signaling resumes the session on it (``services/signaling/recovery.py``), giving a
@@ -153,3 +154,22 @@ async def test_a_device_that_drops_off_is_noticed_and_comes_back_as_itself(stack
 
 def loop_time() -> float:
     return asyncio.get_running_loop().time()
+
+
+async def test_a_session_created_while_its_mixer_restarts_waits_for_the_new_one(stack: Up):
+    """The only mixer is killed a moment before a user starts a conversation: the request
+    waits for the restarted mixer (not the dead one, which still looks alive for a few
+    seconds) instead of failing, and the conversation works."""
+    async with aiohttp.ClientSession() as http:
+        before = await pids(http, stack.url)
+        os.kill(before["mixer-1"], signal.SIGKILL)
+        session = await create_session(http, stack.url, name="started during a restart")
+        after = await pids(http, stack.url)
+        assert after["mixer-1"] != before["mixer-1"]
+        client = VoxrelayClient("hall")
+        try:
+            await client.join(http, stack.url, session)
+            await client.wait_connected()
+            await take_turn(client, PHRASES[0])
+        finally:
+            await client.close()
