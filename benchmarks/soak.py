@@ -75,16 +75,21 @@ START_GAP_S = 2.0
 NO_KILL_KINDS = ("bus", "signaling")
 
 
-def fault_schedule(duration_s: float, first_at_s: float, every_s: float,
-                   tail_s: float) -> list[tuple[float, str]]:
+def fault_schedule(duration_s: float, first_at_s: float, every_s: float, tail_s: float,
+                   faults: Sequence[str] = FAULTS) -> list[tuple[float, str]]:
     """(seconds from start, fault) every ``every_s`` from ``first_at_s``, rotating through
-    :data:`FAULTS`, none later than ``tail_s`` before the end (its recovery is measured)."""
+    :data:`FAULTS` (or ``faults``), none later than ``tail_s`` before the end (its recovery is measured)."""
     if every_s <= 0:
         raise ValueError(f"'every_s' must be > 0 (got {every_s})")
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        raise ValueError(f"faults must be some of {', '.join(FAULTS)} (got {unknown})")
+    if not faults:
+        return []
     schedule: list[tuple[float, str]] = []
     at = first_at_s
     while at <= duration_s - tail_s:
-        schedule.append((round(at, 3), FAULTS[len(schedule) % len(FAULTS)]))
+        schedule.append((round(at, 3), faults[len(schedule) % len(faults)]))
         at += every_s
     return schedule
 
@@ -388,13 +393,15 @@ async def churn(soak: Soak, duration_s: float, concurrency: int, warmup_s: float
                 except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as e:
                     soak.errors.append(f"{soak.elapsed():7.1f}s {kind}: {type(e).__name__}: {e}")
 
-        async def warm_memory() -> None:
+        async def sample_memory() -> None:
             await asyncio.sleep(warmup_s)
             memory["after_warmup"] = await rss_by_kind(soak.url, bus_metrics)
             memory["after_warmup_active_sessions"] = len(soak.active)
+            await asyncio.sleep(max(0.0, soak.started + duration_s / 2 - time.monotonic()))
+            memory["halfway"] = await rss_by_kind(soak.url, bus_metrics)
 
         tg.create_task(faults())
-        tg.create_task(warm_memory())
+        tg.create_task(sample_memory())
         number = 0
         while time.monotonic() < end:
             if len(soak.active) < concurrency:
@@ -416,12 +423,14 @@ async def churn(soak: Soak, duration_s: float, concurrency: int, warmup_s: float
 
 
 async def measure(minutes: float, concurrency: int, fault_every_s: float, warmup_s: float,
-                  seed: int, log_path: str | None) -> dict[str, Any]:
+                  seed: int, log_path: str | None,
+                  faults: Sequence[str] = FAULTS) -> dict[str, Any]:
     configure_ice_hosts(["127.0.0.1"])
     for phrase in PHRASES:
         speak(phrase)  # espeak once, before the clock starts
     duration_s = minutes * 60
-    schedule = fault_schedule(duration_s, warmup_s + 10, fault_every_s, tail_s=40)
+    schedule = fault_schedule(duration_s, warmup_s + 10, fault_every_s, tail_s=40,
+                              faults=faults)
     metrics_port, sim_port = free_port_block(4 + EDGES), free_port()
     bus_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
     memory: dict[str, Any] = {}
@@ -468,10 +477,14 @@ def _active(listed: Any) -> int | None:
 
 
 def memory_rows(memory: dict[str, Any], killed: set[str]) -> dict[str, Any]:
-    """Per-kind before/after and growth, in total and over the kinds never killed."""
+    """Per-kind RSS after warm-up, halfway and at the end, and the growth from warm-up to
+    the end in total and over the kinds never killed. Growth over the second half alone
+    tells a leak (still growing) from allocator arenas filling up (flat by then)."""
     before, after = memory.get("after_warmup", {}), memory.get("at_end", {})
-    rows = {kind: {"after_warmup": before.get(kind), "at_end": after.get(kind),
-                   "killed": kind in killed} for kind in sorted(set(before) | set(after))}
+    halfway = memory.get("halfway", {})
+    rows = {kind: {"after_warmup": before.get(kind), "halfway": halfway.get(kind),
+                   "at_end": after.get(kind), "killed": kind in killed}
+            for kind in sorted(set(before) | set(after))}
 
     def growth(kinds: Sequence[str]) -> dict[str, float | None]:
         b = sum(before.get(k) or 0.0 for k in kinds)
@@ -504,21 +517,26 @@ def render(result: dict[str, Any]) -> str:
                      f"{_fmt(f['recovery_s']):>11} {_fmt(f['restart_s']):>9} "
                      f"{_fmt(f['noticed_s']):>9}  {f['note']}")
     mem = result["memory_mb"]
-    lines += ["", f"{'service (RSS MB)':20} {'after warm-up':>13} {'at end':>8} {'growth':>8}"]
+    lines += ["", (f"{'service (RSS MB)':20} {'after warm-up':>13} {'halfway':>8} {'at end':>8} "
+                   f"{'growth':>8} {'2nd half':>8}")]
     for kind, row in mem["services"].items():
-        b, a = row["after_warmup"], row["at_end"]
-        pct = f"{(a - b) / b * 100:+.1f}%" if a is not None and b else "-"
+        b, h, a = row["after_warmup"], row.get("halfway"), row["at_end"]
         lines.append(f"{kind + (' (killed)' if row['killed'] else ''):20} {_fmt(b):>13} "
-                     f"{_fmt(a):>8} {pct:>8}")
+                     f"{_fmt(h):>8} {_fmt(a):>8} {_pct(b, a):>8} {_pct(h, a):>8}")
     for label, row in (("all services", mem["total"]),
                        ("never killed", mem["never_killed"])):
         pct = "-" if row["growth_pct"] is None else f"{row['growth_pct']:+.1f}%"
-        lines.append(f"{label:20} {row['after_warmup']:>13} {row['at_end']:>8} {pct:>8}")
-    lines.append(f"(warm-up figures taken with {mem['active_sessions_at_warmup']} conversations "
-                 "active; end figures with none)")
+        lines.append(f"{label:20} {row['after_warmup']:>13} {'':>8} {row['at_end']:>8} "
+                     f"{pct:>8}")
+    lines.append(f"(warm-up and halfway figures taken with conversations active "
+                 f"({mem['active_sessions_at_warmup']} at warm-up); end figures with none)")
     if result["errors"]:
         lines += ["", "errors:", *result["errors"]]
     return "\n".join(lines)
+
+
+def _pct(before: float | None, after: float | None) -> str:
+    return f"{(after - before) / before * 100:+.1f}%" if after is not None and before else "-"
 
 
 def _fmt(value: float | None) -> str:
@@ -532,14 +550,22 @@ def main() -> None:
     parser.add_argument("--fault-every", type=float, default=90.0, help="seconds between faults")
     parser.add_argument("--warmup", type=float, default=60.0,
                         help="seconds before the first memory figure (faults start 10 s later)")
+    parser.add_argument("--faults", default=",".join(FAULTS),
+                        help=f"comma-separated, rotated in this order; '' for none "
+                             f"(default: {','.join(FAULTS)})")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log", help="keep the stack's log in this file")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if args.minutes <= 0 or args.concurrency < 1:
         parser.error("'--minutes' must be > 0 and '--concurrency' >= 1")
+    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    try:
+        fault_schedule(1, 0, 1, 0, faults)
+    except ValueError as e:
+        parser.error(str(e))
     result = asyncio.run(measure(args.minutes, args.concurrency, args.fault_every, args.warmup,
-                                 args.seed, args.log))
+                                 args.seed, args.log, faults))
     print(render(result))
     if args.json:
         with open(args.json, "w") as f:

@@ -26,3 +26,12 @@ def test_a_soak_shorter_than_its_warm_up_injects_nothing():
 def test_a_non_positive_interval_is_refused():
     with pytest.raises(ValueError, match="'every_s' must be > 0"):
         fault_schedule(600, first_at_s=70, every_s=0, tail_s=40)
+
+
+def test_a_chosen_set_of_faults_rotates_alone_and_unknown_ones_are_refused():
+    schedule = fault_schedule(300, first_at_s=30, every_s=60, tail_s=40,
+                              faults=("kill recorder-1",))
+    assert schedule == [(30, "kill recorder-1"), (90, "kill recorder-1"), (150, "kill recorder-1"),
+                        (210, "kill recorder-1")]
+    with pytest.raises(ValueError, match="kill everything"):
+        fault_schedule(300, first_at_s=30, every_s=60, tail_s=40, faults=("kill everything",))
