@@ -47,9 +47,22 @@ def _status(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _sessions(args: argparse.Namespace) -> int:
+    from services.inspect.commands import run_sessions
+
+    return run_sessions(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from services.inspect.commands import run_export
+
+    return run_export(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from services.openai_sim import config as sim_config
     from services.supervisor import config as up_config
+    from services.inspect import commands as inspect
     from services.supervisor import status
 
     parser = argparse.ArgumentParser(prog="voxrelay", description="Self-hosted realtime voice server")
@@ -64,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd = commands.add_parser("status", help="health and latencies of a running stack")
     status.add_arguments(status_cmd)
     status_cmd.set_defaults(run=_status)
+    sessions = commands.add_parser("sessions", help="recorded sessions; 'sessions show SID'")
+    inspect.add_sessions(sessions)
+    sessions.set_defaults(run=_sessions)
+    export = commands.add_parser("export", help="a session's events, audio and a report")
+    inspect.add_export(export)
+    export.set_defaults(run=_export)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Looking back at recorded conversations: ``voxrelay sessions``, ``export``, ``replay``."""

@@ -1,0 +1,115 @@
+"""The ``voxrelay sessions`` and ``voxrelay export`` commands (argument parsing, output).
+
+Exit codes: 0 done, 1 the server said no (unknown session, nothing recorded), 2 it could
+not be reached or the arguments are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from services.runtime import ConfigError, env_int
+
+from .api import Api, InspectError
+from .conversation import Conversation, clock, duration, render_text
+from .export import export, transcript_json
+
+DEFAULT_HTTP_PORT = 8080
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="signaling URL (default http://127.0.0.1:"
+                        "<VOXRELAY_HTTP_PORT or 8080>)")
+    parser.add_argument("--cafile", help="CA certificate to trust (a --tls stack: DATA_DIR/tls/ca.pem)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+
+
+def add_sessions(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument("--limit", type=int, default=20, help="how many, newest first (1..500)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    sub = parser.add_subparsers(dest="sessions_command")
+    show = sub.add_parser("show", help="one session's transcript with speakers and latencies")
+    show.add_argument("session_id")
+    add_common(show)
+    show.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("session_id")
+    parser.add_argument("--out", required=True, help="folder to write (created if missing)")
+    add_common(parser)
+
+
+def api_for(args: argparse.Namespace) -> Api:
+    if args.timeout <= 0:
+        raise InspectError(f"'--timeout' must be > 0 (got {args.timeout:g})")
+    try:
+        port = env_int("VOXRELAY_HTTP_PORT", DEFAULT_HTTP_PORT, minimum=1, maximum=65535)
+    except ConfigError as e:
+        raise InspectError(str(e)) from e
+    return Api(args.url or f"http://127.0.0.1:{port}", args.timeout, args.cafile)
+
+
+def run_sessions(args: argparse.Namespace) -> int:
+    return _guarded("sessions", lambda: _sessions(args))
+
+
+def run_export(args: argparse.Namespace) -> int:
+    return _guarded("export", lambda: _export(args))
+
+
+def _guarded(command: str, body: Any) -> int:
+    try:
+        return int(body())
+    except InspectError as e:
+        sys.stderr.write(f"voxrelay {command}: {e}\n")
+        return 2 if "cannot reach" in str(e) or "must be" in str(e) else 1
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    api = api_for(args)
+    if args.sessions_command == "show":
+        conv = Conversation.from_events(args.session_id, api.event_log(args.session_id).events)
+        if not conv.events:
+            raise InspectError(f"no events recorded for session {args.session_id}")
+        sys.stdout.write(json.dumps(transcript_json(conv), indent=2) + "\n" if args.json
+                         else render_text(conv))
+        return 0
+    if not 1 <= args.limit <= 500:
+        raise InspectError(f"'--limit' must be within 1..500 (got {args.limit})")
+    sessions = api.history(limit=args.limit)
+    if args.json:
+        sys.stdout.write(json.dumps(sessions, indent=2) + "\n")
+        return 0
+    sys.stdout.write(render_list(sessions))
+    return 0
+
+
+def render_list(sessions: list[dict[str, Any]]) -> str:
+    if not sessions:
+        return "no sessions recorded yet\n"
+    lines = [f"{'started':19}  {'session':32}  {'state':6}  {'lasted':>10}  {'turns':>5}  "
+             "speakers  name"]
+    for s in sessions:
+        ended, created = s.get("ended_at"), s.get("created_at")
+        lasted = duration(ended - created) if ended and created else "-"
+        turns = (s.get("user_turns") or 0) + (s.get("assistant_turns") or 0)
+        lines.append(f"{clock(created):19}  {s['session_id']:32}  {s.get('state', ''):6}  "
+                     f"{lasted:>10}  {turns:>5}  {', '.join(s.get('speakers') or []) or '-'}  "
+                     f"{s.get('name', '')}")
+    return "\n".join(lines) + "\n"
+
+
+def _export(args: argparse.Namespace) -> int:
+    done = export(api_for(args), args.session_id, Path(args.out))
+    if not done.events:
+        raise InspectError(f"no events recorded for session {args.session_id}")
+    sys.stdout.write(f"exported {done.events} events, {done.turns} turns and "
+                     f"{done.audio_files} audio files ({done.audio_bytes / 1e6:.1f} MB) to "
+                     f"{done.folder} (open report.html)\n")
+    return 0

@@ -1,0 +1,130 @@
+"""Looking back at a recorded conversation: ``voxrelay sessions show`` and ``export``.
+
+A real ``voxrelay up`` stack, two aiortc clients taking turns; then the commands run as
+a user would run them (``python -m services.cli``), against the running stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.speech import silence, speak
+from tests.support.up import Up, running_up
+from tests.support.voxrelay_client import VoxrelayClient, create_session
+
+pytestmark = pytest.mark.timeout(240)
+
+TURNS = (("kitchen", "what is the weather like today"),
+         ("hall", "please turn on the lights"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    with running_up(tmp_path_factory.mktemp("inspect"), edges=1) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def conversation(stack: Up) -> dict:
+    """A finished two-device conversation: two user turns, two replies."""
+    return asyncio.run(_converse(stack))
+
+
+async def _converse(stack: Up) -> dict:
+    async with aiohttp.ClientSession() as http:
+        session = await create_session(http, stack.url, name="kitchen and hall")
+        devices = {name: VoxrelayClient(name) for name, _ in TURNS}
+        try:
+            for device in devices.values():
+                await device.join(http, stack.url, session)
+                await device.wait_connected()
+            for number, (name, phrase) in enumerate(TURNS, start=1):
+                devices[name].mic.play(silence(300) + speak(phrase) + silence(1500))
+                async with asyncio.timeout(45):
+                    while len([e for e in devices[name].events if e["type"] == "turn.end"
+                               and e["payload"]["role"] == "assistant"]) < number:
+                        await asyncio.sleep(0.05)
+        finally:
+            for device in devices.values():
+                await device.close()
+        async with http.delete(f"{stack.url}/v1/sessions/{session['session_id']}",
+                               headers={"Authorization": f"Bearer {session['token']}"}) as r:
+            assert r.status == 204
+    return session
+
+
+def voxrelay(stack: Up, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", *args, "--url", stack.url],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_show_prints_each_turn_with_its_speaker_and_the_replies_latency(stack: Up,
+                                                                         conversation: dict):
+    done = voxrelay(stack, "sessions", "show", conversation["session_id"])
+    assert done.returncode == 0, done.stderr
+    print(done.stdout)
+    lines = done.stdout.splitlines()
+    assert "'kitchen and hall'" in lines[0]
+    assert "ended by request" in lines[1]
+    said = [line.split()[2] for line in lines if line.strip() and line.split()[0][0].isdigit()]
+    assert said == ["kitchen", "assistant", "hall", "assistant"]
+    assert sum("first audio" in line and "voice to voice" in line for line in lines) == 2
+
+    as_json = json.loads(voxrelay(stack, "sessions", "show", conversation["session_id"],
+                                  "--json").stdout)
+    assert [t["speaker"] for t in as_json["turns"]] == ["kitchen", "assistant", "hall",
+                                                        "assistant"]
+    replies = [t for t in as_json["turns"] if t["role"] == "assistant"]
+    assert all(t["status"] == "completed" and t["time_to_first_audio_s"] > 0 for t in replies)
+
+
+def test_export_writes_the_event_log_a_transcript_and_reports_a_person_can_open(
+        stack: Up, conversation: dict, tmp_path: Path):
+    out = tmp_path / "export"
+    done = voxrelay(stack, "export", conversation["session_id"], "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = (out / "events.jsonl").read_text().splitlines()
+    types = [json.loads(line)["type"] for line in lines]
+    assert types[0] == "session.started" and "session.ended" in types
+    assert types.count("transcript.done") >= 4
+    transcript = json.loads((out / "transcript.json").read_text())
+    users = [t for t in transcript["turns"] if t["role"] == "user"]
+    assert [t["speaker"] for t in users] == [name for name, _ in TURNS]
+    replies = [t["text"] for t in transcript["turns"] if t["role"] == "assistant"]
+    report = (out / "report.md").read_text()
+    assert f"| kitchen | {users[0]['text']} |" in report  # the simulator's "[speech 2.0 s]"
+    page = _Text()
+    page.feed((out / "report.html").read_text())
+    assert replies[1] in page.text and "kitchen and hall" in page.title
+
+
+def test_an_unknown_session_and_an_unreachable_server_are_explained(stack: Up):
+    done = voxrelay(stack, "sessions", "show", "0" * 32)
+    assert done.returncode == 1 and "no events recorded" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "services.cli", "export", "0" * 32, "--out",
+                           "/nonexistent", "--url", "http://127.0.0.1:1"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "is the stack running?" in done.stderr
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text, self.title, self._in_title = "", "", False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self._in_title = tag == "title"
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+        if self._in_title:
+            self.title += data
