@@ -33,13 +33,13 @@ import numpy as np
 import zmq
 
 from proto import audio, topics
+from services.client.voxrelay import VoxrelayClient, create_session
 from services.runtime import configure_ice_hosts
 from services.runtime.bus import BusEndpoints, EventSubscriber
 from services.runtime.heartbeat import Registry
 from services.runtime.sockets import Role, make_socket
 from tests.support.ports import free_port, free_port_block, free_tcp_endpoint
 from tests.support.speech import silence, speak
-from tests.support.voxrelay_client import VoxrelayClient, create_session
 
 PHRASES = ("what is the weather like today", "tell me something interesting",
            "how far away is the moon", "thank you very much")

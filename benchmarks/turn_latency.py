@@ -25,11 +25,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from services.client.voxrelay import VoxrelayClient, create_session
 from services.runtime import configure_ice_hosts
 from services.supervisor.status import histogram_quantile, scrape_by_kind
 from tests.support.ports import free_port_block
 from tests.support.speech import silence, speak
-from tests.support.voxrelay_client import VoxrelayClient, create_session
 
 from .hop_latency import PHRASES, start_stack
 

@@ -25,6 +25,7 @@ import pytest
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import expect
 
+from services.client.voxrelay import create_session
 from services.signaling.config import SignalingConfig
 from services.signaling.tls import (
     TlsError,
@@ -35,7 +36,6 @@ from services.signaling.tls import (
 from services.signaling.web_routes import CONTENT_SECURITY_POLICY
 from tests.support.netblock import udp_blocked, unprivileged_user
 from tests.support.up import Up
-from tests.support.voxrelay_client import create_session
 
 from .conftest import decode_qr, launch_chromium
 

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 from playwright.async_api import expect
 
+from services.client.voxrelay import create_session
 from tests.support.up import Up
-from tests.support.voxrelay_client import create_session
 
 from .test_web_client import REPLY_TIMEOUT_MS, page_in
 

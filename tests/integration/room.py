@@ -25,14 +25,14 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from proto import audio, topics
+from services.client.rtc import PcmTrack
+from services.client.voxrelay import VoxrelayClient, create_session
 from services.runtime.media import Pacer, pcm_frame
 from services.runtime.sockets import Role, make_socket
 from services.runtime.zmq_loop import SocketReader
-from tests.support.rtc_client import PcmTrack
 from tests.support.sim_process import SimProcess
 from tests.support.speech import BYTES_PER_MS, rms_dbfs
 from tests.support.stack import Running, Stack
-from tests.support.voxrelay_client import VoxrelayClient, create_session
 
 WAIT_S = 30.0
 "Every wait's limit: generous, other test runs share this 2-core machine."

@@ -33,11 +33,11 @@ from aiortc import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from proto import audio, events, ids, rpc, topics
+from services.client.rtc import PcmTrack
 from services.runtime.bus import EventPublisher
 from services.runtime.media import drain_track
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader
-from tests.support.rtc_client import PcmTrack
 from tests.support.speech import (
     BYTES_PER_MS,
     best_correlation,

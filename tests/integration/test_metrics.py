@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from services.client.voxrelay import VoxrelayClient, create_session
 from services.supervisor.status import (
     Histogram,
     Metrics,
@@ -26,7 +27,6 @@ from services.supervisor.status import (
 )
 from tests.support.speech import silence, speak
 from tests.support.up import Up, running_up
-from tests.support.voxrelay_client import VoxrelayClient, create_session
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from services.client.voxrelay import VoxrelayClient, create_session
 from tests.support.speech import silence, speak
 from tests.support.up import Up, running_up
-from tests.support.voxrelay_client import VoxrelayClient, create_session
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
 

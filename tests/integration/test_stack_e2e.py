@@ -17,9 +17,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from services.client.voxrelay import VoxrelayClient, create_session
 from tests.support.speech import rms_dbfs, silence, speak
 from tests.support.up import Up, running_up
-from tests.support.voxrelay_client import VoxrelayClient, create_session
 
 PHRASE = "what is the weather like today"
 

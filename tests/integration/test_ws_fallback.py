@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from services.client.voxrelay import create_session
 from tests.support.speech import rms_dbfs, silence, speak
 from tests.support.up import Up, running_up
-from tests.support.voxrelay_client import create_session
 
 PHRASE = "what is the weather like today"
 FRAME_BYTES = 960

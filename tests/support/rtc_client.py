@@ -18,37 +18,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
 
-from proto.audio import FRAME_BYTES
-from services.runtime.media import Pacer, drain_track, pcm_frame
-
-
-class PcmTrack(MediaStreamTrack):
-    """A microphone that plays queued PCM16 24 kHz mono in real time, silence otherwise."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pending = bytearray()
-        self._pacer = Pacer()
-        self.drained = asyncio.Event()
-        self.drained.set()
-
-    def play(self, pcm: bytes) -> None:
-        self._pending += pcm
-        self.drained.clear()
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        pts = await self._pacer.next()
-        chunk = bytes(self._pending[:FRAME_BYTES])
-        del self._pending[:FRAME_BYTES]
-        if not self._pending:
-            self.drained.set()
-        return pcm_frame(chunk + bytes(FRAME_BYTES - len(chunk)), pts)
+from services.client.rtc import PcmTrack
+from services.runtime.media import drain_track
 
 
 class RealtimeRtcClient:

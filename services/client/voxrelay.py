@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from services.runtime.media import drain_track
 
-from .rtc_client import PcmTrack
+from .rtc import PcmTrack
 
 
 async def create_session(http: aiohttp.ClientSession, base: str, **fields: Any) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""voxrelay's Python client (aiortc): replays, benchmarks and the tests join with it."""
