@@ -59,6 +59,12 @@ def _export(args: argparse.Namespace) -> int:
     return run_export(args)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from services.inspect.commands import run_replay
+
+    return run_replay(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from services.openai_sim import config as sim_config
     from services.supervisor import config as up_config
@@ -83,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="a session's events, audio and a report")
     inspect.add_export(export)
     export.set_defaults(run=_export)
+    replay = commands.add_parser("replay", help="run a recorded conversation again")
+    inspect.add_replay(replay)
+    replay.set_defaults(run=_replay)
     return parser
 
 

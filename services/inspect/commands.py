@@ -7,6 +7,7 @@ not be reached or the arguments are wrong.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -45,6 +46,19 @@ def add_export(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
 
 
+def add_replay(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("session_id")
+    add_common(parser)
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="timeline speed: 2 takes half the time (events-only: 0 = no pauses)")
+    parser.add_argument("--compare", action="store_true",
+                        help="then print how the replay differs from the original (exit 1 if it does)")
+    parser.add_argument("--events-only", action="store_true",
+                        help="replay the recorded events alone, without audio or a stack")
+    parser.add_argument("--to", choices=("stdout", "bus"), default="stdout",
+                        help="--events-only: where the events go (bus: VOXRELAY_BUS_PUBLISH)")
+
+
 def api_for(args: argparse.Namespace) -> Api:
     if args.timeout <= 0:
         raise InspectError(f"'--timeout' must be > 0 (got {args.timeout:g})")
@@ -61,6 +75,10 @@ def run_sessions(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     return _guarded("export", lambda: _export(args))
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    return _guarded("replay", lambda: asyncio.run(_replay(args)))
 
 
 def _guarded(command: str, body: Any) -> int:
@@ -103,6 +121,49 @@ def render_list(sessions: list[dict[str, Any]]) -> str:
                      f"{lasted:>10}  {turns:>5}  {', '.join(s.get('speakers') or []) or '-'}  "
                      f"{s.get('name', '')}")
     return "\n".join(lines) + "\n"
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    from . import event_replay, replay
+
+    api = api_for(args)
+    if args.events_only:
+        if args.speed < 0:
+            raise InspectError(f"'--speed' must be >= 0 (got {args.speed:g})")
+        log = api.event_log(args.session_id).events
+        if not log:
+            raise InspectError(f"no events recorded for session {args.session_id}")
+        if args.to == "bus":
+            sid, count = await event_replay.to_bus(log, args.speed)
+            sys.stderr.write(f"published {count} events on the bus as session {sid}\n")
+        else:
+            await event_replay.paced(log, args.speed, event_replay.to_stdout(sys.stdout.write))
+        return 0
+    _pin_ice_hosts(api.url)
+    recorded = await asyncio.to_thread(replay.plan, api, args.session_id)
+    done = await replay.replay(api.url, recorded, args.speed,
+                               say=lambda line: sys.stderr.write(line + "\n"))
+    sys.stdout.write(f"{done.session_id}\n")
+    if not args.compare:
+        return 0
+    original = api.event_log(args.session_id).events
+    replayed = api.event_log(done.session_id).events
+    same, report = replay.compare(original, replayed, args.session_id, done.session_id)
+    sys.stdout.write(report)
+    return 0 if same else 1
+
+
+def _pin_ice_hosts(url: str) -> None:
+    """The replay's peers gather host candidates on ``VOXRELAY_ICE_HOSTS``, as the
+    services do; unset, a stack on this machine's loopback is reached over loopback."""
+    from urllib.parse import urlsplit
+
+    from services.runtime import configure_ice_hosts, env_list
+
+    hosts = env_list("VOXRELAY_ICE_HOSTS")
+    if not hosts and urlsplit(url).hostname in ("127.0.0.1", "localhost"):
+        hosts = ["127.0.0.1"]
+    configure_ice_hosts(list(hosts) if hosts else None)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -128,3 +131,30 @@ class _Text(HTMLParser):
         self.text += data
         if self._in_title:
             self.title += data
+
+
+def test_events_only_replay_prints_the_recorded_events_and_can_feed_the_bus(
+        stack: Up, conversation: dict, tmp_path: Path):
+    sid = conversation["session_id"]
+    printed = voxrelay(stack, "replay", sid, "--events-only", "--speed", "0")
+    assert printed.returncode == 0, printed.stderr
+    exported = voxrelay(stack, "export", sid, "--out", str(tmp_path))
+    assert exported.returncode == 0, exported.stderr
+    assert printed.stdout.splitlines() == (tmp_path / "events.jsonl").read_text().splitlines()
+
+    env = {**os.environ, "VOXRELAY_BUS_PUBLISH": stack.env["VOXRELAY_BUS_PUBLISH"]}
+    fed = subprocess.run([sys.executable, "-m", "services.cli", "replay", sid, "--events-only",
+                          "--to", "bus", "--speed", "0", "--url", stack.url],
+                         capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert fed.returncode == 0, fed.stderr
+    copy = re.search(r"as session ([0-9a-f]{32})", fed.stderr).group(1)
+    assert copy != sid
+    original = json.loads(voxrelay(stack, "sessions", "show", sid, "--json").stdout)
+    for _ in range(50):  # the recorder stores what the bus carried within moments
+        shown = voxrelay(stack, "sessions", "show", copy, "--json")
+        if shown.returncode == 0 and len(json.loads(shown.stdout)["turns"]) == 4:
+            break
+        time.sleep(0.2)
+    replayed = json.loads(shown.stdout)
+    assert [(t["speaker"], t["text"]) for t in replayed["turns"]] == [
+        (t["speaker"], t["text"]) for t in original["turns"]]

@@ -37,19 +37,23 @@ class Up:
     "The first of the per-service /metrics ports (the bus's)."
     sim_url: str
     "The built-in Realtime simulator (its control endpoints: /_sim/calls, /_sim/drop)."
+    env: dict[str, str]
+    "The environment it runs in (its bus endpoints: VOXRELAY_BUS_PUBLISH/_SUBSCRIBE)."
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
 @contextmanager
-def running_up(tmp_path: Path, *args: str, edges: int = 2) -> Iterator[Up]:
+def running_up(tmp_path: Path, *args: str, edges: int = 2,
+               env_extra: dict[str, str] | None = None) -> Iterator[Up]:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     env.update({
         "VOXRELAY_BUS_PUBLISH": free_tcp_endpoint(),
         "VOXRELAY_BUS_SUBSCRIBE": free_tcp_endpoint(),
         "VOXRELAY_SIM_RESPONSE_LATENCY_MS": "150",
         "PYTHONUNBUFFERED": "1",
+        **(env_extra or {}),
     })
     data_dir = tmp_path / "data"
     log_path = tmp_path / "up.log"
@@ -65,7 +69,7 @@ def running_up(tmp_path: Path, *args: str, edges: int = 2) -> Iterator[Up]:
         try:
             line = _ready_line(proc, log_path)
             yield Up(line[len(READY_LINE):].split()[0], proc, data_dir, log_path, metrics_port,
-                     f"http://127.0.0.1:{sim_port}")
+                     f"http://127.0.0.1:{sim_port}", env)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
