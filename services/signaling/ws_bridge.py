@@ -19,8 +19,10 @@ On the socket:
 - server → browser, binary: the model's voice, one 960-byte 20 ms frame a message. A
   socket that cannot keep up loses frames (counted) rather than queueing them; on
   ``ai.interrupted`` its queue is emptied.
-- server → browser, text: the session's client-facing events as JSON
-  (``events.to_client_json``), ahead of any queued audio.
+- server → browser, text: first ``{"type": "ws.welcome", "payload": {"session_id",
+  "client_id"}}`` (the id to come back as, with ``?client_id=``, after a drop), then the
+  session's client-facing events as JSON (``events.to_client_json``), ahead of any
+  queued audio.
 
 The connection is counted in ``voxrelay_fallbacks_total{kind="browser_websocket"}`` and
 logged as ``INT_V2_WEBRTC_FALLBACK``. Signaling publishes ``client.joined`` (edge: its
@@ -63,6 +65,7 @@ AUDIO_BACKLOG_FRAMES = 5
 "Model frames (100 ms) queued per socket before newer ones are dropped."
 EVENT_BACKLOG = 1000
 MAX_NAME = 64
+WELCOME = "ws.welcome"
 FRAME_NS = audio.FRAME_MS * 1_000_000
 
 
@@ -172,6 +175,9 @@ class WsBridge:
         conn = WsClient(session.session_id, client.client_id, ws,
                         topics.aud_in(session.session_id, client.client_id))
         await self._register(conn, link.audio if link else "")
+        # The client's id, so that after a drop it can come back as itself (?client_id=).
+        await ws.send_json({"type": WELCOME, "ts": time.time() * 1000, "payload": {
+            "session_id": session.session_id, "client_id": client.client_id}})
         FALLBACKS.labels("browser_websocket").inc()
         logger.warning("INT_V2_WEBRTC_FALLBACK session %s client %s (%s) streams over "
                        "WebSocket", session.session_id, client.client_id, client.name,

@@ -34,7 +34,7 @@ from services.signaling.tls import (
     server_names,
 )
 from services.signaling.web_routes import CONTENT_SECURITY_POLICY
-from tests.support.netblock import udp_blocked, unprivileged_user
+from tests.support.netblock import blocked, unprivileged_user
 from tests.support.up import Up
 
 from .conftest import decode_qr, launch_chromium
@@ -317,11 +317,11 @@ async def test_a_browser_whose_udp_is_blocked_for_5_s_comes_back_as_the_same_cli
         old_pc = await page.evaluate("window.voxrelay.pc.localDescription.sdp")
 
         loop = asyncio.get_running_loop()
-        with udp_blocked(user.pw_uid):
-            blocked = loop.time()
+        with blocked(user.pw_uid, "udp"):
+            cut = loop.time()
             await page_condition(page, "window.voxrelay.state === 'reconnecting'",
                                  BLOCK_S * 1000)
-            noticed = loop.time() - blocked
+            noticed = loop.time() - cut
             await asyncio.sleep(BLOCK_S - noticed)
         unblocked = loop.time()
         await page_condition(page, "window.voxrelay.pc !== null && "

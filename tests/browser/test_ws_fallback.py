@@ -8,17 +8,28 @@ conversation must work: the AI answers and the transcript shows both turns.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from playwright.async_api import expect
 
 from services.client.voxrelay import create_session
+from tests.support.netblock import blocked, unprivileged_user
 from tests.support.up import Up
 
-from .test_web_client import REPLY_TIMEOUT_MS, page_in
+from .conftest import launch_chromium
+from .test_web_client import (
+    MS,
+    RECOVERY_TIMEOUT_MS,
+    REPLY_TIMEOUT_MS,
+    UI_TIMEOUT_MS,
+    page_condition,
+    page_in,
+)
 
 NO_ICE = """
 const withoutCandidates = (description) => description && {
@@ -67,3 +78,51 @@ async def test_a_page_without_webrtc_falls_back_to_websocket_and_talks_with_the_
         # the client that tried WebRTC, moved: one client, now on WebSocket
         assert [(c["name"], c["transport"], c["connected"]) for c in clients] == \
             [("Walkie", "websocket", True)]
+
+
+async def test_a_websocket_that_drops_for_5_s_comes_back_as_the_same_client(
+        up: Up, speech_wav: Path, trusted: ssl.SSLContext) -> None:
+    """In WebSocket mode, every TCP packet to and from Chromium is dropped for 5 s: the
+    page notices without any close (no latency.pong), says it is reconnecting, and once
+    the network is back opens the socket again as the same client; the conversation
+    goes on. The round trip is shown in this mode too."""
+    user = unprivileged_user()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusted)) as http:
+        session = await create_session(http, up.url, name="wobbly websocket")
+    async with launch_chromium(speech_wav, user=user) as chromium, page_in(chromium) as page:
+        await page.add_init_script(NO_ICE)
+        await page.goto(f"{up.url}/s/{session['session_id']}?t={session['token']}")
+        await page.get_by_role("button", name="Join", exact=True).click()
+        status = page.get_by_role("status")
+        await expect(status).to_have_text("Connected (WebSocket)", timeout=FALLBACK_TIMEOUT_MS)
+        await expect(page.locator("#rtt")).to_have_text(MS, timeout=UI_TIMEOUT_MS)
+        [before] = await clients(up, trusted, session["session_id"])
+        replies = page.get_by_role("log").locator(".turn.assistant:not(.pending)")
+
+        loop = asyncio.get_running_loop()
+        with blocked(user.pw_uid, "tcp"):
+            cut = loop.time()
+            await page_condition(page, "window.voxrelay.state === 'reconnecting'",
+                                 BLOCK_S * 1000)
+            noticed = loop.time() - cut
+            await asyncio.sleep(BLOCK_S - noticed)
+        unblocked = loop.time()
+        await expect(status).to_have_text("Connected (WebSocket)",
+                                          timeout=RECOVERY_TIMEOUT_MS)
+        back = loop.time() - unblocked
+        print(f"the page noticed the dead socket after {noticed:.1f} s and was connected "
+              f"again {back:.1f} s after the {BLOCK_S} s block ended")
+        answered = await replies.count()
+        await expect(replies).to_have_count(answered + 1, timeout=REPLY_TIMEOUT_MS)
+        after = await clients(up, trusted, session["session_id"])
+        assert [(c["client_id"], c["transport"], c["connected"]) for c in after] == [
+            (before["client_id"], "websocket", True)]
+
+
+async def clients(up: Up, trusted: ssl.SSLContext, session_id: str) -> list[dict]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusted)) as http, \
+            http.get(f"{up.url}/v1/sessions/{session_id}") as r:
+        return list((await r.json())["clients"])
+
+
+BLOCK_S = 5

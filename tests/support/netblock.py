@@ -1,12 +1,12 @@
-"""Blocking one program's UDP with the kernel's firewall, as a network outage would.
+"""Blocking one program's UDP or TCP with the kernel's firewall, as an outage would.
 
-The program runs as its own Unix user (``nobody``); while :func:`udp_blocked` is in
-force, every UDP flow that user sends on is marked (``CONNMARK`` in ``OUTPUT``, matched
+The program runs as its own Unix user (``nobody``); while :func:`blocked` is in force,
+every UDP (or TCP) flow that user sends on is marked (``CONNMARK`` in ``OUTPUT``, matched
 by ``-m owner``) and every packet of a marked flow is dropped on arrival (``INPUT`` on
 loopback), in both directions: the program's packets never arrive and nothing reaches
 it. Nothing fails on send (a ``DROP`` in ``OUTPUT`` would answer ``EPERM``), so it looks
-like packets lost on the way, not a refused socket. TCP is untouched: signaling's HTTPS
-keeps working, as it does on a network that only blocks UDP.
+like packets lost on the way, not a refused socket. The other protocol is untouched:
+with UDP blocked, signaling's HTTPS keeps working, as on a network that only blocks UDP.
 
 Needs root and ``iptables`` (Debian's ``iptables`` package); every rule carries the
 comment ``voxrelay-test`` and is removed on the way out, however the block ends.
@@ -39,11 +39,11 @@ def unprivileged_user() -> pwd.struct_passwd:
     return pwd.getpwnam(NOBODY)
 
 
-def _rules(uid: int) -> list[tuple[str, ...]]:
+def _rules(uid: int, protocol: str) -> list[tuple[str, ...]]:
     return [
-        ("OUTPUT", "-p", "udp", "-m", "owner", "--uid-owner", str(uid), *COMMENT,
+        ("OUTPUT", "-p", protocol, "-m", "owner", "--uid-owner", str(uid), *COMMENT,
          "-j", "CONNMARK", "--set-mark", MARK),
-        ("INPUT", "-i", "lo", "-p", "udp", "-m", "connmark", "--mark", MARK, *COMMENT,
+        ("INPUT", "-i", "lo", "-p", protocol, "-m", "connmark", "--mark", MARK, *COMMENT,
          "-j", "DROP"),
     ]
 
@@ -56,11 +56,12 @@ def _iptables(action: str, rule: tuple[str, ...]) -> None:
 
 
 @contextmanager
-def udp_blocked(uid: int) -> Iterator[None]:
-    """Drop every UDP packet to or from ``uid``'s sockets on loopback, until the exit."""
+def blocked(uid: int, protocol: str = "udp") -> Iterator[None]:
+    """Drop every ``protocol`` (udp, tcp) packet to or from ``uid``'s sockets on
+    loopback, until the exit."""
     added: list[tuple[str, ...]] = []
     try:
-        for rule in _rules(uid):
+        for rule in _rules(uid, protocol):
             _iptables("-I", rule)
             added.append(rule)
         yield

@@ -264,7 +264,9 @@ export class Call {
       onOpen: () => this.#setState("connected"),
       onMessage: (data) => this.ws === ws && this.#onMessage(data),
       onRemoteStream: (stream) => this.onRemoteStream(stream),
-      onClose: () => this.ws === ws && this.#fail("Lost the connection: the server closed the WebSocket."),
+      onReconnecting: () => this.ws === ws && this.#setState("reconnecting", "the connection to the server was interrupted"),
+      onRtt: (ms) => this.ws === ws && this.onRtt(ms),
+      onClose: () => this.ws === ws && this.#fail("Lost the connection: the WebSocket could not be opened again."),
     });
     this.ws = ws;
     try {
