@@ -38,6 +38,10 @@ DEFAULT_MODEL = "gpt-realtime"
 SIMULATOR_KEY = "sk-voxrelay-simulator"
 "Used when OPENAI_API_KEY is unset: the simulator accepts any sk- key."
 CONNECT_TIMEOUT_S = 8.0
+ROLLOVER_AFTER_S = 55 * 60.0
+"A call this old is replaced at its next quiet moment (the API ends calls at 60 minutes)."
+ROLLOVER_GRACE_S = 4 * 60.0
+"How long past that to wait for a quiet moment before replacing the call regardless."
 TRANSPORTS = ("auto", "webrtc", "websocket")
 "VOXRELAY_OPENAI_TRANSPORT's values: auto = WebRTC, falling back to WebSocket."
 
@@ -59,6 +63,9 @@ class LinkConfig:
     "One of TRANSPORTS."
     webrtc_timeout_s: float | None = None
     "With 'auto': how long WebRTC may take before the fallback; None = connect_timeout_s."
+    rollover_after_s: float = ROLLOVER_AFTER_S
+    "Replace a call this old at a quiet moment (0: never); see session.py."
+    rollover_grace_s: float = ROLLOVER_GRACE_S
 
     def __post_init__(self) -> None:
         url = urlsplit(self.base_url)
@@ -76,6 +83,9 @@ class LinkConfig:
         if self.transport not in TRANSPORTS:
             raise ConfigError("VOXRELAY_OPENAI_TRANSPORT",
                               f"must be one of {', '.join(TRANSPORTS)} (got {self.transport!r})")
+        if self.rollover_after_s < 0 or self.rollover_grace_s < 0:
+            raise ConfigError("VOXRELAY_OPENAI_ROLLOVER_AFTER_S",
+                              "the roll-over times must be >= 0 (0: never roll over)")
         if self.webrtc_timeout_s is not None and self.webrtc_timeout_s <= 0:
             raise ConfigError("VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S",
                               f"must be > 0 (got {self.webrtc_timeout_s})")
@@ -102,4 +112,6 @@ def from_env(env: Mapping[str, str] | None = None) -> LinkConfig:
         webrtc_timeout_s=(env_float("VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S", 0.0, env)
                           if source.get("VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S", "").strip()
                           else None),
+        rollover_after_s=env_float("VOXRELAY_OPENAI_ROLLOVER_AFTER_S", ROLLOVER_AFTER_S, env),
+        rollover_grace_s=env_float("VOXRELAY_OPENAI_ROLLOVER_GRACE_S", ROLLOVER_GRACE_S, env),
     )

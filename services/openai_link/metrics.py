@@ -35,6 +35,13 @@ DISCONNECTS = Counter(
     "voxrelay_link_realtime_disconnects_total",
     "Realtime connections that ended without the link closing them",
 )
+ROLLOVERS = Counter(
+    "voxrelay_link_realtime_rollovers_total",
+    "Calls replaced before the API's session cap, by how: 'quiet' (at a quiet moment), "
+    "'forced' (no quiet moment came in time) or 'failed' (the new call could not be "
+    "opened; the old one carries on)",
+    ["result"],
+)
 RECONNECTS = Counter(
     "voxrelay_link_realtime_reconnects_total",
     "Attempts to reopen a dropped Realtime connection by itself, by result: 'ok', "

@@ -18,6 +18,18 @@ that outlasts the backoff's limit is reported as ``error`` ``realtime_unavailabl
 then, as when nobody was present, the next client to join (``AddClient``, or a
 ``client.joined`` of a known client) reconnects.
 
+Roll-over: the API ends a call after 60 minutes (``session_expired``). A call older than
+``VOXRELAY_OPENAI_ROLLOVER_AFTER_S`` (55 min) is replaced before that, make before
+break: at its first quiet moment (:attr:`Translator.quiet` for ``ROLLOVER_QUIET_S``:
+nobody speaking, no reply coming or playing) the session opens a new call over the same
+transport with the conversation so far, and once that one is usable, and it is still
+quiet, the mix goes to the new call and the old one is hung up. No user turn is cut:
+the swap never happens while one is in progress, and the old call hears everything
+until the swap. If no quiet moment comes within ``VOXRELAY_OPENAI_ROLLOVER_GRACE_S``
+(4 min) the call is replaced regardless; if the new call cannot be opened, the old one
+carries on and the roll-over is tried again a minute later (counted in
+``voxrelay_link_realtime_rollovers_total{result}``).
+
 Transport (``VOXRELAY_OPENAI_TRANSPORT``): with ``webrtc`` or ``websocket`` every call
 uses that one. With ``auto`` a session tries WebRTC first; when that is not usable
 within ``VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S`` (default the 8 s connect timeout) or fails,
@@ -57,6 +69,7 @@ from .metrics import (
     FRAMES,
     FRAMES_DROPPED,
     RECONNECTS,
+    ROLLOVERS,
     count_realtime_error,
 )
 from .realtime_rtc import RealtimeConnection
@@ -68,6 +81,11 @@ logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 6.0
 "How long closing may take (hang-up and peer close are bounded below this)."
+ROLLOVER_QUIET_S = 1.0
+"How long the conversation must have been quiet for a call to be replaced."
+ROLLOVER_POLL_S = 0.1
+ROLLOVER_RETRY_S = 60.0
+"After a roll-over whose new call could not be opened: when to try again."
 
 Connection = RealtimeConnection | RealtimeWsConnection
 
@@ -116,6 +134,7 @@ class LinkSession:
         "The transport this session's calls use; None until one has worked ('auto')."
         self._task: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
+        self._rollover: asyncio.Task[None] | None = None
         self._dropped = False
         "The last call dropped: the next usable one is a reconnection."
         self._connect_lock = asyncio.Lock()
@@ -167,6 +186,7 @@ class LinkSession:
             if self.connected:
                 return False
             connection = await self._open_by_transport()
+            self._plan_rollover(connection, self.config.rollover_after_s)
             if self._dropped:
                 self._dropped = False
                 logger.info("%r: the conversation carries on over %r (%d entries replayed)",
@@ -204,10 +224,7 @@ class LinkSession:
 
     async def _attempt(self, transport: str, config: LinkConfig) -> Connection:
         kind = RealtimeWsConnection if transport == "websocket" else RealtimeConnection
-        connection = kind(config, self._http, self.settings, name=self.id,
-                          on_event=self._on_realtime_event, on_audio=self._on_model_audio,
-                          context=self.history.replay())
-        connection.uplink.on_sent = self._uplink_sent
+        connection = self._new_connection(kind, config)
         self._connection = connection
         self._task = self._spawn(self._carry(connection), f"realtime-{self.id}")
         try:
@@ -218,6 +235,14 @@ class LinkSession:
             raise
         if self._connection is not connection or not connection.ready:
             raise RealtimeUnavailable("the call ended as it became usable")
+        return connection
+
+    def _new_connection(self, kind: type[Connection], config: LinkConfig) -> Connection:
+        """A call of this session (not opened yet), given the conversation so far."""
+        connection = kind(config, self._http, self.settings, name=self.id,
+                          on_event=self._on_realtime_event, on_audio=self._on_model_audio,
+                          context=self.history.replay())
+        connection.uplink.on_sent = self._uplink_sent
         return connection
 
     async def _carry(self, connection: Connection) -> None:
@@ -286,6 +311,80 @@ class LinkSession:
             session_id=self.id, code="realtime_unavailable", message=message,
             source="openai_link"))
 
+    # -- rolling over before the API's session cap -------------------------------
+
+    def _plan_rollover(self, connection: Connection, after_s: float) -> None:
+        if self.config.rollover_after_s <= 0 or self._closed:
+            return
+        if self._rollover is not None and not self._rollover.done():
+            self._rollover.cancel()
+        self._rollover = self._spawn(self._roll_over_when_due(connection, after_s),
+                                     f"rollover-{self.id}")
+
+    async def _roll_over_when_due(self, old: Connection, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        forced_at = time.monotonic() + self.config.rollover_grace_s
+        if not await self._quiet_moment(old, forced_at):
+            return  # the call ended meanwhile (a drop reconnects; a close ends it all)
+        forced = time.monotonic() >= forced_at
+        try:
+            new, new_task = await self._connection_like(old)
+        except RealtimeUnavailable as e:
+            ROLLOVERS.labels("failed").inc()
+            logger.warning("%r: could not open a call to replace %r (%s); it carries on, "
+                           "next try in %.0f s", self, old, e, ROLLOVER_RETRY_S)
+            if self._connection is old:
+                self._plan_rollover(old, ROLLOVER_RETRY_S)
+            return
+        if not forced and not await self._quiet_moment(old, forced_at):
+            new_task.cancel()  # the old call ended meanwhile: the session reconnects
+            return
+        async with self._connect_lock:
+            if self._connection is not old or self._closed:
+                new_task.cancel()
+                return
+            old_task, self._task = self._task, new_task
+            self._connection = new
+        ROLLOVERS.labels("forced" if forced else "quiet").inc()
+        logger.info("%r: %r replaced by %r before the session cap (%s)", self, old, new,
+                    "forced: no quiet moment" if forced else "at a quiet moment",
+                    extra={"session_id": self.id})
+        self._plan_rollover(new, self.config.rollover_after_s)
+        if old_task is not None:
+            old_task.cancel()  # hangs the old call up; it is not current: no "dropped"
+
+    async def _quiet_moment(self, connection: Connection, forced_at: float) -> bool:
+        """Until the conversation has been quiet for ROLLOVER_QUIET_S, or ``forced_at``;
+        False if ``connection`` stopped being the session's call meanwhile."""
+        quiet_since: float | None = None
+        while self._connection is connection and not self._closed:
+            now = time.monotonic()
+            if not self.translator.quiet:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            if now >= forced_at or (quiet_since is not None
+                                    and now - quiet_since >= ROLLOVER_QUIET_S):
+                return True
+            await asyncio.sleep(ROLLOVER_POLL_S)
+        return False
+
+    async def _connection_like(self, old: Connection
+                               ) -> tuple[Connection, asyncio.Task[None]]:
+        """A new usable call over ``old``'s transport, given the conversation so far, and
+        the task that carries it; not yet the session's call."""
+        connection = self._new_connection(type(old), self.config)
+        task = self._spawn(self._carry(connection), f"realtime-{self.id}")
+        try:
+            await connection.wait_ready()
+        except RealtimeUnavailable:
+            task.cancel()
+            raise
+        if not connection.ready:
+            task.cancel()
+            raise RealtimeUnavailable("the new call ended as it became usable")
+        return connection, task
+
     # -- media and events -------------------------------------------------------
 
     def on_mix_frame(self, pcm: bytes, capture_ns: int) -> None:
@@ -325,6 +424,10 @@ class LinkSession:
     async def close(self) -> None:
         """Stop reconnecting; hang up and close the connection, if any (idempotent)."""
         self._closed = True
+        rollover, self._rollover = self._rollover, None
+        if rollover is not None and not rollover.done():
+            rollover.cancel()
+            await asyncio.wait({rollover}, timeout=CLOSE_TIMEOUT_S)
         reconnecting, self._reconnecting = self._reconnecting, None
         if reconnecting is not None and not reconnecting.done():
             reconnecting.cancel()

@@ -112,6 +112,13 @@ class Translator:
         logger.debug("Translator(%s) ignored a server event (%s): %s", self.session_id, reason,
                      detail)
 
+    @property
+    def quiet(self) -> bool:
+        """Nobody is speaking and no reply is coming or playing: a moment at which the
+        call can be replaced without cutting anything off."""
+        return (self._state in ("idle", "listening") and self._speaking is None
+                and all(turn.ended_at is not None for turn in self._user_turns.values()))
+
     def reset(self) -> list[events.Event]:
         """The connection is gone: nobody is speaking and the AI is idle."""
         self._speaking = None

@@ -519,3 +519,58 @@ async def test_requests_the_link_does_not_serve_are_bad_requests(tmp_path, sim):
                 await client.call(request)
             assert refused.value.code == code, request
         assert isinstance(await client.call(rpc.StopSession(session_id=sid)), rpc.Ok)
+
+
+async def test_a_call_near_the_session_cap_is_replaced_at_a_quiet_moment_keeping_the_conversation(
+        tmp_path, start_sim):
+    """The simulator ends calls after 16 s (the API: 60 min); the link replaces a call
+    6 s old at its next quiet moment — a turn is under way then, so it waits for it — with
+    a new call that knows the conversation. Nothing is dropped: no realtime_disconnected,
+    every turn answered, the old call hung up before the cap."""
+    sim = start_sim("--response-latency-ms", "150", "--session-cap-s", "16")
+    env = {"VOXRELAY_OPENAI_BASE_URL": sim.api_base, "OPENAI_API_KEY": SECRET,
+           "VOXRELAY_OPENAI_ROLLOVER_AFTER_S": "6", "VOXRELAY_OPENAI_ROLLOVER_GRACE_S": "8"}
+    async with Stack(data_dir=tmp_path, env=env) as stack:
+        metrics_port = stack.free_port()
+        link = await stack.start("openai_link", env={"VOXRELAY_METRICS_PORT": str(metrics_port)})
+        client = stack.rpc(link)
+        sid = ids.new_id()
+        mixer = MixerStandIn(stack.ctx, sid)
+        playing = asyncio.create_task(mixer.run())
+        try:
+            await client.call(rpc.StartSession(session_id=sid, instructions="Be brief.",
+                                               voice="marin", mixer_audio=mixer.endpoint))
+            await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
+                              timeout=RPC_TIMEOUT_S)
+            [first] = [c["call_id"] for c in await sim_calls(sim)]
+            user1, ai1, _ = await spoken_turn(stack, mixer, sid, after=0)
+            # A turn spans the moment the call comes due (6 s): the swap waits for it.
+            await asyncio.sleep(max(0.0, 5.0 - (time.time() - user1.started_at)))
+            user2, ai2, end2 = await spoken_turn(stack, mixer, sid, after=end_seq(stack, sid))
+
+            async def replaced() -> bool:
+                calls = await sim_calls(sim)
+                return [c["call_id"] for c in calls] != [first] and len(calls) == 1
+            await poll(replaced, 10.0, "the call to be replaced")
+            [call] = await sim_calls(sim)
+            assert [(i["role"], i["text"]) for i in call["items"]][:4] == [
+                ("user", user1.text), ("assistant", ai1.text),
+                ("user", user2.text), ("assistant", ai2.text)]
+            user3, ai3, end3 = await spoken_turn(stack, mixer, sid, after=end2.seq)
+            assert end3.status == "completed"
+            errors = [e.code for e in stack.events if isinstance(e, events.ErrorEvent)
+                      and e.session_id == sid]
+            assert errors == []
+            rollovers = await metric_values(metrics_port,
+                                            "voxrelay_link_realtime_rollovers_total")
+            assert rollovers.get("quiet") == 1.0 and not rollovers.get("failed")
+        finally:
+            playing.cancel()
+            await asyncio.gather(playing, return_exceptions=True)
+            mixer.close()
+
+
+def end_seq(stack: Stack, sid: str) -> int:
+    """The seq of the session's last event so far."""
+    return max((e.seq for e in stack.events if getattr(e, "session_id", None) == sid),
+               default=0)
