@@ -1,4 +1,4 @@
-"""A conversation survives its mixer and its link being killed (kill -9) mid-session,
+"""A conversation survives its mixer, link, edge and recorder being killed (kill -9),
 and one started while its mixer restarts waits for it.
 
 The whole stack runs under ``voxrelay up``; the supervisor restarts the killed process
@@ -64,21 +64,29 @@ def replies(client: VoxrelayClient) -> list[dict]:
             if e["type"] == "turn.end" and e["payload"]["role"] == "assistant"]
 
 
-async def test_the_conversation_resumes_after_its_mixer_and_link_are_killed(stack: Up):
+async def test_the_conversation_resumes_after_its_mixer_link_edge_and_recorder_are_killed(
+        stack: Up):
+    """kill -9, one after the other, the session's mixer, its link, the edge holding the
+    client and the recorder; after each the next turn is answered, and the recorded
+    transcript holds every turn. The client keeps its peer through the first two; when
+    its edge dies it reconnects as itself with a fresh offer, as the web client does on
+    noticing the loss."""
+    turns = [*PHRASES, PHRASES[0], PHRASES[1]]
     async with aiohttp.ClientSession() as http:
         session = await create_session(http, stack.url, name="survivor")
         client = VoxrelayClient("kitchen")
+        clients = [client]
         try:
             await client.join(http, stack.url, session)
             await client.wait_connected()
-            await take_turn(client, PHRASES[0])
+            await take_turn(client, turns[0])
             heard = client.heard_ms()
 
             await kill_and_wait_for_restart(http, stack.url, "mixer-1")
-            await take_turn(client, PHRASES[1])
+            await take_turn(client, turns[1])
 
             await kill_and_wait_for_restart(http, stack.url, "openai_link-1")
-            await take_turn(client, PHRASES[2])
+            await take_turn(client, turns[2])
             # The new link's call was given the conversation as recorded before the crash.
             async with http.get(f"{stack.sim_url}/_sim/calls") as resp:
                 calls = (await resp.json())["calls"]
@@ -86,18 +94,29 @@ async def test_the_conversation_resumes_after_its_mixer_and_link_are_killed(stac
             assert [role for role, _ in items[:4]] == ["user", "assistant"] * 2, items
             assert client.heard_ms() > heard + 1000, "the replies after the crashes went unheard"
             assert client.pc.connectionState == "connected"  # the same peer, all along
+
+            await kill_and_wait_for_restart(http, stack.url, "media_edge-1")
+            again = VoxrelayClient("kitchen")
+            clients.append(again)
+            await again.join(http, stack.url, session, client_id=client.client_id)
+            await again.wait_connected()
+            await take_turn(again, turns[3])
+
+            await kill_and_wait_for_restart(http, stack.url, "recorder-1")
+            await take_turn(again, turns[4])
         finally:
-            await client.close()
+            for each in clients:
+                await each.close()
         base = f"{stack.url}/v1/sessions/{session['session_id']}"
         async with http.get(base) as resp:
             detail = await resp.json()
         assert detail["state"] == "active"
         assert (detail["mixer"], detail["link"]) == ("mixer-1", "openai_link-1")
+        assert [c["client_id"] for c in detail["clients"]] == [client.client_id]
         async with http.get(f"{base}/transcript") as resp:
             entries = (await resp.json())["entries"]
     speakers = [e["speaker"] for e in entries]
-    assert speakers.count("assistant") == len(PHRASES), speakers
-    assert speakers.count("kitchen") == len(PHRASES), speakers
+    assert speakers == ["kitchen", "assistant"] * len(turns), speakers
 
 
 async def session_client(http: aiohttp.ClientSession, url: str, session: dict) -> dict:
