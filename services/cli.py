@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from services.runtime import ConfigError, run_service, setup_logging
 
@@ -47,22 +47,15 @@ def _status(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def _sessions(args: argparse.Namespace) -> int:
-    from services.inspect.commands import run_sessions
+def _inspect(command: str) -> Callable[[argparse.Namespace], int]:
+    """``voxrelay sessions|export|replay``, imported only when run."""
 
-    return run_sessions(args)
+    def run(args: argparse.Namespace) -> int:
+        from services.inspect import commands
 
+        return int(getattr(commands, f"run_{command}")(args))
 
-def _export(args: argparse.Namespace) -> int:
-    from services.inspect.commands import run_export
-
-    return run_export(args)
-
-
-def _replay(args: argparse.Namespace) -> int:
-    from services.inspect.commands import run_replay
-
-    return run_replay(args)
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,13 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.set_defaults(run=_status)
     sessions = commands.add_parser("sessions", help="recorded sessions; 'sessions show SID'")
     inspect.add_sessions(sessions)
-    sessions.set_defaults(run=_sessions)
+    sessions.set_defaults(run=_inspect("sessions"))
     export = commands.add_parser("export", help="a session's events, audio and a report")
     inspect.add_export(export)
-    export.set_defaults(run=_export)
+    export.set_defaults(run=_inspect("export"))
     replay = commands.add_parser("replay", help="run a recorded conversation again")
     inspect.add_replay(replay)
-    replay.set_defaults(run=_replay)
+    replay.set_defaults(run=_inspect("replay"))
     return parser
 
 

@@ -317,12 +317,7 @@ async def test_a_browser_whose_udp_is_blocked_for_5_s_comes_back_as_the_same_cli
         old_pc = await page.evaluate("window.voxrelay.pc.localDescription.sdp")
 
         loop = asyncio.get_running_loop()
-        with blocked(user.pw_uid, "udp"):
-            cut = loop.time()
-            await page_condition(page, "window.voxrelay.state === 'reconnecting'",
-                                 BLOCK_S * 1000)
-            noticed = loop.time() - cut
-            await asyncio.sleep(BLOCK_S - noticed)
+        noticed = await outage(page, user.pw_uid, "udp", BLOCK_S)
         unblocked = loop.time()
         await page_condition(page, "window.voxrelay.pc !== null && "
                              f"window.voxrelay.pc.localDescription?.sdp !== {old_pc!r} && "
@@ -343,6 +338,18 @@ async def test_a_browser_whose_udp_is_blocked_for_5_s_comes_back_as_the_same_cli
 
 
 BLOCK_S = 5
+
+
+async def outage(page: Any, uid: int, protocol: str, seconds: float) -> float:
+    """Drop every ``protocol`` packet of the browser (running as ``uid``) for ``seconds``;
+    how long the page took to say it is reconnecting (it must, within the outage)."""
+    loop = asyncio.get_running_loop()
+    with blocked(uid, protocol):
+        cut = loop.time()
+        await page_condition(page, "window.voxrelay.state === 'reconnecting'", seconds * 1000)
+        noticed = loop.time() - cut
+        await asyncio.sleep(seconds - noticed)
+    return noticed
 
 
 class _Markup(HTMLParser):

@@ -18,7 +18,7 @@ import aiohttp
 from playwright.async_api import expect
 
 from services.client.voxrelay import create_session
-from tests.support.netblock import blocked, unprivileged_user
+from tests.support.netblock import unprivileged_user
 from tests.support.up import Up
 
 from .conftest import launch_chromium
@@ -27,7 +27,7 @@ from .test_web_client import (
     RECOVERY_TIMEOUT_MS,
     REPLY_TIMEOUT_MS,
     UI_TIMEOUT_MS,
-    page_condition,
+    outage,
     page_in,
 )
 
@@ -100,12 +100,7 @@ async def test_a_websocket_that_drops_for_5_s_comes_back_as_the_same_client(
         replies = page.get_by_role("log").locator(".turn.assistant:not(.pending)")
 
         loop = asyncio.get_running_loop()
-        with blocked(user.pw_uid, "tcp"):
-            cut = loop.time()
-            await page_condition(page, "window.voxrelay.state === 'reconnecting'",
-                                 BLOCK_S * 1000)
-            noticed = loop.time() - cut
-            await asyncio.sleep(BLOCK_S - noticed)
+        noticed = await outage(page, user.pw_uid, "tcp", BLOCK_S)
         unblocked = loop.time()
         await expect(status).to_have_text("Connected (WebSocket)",
                                           timeout=RECOVERY_TIMEOUT_MS)

@@ -13,6 +13,8 @@ import json
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -101,6 +103,38 @@ class ModelListener:
     def close(self) -> None:
         self._reader.stop()
         self.sock.close(linger=0)
+
+
+@dataclass
+class LinkSessionUnderTest:
+    stack: Stack
+    link: Any
+    "The link's RPC client."
+    mixer: MixerStandIn
+    sid: str
+    metrics_port: int
+
+
+@asynccontextmanager
+async def session_on_link(stack: Stack, link_env: dict[str, str] | None = None
+                          ) -> AsyncIterator[LinkSessionUnderTest]:
+    """A link process (its /metrics on a free port) holding one started session, whose
+    mixer the test plays; the mixer stops and closes on the way out."""
+    metrics_port = stack.free_port()
+    link = await stack.start("openai_link", env={"VOXRELAY_METRICS_PORT": str(metrics_port),
+                                                 **(link_env or {})})
+    client = stack.rpc(link)
+    sid = ids.new_id()
+    mixer = MixerStandIn(stack.ctx, sid)
+    playing = asyncio.create_task(mixer.run())
+    try:
+        await client.call(rpc.StartSession(session_id=sid, instructions="Be brief.",
+                                           voice="marin", mixer_audio=mixer.endpoint))
+        yield LinkSessionUnderTest(stack, client, mixer, sid, metrics_port)
+    finally:
+        playing.cancel()
+        await asyncio.gather(playing, return_exceptions=True)
+        mixer.close()
 
 
 async def sim_calls(sim: SimProcess) -> list[dict[str, Any]]:
@@ -329,60 +363,48 @@ async def drop(sim: SimProcess, call_id: str) -> None:
 async def test_a_dropped_call_reconnects_by_itself_and_the_model_keeps_the_conversation(
         tmp_path, sim):
     env = {"VOXRELAY_OPENAI_BASE_URL": sim.api_base, "OPENAI_API_KEY": SECRET}
-    async with Stack(data_dir=tmp_path, env=env) as stack:
-        metrics_port = stack.free_port()
-        link = await stack.start("openai_link", env={"VOXRELAY_METRICS_PORT": str(metrics_port)})
-        client = stack.rpc(link)
-        sid = ids.new_id()
-        mixer = MixerStandIn(stack.ctx, sid)
-        playing = asyncio.create_task(mixer.run())
-        try:
-            await client.call(rpc.StartSession(session_id=sid, instructions="Be brief.",
-                                               voice="marin", mixer_audio=mixer.endpoint))
-            await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
+    async with Stack(data_dir=tmp_path, env=env) as stack, session_on_link(stack) as under:
+        sid, mixer = under.sid, under.mixer
+        await under.link.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
                               timeout=RPC_TIMEOUT_S)
-            [first] = [c["call_id"] for c in await sim_calls(sim)]
+        [first] = [c["call_id"] for c in await sim_calls(sim)]
 
-            # A first exchange, on the first call.
-            user1, ai1, end1 = await spoken_turn(stack, mixer, sid, after=0)
-            assert (user1.speaker, ai1.speaker) == ("Ada", "assistant")
+        # A first exchange, on the first call.
+        user1, ai1, end1 = await spoken_turn(stack, mixer, sid, after=0)
+        assert (user1.speaker, ai1.speaker) == ("Ada", "assistant")
 
-            # The call drops. No client joins again: the link reopens it by itself.
-            await drop(sim, first)
-            dropped_at = time.monotonic()
-            gone = await stack.wait_event(events.ErrorEvent, TURN_TIMEOUT_S, session_id=sid,
-                                          code="realtime_disconnected")
-            back = await wait_after(stack, gone.seq, RECONNECT_TIMEOUT_S, events.AiState,
-                                    session_id=sid, state="listening")
-            took = time.monotonic() - dropped_at
-            print(f"reconnected {took:.2f} s after the drop")
-            assert took < RECONNECT_TIMEOUT_S
-            states = [e.state for e in stack.events if isinstance(e, events.AiState)
-                      and e.session_id == sid and gone.seq < e.seq <= back.seq]
-            assert states == ["idle", "listening"]
-            [call] = await sim_calls(sim)
-            assert call["call_id"] != first and call["connection_state"] == "connected"
-            # ... and told the new call the conversation so far, before using it.
-            assert [(i["role"], i["text"]) for i in call["items"]] == [
-                ("user", user1.text), ("assistant", ai1.text)]
+        # The call drops. No client joins again: the link reopens it by itself.
+        await drop(sim, first)
+        dropped_at = time.monotonic()
+        gone = await stack.wait_event(events.ErrorEvent, TURN_TIMEOUT_S, session_id=sid,
+                                      code="realtime_disconnected")
+        back = await wait_after(stack, gone.seq, RECONNECT_TIMEOUT_S, events.AiState,
+                                session_id=sid, state="listening")
+        took = time.monotonic() - dropped_at
+        print(f"reconnected {took:.2f} s after the drop")
+        assert took < RECONNECT_TIMEOUT_S
+        states = [e.state for e in stack.events if isinstance(e, events.AiState)
+                  and e.session_id == sid and gone.seq < e.seq <= back.seq]
+        assert states == ["idle", "listening"]
+        [call] = await sim_calls(sim)
+        assert call["call_id"] != first and call["connection_state"] == "connected"
+        # ... and told the new call the conversation so far, before using it.
+        assert [(i["role"], i["text"]) for i in call["items"]] == [
+            ("user", user1.text), ("assistant", ai1.text)]
 
-            # The conversation carries on: a second spoken turn is answered on the new call.
-            user2, ai2, end2 = await spoken_turn(stack, mixer, sid, after=back.seq)
-            assert end2.status == "completed" and end2.turn_id != end1.turn_id
-            [call] = await sim_calls(sim)
-            assert [(i["role"], i["text"]) for i in call["items"]] == [
-                ("user", user1.text), ("assistant", ai1.text),
-                ("user", user2.text), ("assistant", ai2.text)]
-            unavailable = [e for e in stack.events if isinstance(e, events.ErrorEvent)
-                           and e.session_id == sid and e.code == "realtime_unavailable"]
-            assert unavailable == []
-            reconnects = await metric_values(metrics_port,
-                                             "voxrelay_link_realtime_reconnects_total")
-            assert reconnects == {"ok": 1.0, "failed": 0.0, "gave_up": 0.0}
-        finally:
-            playing.cancel()
-            await asyncio.gather(playing, return_exceptions=True)
-            mixer.close()
+        # The conversation carries on: a second spoken turn is answered on the new call.
+        user2, ai2, end2 = await spoken_turn(stack, mixer, sid, after=back.seq)
+        assert end2.status == "completed" and end2.turn_id != end1.turn_id
+        [call] = await sim_calls(sim)
+        assert [(i["role"], i["text"]) for i in call["items"]] == [
+            ("user", user1.text), ("assistant", ai1.text),
+            ("user", user2.text), ("assistant", ai2.text)]
+        unavailable = [e for e in stack.events if isinstance(e, events.ErrorEvent)
+                       and e.session_id == sid and e.code == "realtime_unavailable"]
+        assert unavailable == []
+        reconnects = await metric_values(under.metrics_port,
+                                         "voxrelay_link_realtime_reconnects_total")
+        assert reconnects == {"ok": 1.0, "failed": 0.0, "gave_up": 0.0}
 
 
 async def spoken_turn(stack: Stack, mixer: MixerStandIn, sid: str, after: int,
@@ -530,44 +552,32 @@ async def test_a_call_near_the_session_cap_is_replaced_at_a_quiet_moment_keeping
     sim = start_sim("--response-latency-ms", "150", "--session-cap-s", "16")
     env = {"VOXRELAY_OPENAI_BASE_URL": sim.api_base, "OPENAI_API_KEY": SECRET,
            "VOXRELAY_OPENAI_ROLLOVER_AFTER_S": "6", "VOXRELAY_OPENAI_ROLLOVER_GRACE_S": "8"}
-    async with Stack(data_dir=tmp_path, env=env) as stack:
-        metrics_port = stack.free_port()
-        link = await stack.start("openai_link", env={"VOXRELAY_METRICS_PORT": str(metrics_port)})
-        client = stack.rpc(link)
-        sid = ids.new_id()
-        mixer = MixerStandIn(stack.ctx, sid)
-        playing = asyncio.create_task(mixer.run())
-        try:
-            await client.call(rpc.StartSession(session_id=sid, instructions="Be brief.",
-                                               voice="marin", mixer_audio=mixer.endpoint))
-            await client.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
+    async with Stack(data_dir=tmp_path, env=env) as stack, session_on_link(stack) as under:
+        sid, mixer = under.sid, under.mixer
+        await under.link.call(rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
                               timeout=RPC_TIMEOUT_S)
-            [first] = [c["call_id"] for c in await sim_calls(sim)]
-            user1, ai1, _ = await spoken_turn(stack, mixer, sid, after=0)
-            # A turn spans the moment the call comes due (6 s): the swap waits for it.
-            await asyncio.sleep(max(0.0, 5.0 - (time.time() - user1.started_at)))
-            user2, ai2, end2 = await spoken_turn(stack, mixer, sid, after=end_seq(stack, sid))
+        [first] = [c["call_id"] for c in await sim_calls(sim)]
+        user1, ai1, _ = await spoken_turn(stack, mixer, sid, after=0)
+        # A turn spans the moment the call comes due (6 s): the swap waits for it.
+        await asyncio.sleep(max(0.0, 5.0 - (time.time() - user1.started_at)))
+        user2, ai2, end2 = await spoken_turn(stack, mixer, sid, after=end_seq(stack, sid))
 
-            async def replaced() -> bool:
-                calls = await sim_calls(sim)
-                return [c["call_id"] for c in calls] != [first] and len(calls) == 1
-            await poll(replaced, 10.0, "the call to be replaced")
-            [call] = await sim_calls(sim)
-            assert [(i["role"], i["text"]) for i in call["items"]][:4] == [
-                ("user", user1.text), ("assistant", ai1.text),
-                ("user", user2.text), ("assistant", ai2.text)]
-            user3, ai3, end3 = await spoken_turn(stack, mixer, sid, after=end2.seq)
-            assert end3.status == "completed"
-            errors = [e.code for e in stack.events if isinstance(e, events.ErrorEvent)
-                      and e.session_id == sid]
-            assert errors == []
-            rollovers = await metric_values(metrics_port,
-                                            "voxrelay_link_realtime_rollovers_total")
-            assert rollovers.get("quiet") == 1.0 and not rollovers.get("failed")
-        finally:
-            playing.cancel()
-            await asyncio.gather(playing, return_exceptions=True)
-            mixer.close()
+        async def replaced() -> bool:
+            calls = await sim_calls(sim)
+            return [c["call_id"] for c in calls] != [first] and len(calls) == 1
+        await poll(replaced, 10.0, "the call to be replaced")
+        [call] = await sim_calls(sim)
+        assert [(i["role"], i["text"]) for i in call["items"]][:4] == [
+            ("user", user1.text), ("assistant", ai1.text),
+            ("user", user2.text), ("assistant", ai2.text)]
+        _, _, end3 = await spoken_turn(stack, mixer, sid, after=end2.seq)
+        assert end3.status == "completed"
+        errors = [e.code for e in stack.events if isinstance(e, events.ErrorEvent)
+                  and e.session_id == sid]
+        assert errors == []
+        rollovers = await metric_values(under.metrics_port,
+                                        "voxrelay_link_realtime_rollovers_total")
+        assert rollovers.get("quiet") == 1.0 and not rollovers.get("failed")
 
 
 def end_seq(stack: Stack, sid: str) -> int:

@@ -23,6 +23,7 @@ from tests.integration.test_openai_link import (
     check_turns,
     live_publisher,
     metric_values,
+    session_on_link,
     sim_calls,
     spoken_turn,
 )
@@ -133,42 +134,29 @@ async def test_over_websocket_a_spoken_turn_is_answered_at_real_time(tmp_path, s
 async def test_when_webrtc_cannot_connect_the_conversation_falls_back_to_websocket(
         tmp_path, sim: SimProcess):
     env = {"VOXRELAY_OPENAI_BASE_URL": sim.api_base, "OPENAI_API_KEY": SECRET}
-    async with Stack(data_dir=tmp_path, env=env) as stack:
-        metrics_port = stack.free_port()
-        link = await stack.start("openai_link", env={
-            "VOXRELAY_METRICS_PORT": str(metrics_port),
-            "VOXRELAY_ICE_HOSTS": UNREACHABLE_ICE_HOST,  # WebRTC's ICE cannot succeed
-            "VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S": "2",
-        })
-        client = stack.rpc(link)
-        sid = ids.new_id()
-        mixer = MixerStandIn(stack.ctx, sid)
-        playing = asyncio.create_task(mixer.run())
-        try:
-            await client.call(rpc.StartSession(session_id=sid, instructions="Be brief.",
-                                               voice="marin", mixer_audio=mixer.endpoint))
-            began = time.monotonic()
-            assert isinstance(await client.call(
-                rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
-                timeout=RPC_TIMEOUT_S), rpc.Ok)
-            took = time.monotonic() - began
-            print(f"AddClient answered Ok after {took:.2f} s (WebRTC given 2 s)")
-            assert 2.0 <= took < 6.0
-            assert await metric_values(metrics_port, "voxrelay_fallbacks_total") == {
-                "realtime_websocket": 1.0}
-            # The failed WebRTC call was hung up; the conversation is on a WebSocket.
-            async with asyncio.timeout(10):
-                while [c["transport"] for c in await sim_calls(sim)] != ["websocket"]:
-                    await asyncio.sleep(0.1)
+    link_env = {"VOXRELAY_ICE_HOSTS": UNREACHABLE_ICE_HOST,  # WebRTC's ICE cannot succeed
+                "VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S": "2"}
+    async with Stack(data_dir=tmp_path, env=env) as stack, \
+            session_on_link(stack, link_env) as under:
+        sid, metrics_port = under.sid, under.metrics_port
+        began = time.monotonic()
+        assert isinstance(await under.link.call(
+            rpc.AddClient(session_id=sid, client_id=ids.new_id(), name="Ada"),
+            timeout=RPC_TIMEOUT_S), rpc.Ok)
+        took = time.monotonic() - began
+        print(f"AddClient answered Ok after {took:.2f} s (WebRTC given 2 s)")
+        assert 2.0 <= took < 6.0
+        assert await metric_values(metrics_port, "voxrelay_fallbacks_total") == {
+            "realtime_websocket": 1.0}
+        # The failed WebRTC call was hung up; the conversation is on a WebSocket.
+        async with asyncio.timeout(10):
+            while [c["transport"] for c in await sim_calls(sim)] != ["websocket"]:
+                await asyncio.sleep(0.1)
 
-            user, ai, _ = await spoken_turn(stack, mixer, sid, after=0)
-            assert (user.speaker, ai.speaker) == ("Ada", "assistant")
-            assert await metric_values(metrics_port, "voxrelay_fallbacks_total") == {
-                "realtime_websocket": 1.0}
-            unavailable = [e for e in stack.events if isinstance(e, events.ErrorEvent)
-                           and e.session_id == sid]
-            assert unavailable == []
-        finally:
-            playing.cancel()
-            await asyncio.gather(playing, return_exceptions=True)
-            mixer.close()
+        user, ai, _ = await spoken_turn(stack, under.mixer, sid, after=0)
+        assert (user.speaker, ai.speaker) == ("Ada", "assistant")
+        assert await metric_values(metrics_port, "voxrelay_fallbacks_total") == {
+            "realtime_websocket": 1.0}
+        unavailable = [e for e in stack.events if isinstance(e, events.ErrorEvent)
+                       and e.session_id == sid]
+        assert unavailable == []
