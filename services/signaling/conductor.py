@@ -73,7 +73,8 @@ class Conductor:
 
         An instance killed a moment ago still beats fresh for up to a second and a half
         and is picked, then times out; the session is then placed again (same id: a
-        ``StartSession`` twice is harmless) once, on instances alive after the wait.
+        ``StartSession`` twice is harmless) once, on instances alive after the wait. The
+        recorder's answer is not waited for past its timeout (:meth:`_start_recording`).
         """
         session: Session | None = None
         for attempt in range(CREATE_ATTEMPTS):
@@ -91,7 +92,8 @@ class Conductor:
                                      instructions=instructions, voice=voice, record=record,
                                      mixer_audio=mixer.audio, link_audio=link.audio)
             try:
-                await self._all(start, recorder, mixer, link)
+                await asyncio.gather(self._all(start, mixer, link),
+                                     self._start_recording(start, recorder))
                 break
             except ApiError as e:
                 if e.code not in RETRIED_CODES or attempt + 1 == CREATE_ATTEMPTS:
@@ -104,6 +106,19 @@ class Conductor:
         logger.info("session %s started on %s, %s", session.session_id, session.mixer,
                     session.link)
         return session
+
+    async def _start_recording(self, start: rpc.StartSession, recorder: Heartbeat) -> None:
+        """The recorder's ``StartSession``: a recorder that is slow to answer (just
+        restarted, filling the gaps its crash left) does not hold the conversation up —
+        it records the session from its ``session.started`` event and every event after
+        it, which its producers keep until it has them. Any other refusal is an error."""
+        try:
+            await self._all(start, recorder)
+        except ApiError as e:
+            if e.code not in RETRIED_CODES:
+                raise
+            logger.warning("session %s starts without the recorder's answer: %s",
+                           start.session_id, e.message)
 
     async def join(self, session: Session, request: JoinRequest) -> tuple[Client, str]:
         if session.state != "active":

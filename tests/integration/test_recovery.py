@@ -192,3 +192,28 @@ async def test_a_session_created_while_its_mixer_restarts_waits_for_the_new_one(
             await take_turn(client, PHRASES[0])
         finally:
             await client.close()
+
+
+async def test_a_session_started_as_the_recorder_restarts_is_recorded_all_the_same(stack: Up):
+    """kill -9 the recorder and at once start a conversation: it is created (without the
+    restarting recorder's answer if that is slow), and the restarted recorder holds the
+    session and its turns — from the events, which their producers kept for it."""
+    async with aiohttp.ClientSession() as http:
+        before = await pids(http, stack.url)
+        os.kill(before["recorder-1"], signal.SIGKILL)
+        session = await create_session(http, stack.url, name="recorded regardless")
+        client = VoxrelayClient("hall")
+        try:
+            await client.join(http, stack.url, session)
+            await client.wait_connected()
+            await take_turn(client, PHRASES[0])
+        finally:
+            await client.close()
+        url = f"{stack.url}/v1/sessions/{session['session_id']}/transcript"
+        async with asyncio.timeout(30):
+            while True:
+                async with http.get(url) as resp:
+                    entries = (await resp.json()).get("entries", []) if resp.status == 200 else []
+                if [e["speaker"] for e in entries] == ["hall", "assistant"]:
+                    break
+                await asyncio.sleep(0.5)
