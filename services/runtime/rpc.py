@@ -88,6 +88,7 @@ class RpcServer:
             send_nowait(self.sock, [identity, rpc.PROTOCOL, rpc.encode(reply)])
         except zmq.ZMQError as e:  # the client went away (ROUTER_MANDATORY)
             logger.info("RpcServer(%s): reply undeliverable: %s", self.name, e)
+        self._reader.poke()  # the send may have taken the edge of a waiting request
 
     async def close(self) -> None:
         self._reader.stop()
@@ -119,7 +120,9 @@ class RpcClient:
             self._pending[request_id] = future
             sent = msgspec.structs.replace(request, request_id=request_id)
             try:
-                if not send_nowait(self.sock, [rpc.PROTOCOL, rpc.encode(sent)]):
+                sent_ok = send_nowait(self.sock, [rpc.PROTOCOL, rpc.encode(sent)])
+                self._reader.poke()  # the send may have taken the edge of a waiting reply
+                if not sent_ok:
                     raise rpc.RpcError("unavailable", f"{self.name}: send queue full")
                 reply = await asyncio.wait_for(future, timeout)
             except TimeoutError:
