@@ -81,6 +81,16 @@ class GetEvents(Request, tag="get_events"):
     limit: int = 10_000
 
 
+class ListSessions(Request, tag="list_sessions"):
+    """The recorder: the sessions it recorded, newest first (by ``created_at``)."""
+
+    limit: int = 50
+    "At most this many (1..500)."
+    before: float | None = None
+    """Only sessions created strictly before this (unix seconds): the next page after one
+    whose last session was created at ``before``."""
+
+
 class GetOutbox(Request, tag="get_outbox"):
     """Every bus-connected service: the events it published after ``after_seq`` that it
     still holds (its bounded outbox), so a consumer that missed some can fill the gap.
@@ -95,13 +105,15 @@ class GetOutbox(Request, tag="get_outbox"):
 
 AnyRequest = (
     Ping | StartSession | StopSession | AddClient | RemoveClient | GetTranscript | GetEvents
+    | ListSessions
 )
 "What a service's own handler is asked."
 
 RuntimeRequest = GetOutbox
 "What the runtime answers for every service."
 
-IDEMPOTENT = (Ping, StopSession, RemoveClient, GetTranscript, GetEvents, GetOutbox)
+IDEMPOTENT = (Ping, StopSession, RemoveClient, GetTranscript, GetEvents, ListSessions,
+              GetOutbox)
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="result"):
@@ -127,6 +139,29 @@ class EventLog(Reply, tag="event_log"):
     "The cursor for the next page: pass it as ``GetEvents.after_seq``."
 
 
+class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One recorded session: its settings, how it ended, and what it holds."""
+
+    session_id: str
+    name: str = ""
+    voice: str = ""
+    record: bool = False
+    created_at: float = 0.0
+    ended_at: float | None = None
+    end_reason: str | None = None
+    user_turns: int = 0
+    "Finished user turns in its transcript."
+    assistant_turns: int = 0
+    speakers: list[str] = []
+    "The names heard in its user turns, each once, in the order they first spoke."
+    events: int = 0
+    "Events recorded for it."
+
+
+class SessionList(Reply, tag="session_list"):
+    sessions: list[SessionSummary]
+
+
 class Outbox(Reply, tag="outbox"):
     """Events of one producer stream in seq order, each as published (msgpack bytes)."""
 
@@ -146,7 +181,7 @@ class Err(Reply, tag="err"):
     message: str
 
 
-AnyReply = Ok | Answer | Transcript | EventLog | Outbox | Err
+AnyReply = Ok | Answer | Transcript | EventLog | SessionList | Outbox | Err
 
 
 class RpcError(Exception):

@@ -1,4 +1,5 @@
-"""Shared fixtures: a simulator process per module, fresh ones on demand."""
+"""Shared fixtures: a simulator process per module, fresh ones on demand; a PostgreSQL
+server and the recorder's store on each backend (``tests/support/postgres.py``, ``stores.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from services.runtime import configure_ice_hosts
+from tests.support.postgres import postgres_database, postgres_server  # noqa: F401 (fixtures)
 from tests.support.sim_process import SimProcess
+from tests.support.stores import store_factory  # noqa: F401 (fixture, both store backends)
 
 
 @pytest.fixture(scope="session", autouse=True)

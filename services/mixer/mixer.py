@@ -102,7 +102,7 @@ class Mixer:
                 self.add_client(request)
             case rpc.RemoveClient():
                 self.remove_client(request.session_id, request.client_id)
-            case rpc.GetTranscript() | rpc.GetEvents():
+            case rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions():
                 raise rpc.RpcError("bad_request", f"{self.name} does not serve "
                                    f"{type(request).__name__}")
             case _:

@@ -102,7 +102,7 @@ class Link:
                 return await self._add_client(request)
             case rpc.StopSession():
                 return await self._stop_session(request)
-            case rpc.RemoveClient() | rpc.GetTranscript() | rpc.GetEvents():
+            case rpc.RemoveClient() | rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions():
                 raise rpc.RpcError("bad_request",
                                    f"openai_link does not serve {type(request).__name__}")
             case _:

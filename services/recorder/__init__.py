@@ -1,14 +1,20 @@
-"""recorder: every bus event stored durably (SQLite), transcripts, and their RPCs."""
+"""recorder: every bus event stored durably (SQLite, or PostgreSQL by URL), transcripts,
+recorded sessions, and their RPCs."""
 
 from .config import RecorderConfig, from_env
+from .database import Database, parse_database_url
+from .postgres_store import PostgresStore
 from .recorder import Recorder, main
-from .store import CloseSession, OpenSession, SqliteStore, Store, StoreError
+from .sqlite_store import SqliteStore
+from .store import CloseSession, OpenSession, Store, StoreError
 from .writer import BatchWriter
 
 __all__ = [
     "BatchWriter",
     "CloseSession",
+    "Database",
     "OpenSession",
+    "PostgresStore",
     "Recorder",
     "RecorderConfig",
     "SqliteStore",
@@ -16,4 +22,5 @@ __all__ = [
     "StoreError",
     "from_env",
     "main",
+    "parse_database_url",
 ]

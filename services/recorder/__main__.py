@@ -1,12 +1,12 @@
-"""``python -m services.recorder``: every event into ``$VOXRELAY_DATA_DIR/recorder.sqlite3``."""
+"""``python -m services.recorder``: every event into ``$VOXRELAY_DATA_DIR/recorder.sqlite3``,
+or into the PostgreSQL database of ``$VOXRELAY_DATABASE_URL``."""
 
 import sys
 
-from services.runtime import run_service, setup_logging
+from services.runtime import run_configured, setup_logging
 
 from .config import from_env
 from .recorder import main
 
 setup_logging()
-config = from_env()
-sys.exit(run_service(lambda: main(config)))
+sys.exit(run_configured("recorder", from_env, main))

@@ -4,12 +4,13 @@ Intake is one ``EventSubscriber`` on ``evt/``: each decoded event is queued on t
 :class:`~.writer.BatchWriter` (undecodable messages never get here: the subscriber
 drops and counts them). RPCs:
 
-- ``StartSession`` / ``StopSession``: the session row; ``Ok`` once committed.
-- ``GetTranscript`` / ``GetEvents``: commit everything received first, so a caller sees
-  every event that reached the recorder before it asked. ``GetEvents.after_seq`` is a
-  cursor over the recorder's own row ids (``events.id``), not a producer's ``seq``:
-  events from many producers interleave in one session. An unknown session has an
-  empty event log; its transcript is ``not_found``.
+- ``StartSession`` / ``StopSession``: the session row; ``Ok`` once committed. They also
+  start and stop recording the session's audio, when it is recorded (``audio.py``).
+- ``GetTranscript`` / ``GetEvents`` / ``ListSessions``: commit everything received first,
+  so a caller sees every event that reached the recorder before it asked.
+  ``GetEvents.after_seq`` is a cursor over the recorder's own row ids (``events.id``),
+  not a producer's ``seq``: events from many producers interleave in one session. An
+  unknown session has an empty event log; its transcript is ``not_found``.
 
 Nothing lost (zguide's Clone pattern): every event names its stream ``(producer,
 epoch)`` and its ``seq`` in it. The recorder keeps, per producer, the highest seq up to
@@ -33,16 +34,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import assert_never
 
-from proto import events, ids, rpc
+from proto import events, heartbeat, ids, rpc
 from services.runtime.bus import EventSubscriber
 from services.runtime.service import Service
 
+from .audio import AudioRecorder
 from .config import RecorderConfig
 from .fill import Filler
-from .store import CloseSession, OpenSession, SqliteStore
+from .store import CloseSession, OpenSession
 from .writer import BatchWriter, WriteLost, WriterClosed
 
 logger = logging.getLogger(__name__)
@@ -52,16 +55,20 @@ INTAKE_QUIET_S = 0.1
 INTAKE_DRAIN_S = 1.0
 "...or after this long in any case."
 MAX_EVENTS_PER_CALL = 10_000
+MAX_SESSIONS_PER_CALL = 500
 
 
 class Recorder:
-    def __init__(self, service: Service, writer: BatchWriter) -> None:
+    def __init__(self, service: Service, writer: BatchWriter,
+                 audio: AudioRecorder | None = None) -> None:
         self.instance = service.instance
         self._writer = writer
+        self.audio = audio
+        "The audio of recorded sessions into WAV files (``audio.py``), if recorded at all."
         self.filler = Filler(service.ctx, service.instance, writer)
         self._subscriber = EventSubscriber(service.ctx, service.config.bus, service.instance,
                                            on_event=self.on_event,
-                                           on_heartbeat=self.filler.on_heartbeat)
+                                           on_heartbeat=self._on_heartbeat)
         self._last_event_at = 0.0
 
     def load(self) -> int:
@@ -72,6 +79,13 @@ class Recorder:
         self._last_event_at = time.monotonic()
         if self.filler.on_event(event):
             self._writer.submit(event)
+        if self.audio is not None:
+            self.audio.on_event(event)
+
+    def _on_heartbeat(self, beat: heartbeat.Heartbeat) -> None:
+        self.filler.on_heartbeat(beat)
+        if self.audio is not None:
+            self.audio.on_heartbeat(beat)
 
     async def run(self) -> None:
         """Record until cancelled; then drain the intake and commit everything."""
@@ -80,6 +94,8 @@ class Recorder:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._writer.run(), name=f"{self.instance}-writer")
                 tg.create_task(self.filler.run(), name=f"{self.instance}-filler")
+                if self.audio is not None:
+                    tg.create_task(self.audio.run(), name=f"{self.instance}-audio")
         finally:
             await self._drain_intake()
             self._subscriber.close()
@@ -110,8 +126,13 @@ class Recorder:
                     request.voice, request.record, time.time()))
                 logger.info("Recorder(%s): session %s started", self.instance,
                             request.session_id, extra={"session_id": request.session_id})
+                if self.audio is not None:
+                    self.audio.start_session(request.session_id, request.record,
+                                             request.mixer_audio, request.link_audio)
                 return rpc.Ok()
             case rpc.StopSession():
+                if self.audio is not None:
+                    self.audio.stop_session(request.session_id)
                 await self._writer.commit(CloseSession(
                     _session_id(request.session_id), request.reason, time.time()))
                 return rpc.Ok()
@@ -124,6 +145,8 @@ class Recorder:
                 return rpc.Transcript(entries=entries)
             case rpc.GetEvents():
                 return await self._events(request)
+            case rpc.ListSessions():
+                return await self._sessions(request)
             case rpc.AddClient() | rpc.RemoveClient():
                 raise rpc.RpcError("bad_request",
                                    f"the recorder does not serve {type(request).__name__}")
@@ -140,6 +163,16 @@ class Recorder:
             lambda store: store.events(session_id, request.after_seq, request.limit))
         return rpc.EventLog(events=found, next_after_seq=cursor)
 
+    async def _sessions(self, request: rpc.ListSessions) -> rpc.SessionList:
+        before = request.before
+        if not 0 < request.limit <= MAX_SESSIONS_PER_CALL or (
+                before is not None and not math.isfinite(before)):
+            raise rpc.RpcError("bad_request", f"'limit' must be in 1..{MAX_SESSIONS_PER_CALL} "
+                               f"(got {request.limit}) and 'before' a finite time (got {before})")
+        await self._writer.commit()
+        found = await self._writer.read(lambda store: store.sessions(request.limit, before))
+        return rpc.SessionList(sessions=found)
+
 
 def _session_id(value: str) -> str:
     if not ids.is_id(value):
@@ -149,14 +182,16 @@ def _session_id(value: str) -> str:
 
 
 async def main(config: RecorderConfig) -> None:
-    writer = await BatchWriter.open(lambda: SqliteStore.open(config.db_path),
+    database = config.database
+    writer = await BatchWriter.open(database.open,
                                     flush_interval_s=config.flush_interval_s,
                                     max_pending=config.max_pending,
                                     name=config.service.instance)
     try:
         service = Service(config.service)
-        recorder = Recorder(service, writer)
-        logger.info("Recorder(%s): recording into %s", service.instance, config.db_path)
+        recorder = Recorder(service, writer,
+                            AudioRecorder(service.ctx, config.recording, service.instance))
+        logger.info("Recorder(%s): recording into %s", service.instance, database)
         await service.run(recorder.handle, load=recorder.load, tasks=(recorder.run,))
     finally:
         await writer.close()

@@ -12,7 +12,10 @@ median but ~9 ms at p99, and 1 000 events ~5 ms / ~21 ms: the tail is the WAL
 checkpoint's fsync. Stalls like that would delay RPC replies and the heartbeat, so
 every store call runs on one thread (a single-worker executor) that opened the
 connection and is the only one to touch it. One thread also keeps every operation in
-submission order: a read submitted after a commit sees it.
+submission order: a read submitted after a commit sees it. The PostgreSQL store keeps to
+the same design: its connection and the event loop asyncpg runs on are created on that
+thread, by the opener :meth:`BatchWriter.open` runs there (see ``postgres_store.py``),
+and never leave it.
 
 A batch that fails is counted and retried once, one write at a time, so a single bad
 row (say an integer beyond 64 bits) costs only itself; if the retry fails too, the

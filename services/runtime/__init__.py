@@ -7,7 +7,7 @@ from .ice import (
                   rtc_configuration,
                   strip_mdns_candidates,
 )
-from .lifecycle import run_service
+from .lifecycle import run_configured, run_service
 from .logs import setup_logging
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
                   "env_str",
                   "prompt_triggered_checks",
                   "rtc_configuration",
+                  "run_configured",
                   "run_service",
                   "setup_logging",
                   "strip_mdns_candidates",

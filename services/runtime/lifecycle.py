@@ -10,15 +10,22 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
+
+from .config import ConfigError
 
 logger = logging.getLogger(__name__)
 
 EXIT_FORCED = 130
+EXIT_CONFIG = 2
+
+C = TypeVar("C")
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's where it is installed (every POSIX voxrelay), else asyncio's."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
@@ -26,9 +33,22 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def run_configured(service: str, load_config: Callable[[], C],
+                   main: Callable[[C], Coroutine[Any, Any, None]]) -> int:
+    """A service's ``python -m`` entry: its config from the environment, then ``main(config)``
+    under :func:`run_service`. A bad setting is one line on stderr (naming the variable)
+    and exit status 2, not a traceback."""
+    try:
+        config = load_config()
+    except ConfigError as e:
+        sys.stderr.write(f"{service}: {e}\n")
+        return EXIT_CONFIG
+    return run_service(lambda: main(config))
+
+
 def run_service(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
     """Run ``main()`` until it returns or a signal stops it; return an exit code."""
-    loop = _new_loop()
+    loop = new_event_loop()
     asyncio.set_event_loop(loop)
     task = loop.create_task(main())
     signals_seen = 0

@@ -13,8 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from proto import events
 
 from .conductor import ApiError, Conductor, JoinRequest
+from .history import add_history_routes
 from .metrics import REQUESTS, watch
 from .placement import NoInstance
+from .recordings import add_recording_routes
 from .sessions import token_matches
 from .web_routes import add_web_routes
 
@@ -64,6 +66,8 @@ def create_api(conductor: Conductor, max_body: int) -> web.Application:
     app.router.add_delete("/v1/sessions/{sid}/clients/{cid}", leave)
     app.router.add_get("/v1/sessions/{sid}/transcript", transcript)
     app.router.add_get("/v1/sessions/{sid}/events", event_log)
+    add_history_routes(app, conductor)
+    add_recording_routes(app, conductor.config.recordings_dir)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     add_web_routes(app)

@@ -261,6 +261,12 @@ class Conductor:
         assert isinstance(reply, rpc.EventLog)
         return reply.events, reply.next_after_seq
 
+    async def history(self, limit: int, before: float | None) -> list[rpc.SessionSummary]:
+        """Recorded sessions, newest first, created before ``before`` (if given)."""
+        reply = await self._recorder_call(rpc.ListSessions(limit=limit, before=before))
+        assert isinstance(reply, rpc.SessionList)
+        return reply.sessions
+
     async def _recorder_call(self, request: rpc.Request) -> rpc.AnyReply:
         session = self.sessions.get(getattr(request, "session_id", ""))
         recorder = (self.placement.instance(session.recorder) if session

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import ifaddr
 
+from services.runtime import recordings
 from services.runtime.config import ConfigError, env_bool, env_float, env_int, env_str
 
 REQUIRED_SERVICES = ("media_edge", "mixer", "openai_link", "recorder")
@@ -31,6 +33,8 @@ class SignalingConfig:
     tls_cert: str = ""
     tls_key: str = ""
     data_dir: str = "./data"
+    recordings_dir: Path = Path("./data") / recordings.RECORDINGS_SUBDIR
+    "``VOXRELAY_RECORDINGS_DIR``: where the recorder keeps sessions' audio (served read-only)."
 
     @property
     def base_url(self) -> str:
@@ -68,6 +72,7 @@ def from_env(env: Mapping[str, str] | None = None) -> SignalingConfig:
         tls_cert=_tls_path("VOXRELAY_TLS_CERT", "VOXRELAY_TLS_KEY", env),
         tls_key=_tls_path("VOXRELAY_TLS_KEY", "VOXRELAY_TLS_CERT", env),
         data_dir=env_str("VOXRELAY_DATA_DIR", "./data", env),
+        recordings_dir=recordings.recordings_dir(env),
     )
 
 

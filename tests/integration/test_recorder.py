@@ -1,11 +1,11 @@
-"""The recorder as a real process on a real bus, writing a real SQLite file."""
+"""The recorder as a real process on a real bus, writing a real SQLite file or a real
+PostgreSQL database (``store_factory``: the tests about what is stored run on both)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,16 +17,19 @@ from services.runtime.bus import EventPublisher
 from services.runtime.rpc import RpcClient
 from services.runtime.sockets import Role, make_socket
 from tests.support.stack import Running, Stack
+from tests.support.stores import StoreFactory
 
-DB_FILENAME = "recorder.sqlite3"
 LONG_BATCH = {"VOXRELAY_RECORDER_FLUSH_MS": "60000"}
 "A batch window no test waits out: whatever such a recorder stores, it stored on demand."
 WAIT_S = 10.0
+SQLITE_ONLY = pytest.mark.parametrize("store_factory", ["sqlite"], indirect=True)
+"For tests of the RPC surface, not of what is stored."
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with Stack(data_dir=tmp_path) as running_stack:
+async def stack(tmp_path: Path, store_factory: StoreFactory) -> AsyncIterator[Stack]:
+    """A bus; every recorder started on it stores where ``store_factory`` says."""
+    async with Stack(data_dir=tmp_path, env=store_factory.env) as running_stack:
         yield running_stack
 
 
@@ -130,30 +133,29 @@ async def test_reads_include_events_still_waiting_for_their_batch(stack: Stack) 
     assert isinstance(reply, rpc.Transcript) and [e.text for e in reply.entries] == [done.text]
 
 
-async def test_start_session_is_stored_before_ok_and_counts_as_load(stack: Stack,
-                                                                     tmp_path: Path) -> None:
+async def test_start_session_is_stored_before_ok_and_counts_as_load(
+        stack: Stack, store_factory: StoreFactory) -> None:
     recorder = await stack.start("recorder")
     client = stack.rpc(recorder)
     sid = ids.new_id()
     start = rpc.StartSession(session_id=sid, name="standup", instructions="be brief",
                              voice="marin", record=True)
     assert isinstance(await client.call(start), rpc.Ok)
-    assert session_row(tmp_path, sid)[:5] == (sid, "standup", "be brief", "marin", 1)
+    assert session_row(store_factory, sid)[:5] == (sid, "standup", "be brief", "marin", 1)
     await wait_load(recorder, 1)
     for reason in ("hangup", "again"):  # idempotent: the first end stays
         assert isinstance(await client.call(rpc.StopSession(session_id=sid, reason=reason)), rpc.Ok)
-    assert session_row(tmp_path, sid)[-1] == "hangup"
+    assert session_row(store_factory, sid)[-1] == "hangup"
     reply = await client.call(rpc.GetTranscript(session_id=sid))
     assert isinstance(reply, rpc.Transcript) and reply.entries == []
     await wait_load(recorder, 0)
 
 
-def session_row(data_dir: Path, session_id: str) -> tuple[object, ...]:
-    with contextlib.closing(sqlite3.connect(data_dir / DB_FILENAME)) as conn:
-        row = conn.execute("SELECT session_id, name, instructions, voice, record, end_reason "
-                           "FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
-    assert row is not None, f"no row for session {session_id}"
-    return tuple(row)
+def session_row(store_factory: StoreFactory, session_id: str) -> tuple[object, ...]:
+    rows = store_factory.query("SELECT session_id, name, instructions, voice, record, "
+                               "end_reason FROM sessions WHERE session_id = ?", (session_id,))
+    assert rows, f"no row for session {session_id}"
+    return rows[0]
 
 
 async def wait_load(recorder: Running, load: int) -> None:
@@ -162,6 +164,7 @@ async def wait_load(recorder: Running, load: int) -> None:
             await asyncio.sleep(0.05)
 
 
+@SQLITE_ONLY
 async def test_unknown_session_is_not_found_and_a_bad_id_is_a_bad_request(stack: Stack) -> None:
     recorder = await stack.start("recorder")
     client = stack.rpc(recorder)
@@ -174,6 +177,7 @@ async def test_unknown_session_is_not_found_and_a_bad_id_is_a_bad_request(stack:
     assert await get_events(client, ids.new_id()) == []
 
 
+@SQLITE_ONLY
 async def test_garbage_requests_and_messages_leave_the_recorder_recording(stack: Stack) -> None:
     recorder = await stack.start("recorder")
     client = stack.rpc(recorder)
@@ -209,8 +213,8 @@ async def test_garbage_requests_and_messages_leave_the_recorder_recording(stack:
         raw_bus.close()
 
 
-async def test_sigterm_commits_every_event_that_reached_the_recorder(stack: Stack,
-                                                                      tmp_path: Path) -> None:
+async def test_sigterm_commits_every_event_that_reached_the_recorder(
+        stack: Stack, store_factory: StoreFactory) -> None:
     recorder = await stack.start("recorder", env=LONG_BATCH)
     sid = ids.new_id()
     async with connected(stack, recorder) as publisher:
@@ -222,7 +226,6 @@ async def test_sigterm_commits_every_event_that_reached_the_recorder(stack: Stac
                 await asyncio.sleep(0.01)
         recorder.proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(recorder.proc.wait, WAIT_S) == 0
-    with contextlib.closing(sqlite3.connect(tmp_path / DB_FILENAME)) as conn:
-        rows = conn.execute("SELECT producer, seq, body FROM events WHERE session_id = ? "
-                            "ORDER BY id", (sid,)).fetchall()
+    rows = store_factory.query("SELECT producer, seq, body FROM events WHERE session_id = ? "
+                               "ORDER BY id", (sid,))
     assert rows == [(e.producer, e.seq, events.to_json(e)) for e in burst]

@@ -1,10 +1,10 @@
-"""Nothing lost: a recorder killed mid-stream fills the gap from the producer's outbox."""
+"""Nothing lost: a recorder killed mid-stream fills the gap from the producer's outbox,
+storing in SQLite or in PostgreSQL (``store_factory``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,8 +15,10 @@ from services.runtime.bus import EventPublisher
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.rpc import RpcClient, RpcServer
 from tests.support.stack import Stack
+from tests.support.stores import StoreFactory
 
 TOTAL = 2000
+ACK_AT = 600
 KILL_AT = 700
 RESTART_AT = 1300
 BURST = 50
@@ -24,8 +26,8 @@ WAIT_S = 20.0
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with Stack(data_dir=tmp_path) as running_stack:
+async def stack(tmp_path: Path, store_factory: StoreFactory) -> AsyncIterator[Stack]:
+    async with Stack(data_dir=tmp_path, env=store_factory.env) as running_stack:
         yield running_stack
 
 
@@ -68,16 +70,24 @@ async def recorded(client: RpcClient, session_id: str, count: int) -> list[event
 
 @pytest.mark.fault
 async def test_recorder_killed_mid_stream_stores_every_event_exactly_once(
-        stack: Stack, tmp_path: Path) -> None:
+        stack: Stack, store_factory: StoreFactory) -> None:
+    """Under a steady stream, the recorder is killed with SIGKILL: everything it had
+    acknowledged (a started session, events a read had committed) stays stored, and
+    after its restart the outbox fill brings every event published, each stored once."""
     recorder = await stack.start("recorder")
     sid = ids.new_id()
+    assert isinstance(await stack.rpc(recorder).call(
+        rpc.StartSession(session_id=sid, name="load")), rpc.Ok)
     sent: list[events.Event] = []
+    acknowledged: list[events.AnyEvent] = []
     async with producer(stack, "producer-1") as publisher:
         for index in range(TOTAL):
             sent.append(publisher.publish(events.TranscriptDelta(
                 session_id=sid, turn_id="t1", role="assistant", delta=f"w{index}")))
             if index % BURST == BURST - 1:
                 await asyncio.sleep(0.01)
+            if index == ACK_AT:  # a read commits everything received first
+                acknowledged = await recorded(stack.rpc(recorder), sid, 1)
             if index == KILL_AT:
                 recorder.proc.kill()  # SIGKILL: its batch in memory is gone too
                 recorder.proc.wait()
@@ -89,12 +99,15 @@ async def test_recorder_killed_mid_stream_stores_every_event_exactly_once(
         found = await recorded(stack.rpc(recorder), sid, TOTAL)
     assert sorted(event.seq for event in found) == [event.seq for event in sent]
     assert {(e.producer, e.epoch) for e in found} == {("producer-1", sent[0].epoch)}
-    with contextlib.closing(sqlite3.connect(tmp_path / "recorder.sqlite3")) as conn:
-        (rows,) = conn.execute("SELECT COUNT(*) FROM events WHERE session_id = ?",
-                               (sid,)).fetchone()
-    assert rows == TOTAL
+    assert len(acknowledged) > ACK_AT // 2 and found[:len(acknowledged)] == acknowledged
+    assert store_factory.query(
+        "SELECT COUNT(*), COUNT(DISTINCT seq) FROM events WHERE session_id = ?",
+        (sid,)) == [(TOTAL, TOTAL)]
+    assert store_factory.query("SELECT name FROM sessions WHERE session_id = ?",
+                               (sid,)) == [("load",)]
 
 
+@pytest.mark.parametrize("store_factory", ["sqlite"], indirect=True)
 async def test_every_service_answers_get_outbox_from_its_runtime(stack: Stack) -> None:
     mixer = await stack.start("mixer")
     reply = await stack.rpc(mixer).call(rpc.GetOutbox(after_seq=0, limit=10))

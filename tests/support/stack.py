@@ -65,8 +65,10 @@ class Stack:
         return port
 
     def base_env(self) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items()
+                     if k != "VOXRELAY_DATABASE_URL"}  # the caller's database, never a test's
         env = {
-            **os.environ,
+            **inherited,
             "VOXRELAY_BUS_PUBLISH": self.bus.publish,
             "VOXRELAY_BUS_SUBSCRIBE": self.bus.subscribe,
             "VOXRELAY_ICE_HOSTS": "127.0.0.1",
@@ -147,16 +149,18 @@ class Stack:
                 await asyncio.sleep(0.02)
 
 
-def stop_problem(proc: subprocess.Popen[bytes]) -> str:
-    """SIGTERM and wait; '' if it exited by itself with status 0, else what went wrong."""
+def stop_problem(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+                 timeout: float = STOP_TIMEOUT_S) -> str:
+    """Signal (SIGTERM) and wait; '' if it exited by itself with status 0, else what went
+    wrong (killed after ``timeout``)."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         try:
-            proc.wait(STOP_TIMEOUT_S)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            return f"did not exit within {STOP_TIMEOUT_S:.0f} s"
+            return f"did not exit within {timeout:.0f} s"
     return "" if proc.returncode == 0 else f"exited with status {proc.returncode}"
 
 

@@ -47,7 +47,9 @@ class Up:
 @contextmanager
 def running_up(tmp_path: Path, *args: str, edges: int = 2,
                env_extra: dict[str, str] | None = None) -> Iterator[Up]:
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    # Never the caller's own OpenAI key or database: a test stack uses its own.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENAI_API_KEY", "VOXRELAY_DATABASE_URL")}
     env.update({
         "VOXRELAY_BUS_PUBLISH": free_tcp_endpoint(),
         "VOXRELAY_BUS_SUBSCRIBE": free_tcp_endpoint(),

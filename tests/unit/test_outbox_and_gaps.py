@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import msgspec
 import pytest
 
 from proto import events, ids, rpc
 from services.recorder.gaps import Gaps
-from services.recorder.store import SqliteStore, StreamMark
+from services.recorder.store import StreamMark
 from services.runtime.outbox import MAX_REPLY_BYTES, EventOutbox
+from tests.support.stores import StoreFactory
 
 EPOCH = 1_700_000_000_000_000_000
 
@@ -100,8 +99,8 @@ def stamped(session_id: str, seq: int, epoch: int = EPOCH) -> events.AnyEvent:
 
 
 def test_store_keeps_one_row_per_stream_seq_and_knows_where_it_is_complete(
-        tmp_path: Path) -> None:
-    store = SqliteStore.open(tmp_path / "r.sqlite3")
+        store_factory: StoreFactory) -> None:
+    store = store_factory()
     sid = ids.new_id()
     try:
         store.write([stamped(sid, seq) for seq in (1, 2, 3, 5, 6)])
@@ -111,6 +110,9 @@ def test_store_keeps_one_row_per_stream_seq_and_knows_where_it_is_complete(
         assert store.contiguous("p-1", EPOCH) == 3
         store.write([StreamMark("p-1", EPOCH, 4, 1)])  # seq 4 lost for good
         assert store.contiguous("p-1", EPOCH) == 6
+        store.write([StreamMark("p-1", EPOCH, 2, 1)])  # an older mark never moves it back
+        assert store.contiguous("p-1", EPOCH) == 6
+        assert store_factory.query("SELECT contiguous, lost FROM streams") == [(4, 2)]
         assert store.contiguous("p-1", EPOCH + 1) == 0
         store.write([stamped(sid, 1, epoch=EPOCH + 1)])  # the producer restarted
         assert store.contiguous("p-1", EPOCH + 1) == 1
