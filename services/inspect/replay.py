@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import io
+import itertools
 import logging
 import time
 import wave
@@ -216,7 +217,9 @@ _STEP_TYPES = {"turn.start", "turn.end", "transcript.done", "ai.interrupted", "a
 def conversation_steps(log: list[events.AnyEvent]) -> list[str]:
     """The part of an event log a replay must reproduce, one line per step: turns and
     their speakers, what was said, replies completed or cut off, who joined and left.
-    Timing, pings, voice activity and ids are left out (they differ by nature)."""
+    Timing, pings, voice activity and ids are left out (they differ by nature), and so is
+    the order among joins and leaves with nothing said between them (clients leaving
+    together leave in any order)."""
     names: dict[str, str] = {}
     steps = []
     for event in log:
@@ -236,7 +239,15 @@ def conversation_steps(log: list[events.AnyEvent]) -> list[str]:
                 steps.append(f"error {event.code}")
             case _:
                 pass
-    return steps
+    return _membership_runs_sorted(steps)
+
+
+def _membership_runs_sorted(steps: list[str]) -> list[str]:
+    out: list[str] = []
+    for membership, run in itertools.groupby(
+            steps, key=lambda step: step.startswith(("client.joined ", "client.left "))):
+        out += sorted(run) if membership else run
+    return out
 
 
 def compare(original: list[events.AnyEvent], replayed: list[events.AnyEvent],
