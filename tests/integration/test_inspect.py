@@ -17,11 +17,9 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from services.client.voxrelay import VoxrelayClient, create_session
-from tests.support.speech import silence, speak
+from tests.support.converse import converse
 from tests.support.up import Up, running_up
 
 pytestmark = pytest.mark.timeout(240)
@@ -39,30 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 @pytest.fixture(scope="module")
 def conversation(stack: Up) -> dict:
     """A finished two-device conversation: two user turns, two replies."""
-    return asyncio.run(_converse(stack))
-
-
-async def _converse(stack: Up) -> dict:
-    async with aiohttp.ClientSession() as http:
-        session = await create_session(http, stack.url, name="kitchen and hall")
-        devices = {name: VoxrelayClient(name) for name, _ in TURNS}
-        try:
-            for device in devices.values():
-                await device.join(http, stack.url, session)
-                await device.wait_connected()
-            for number, (name, phrase) in enumerate(TURNS, start=1):
-                devices[name].mic.play(silence(300) + speak(phrase) + silence(1500))
-                async with asyncio.timeout(45):
-                    while len([e for e in devices[name].events if e["type"] == "turn.end"
-                               and e["payload"]["role"] == "assistant"]) < number:
-                        await asyncio.sleep(0.05)
-        finally:
-            for device in devices.values():
-                await device.close()
-        async with http.delete(f"{stack.url}/v1/sessions/{session['session_id']}",
-                               headers={"Authorization": f"Bearer {session['token']}"}) as r:
-            assert r.status == 204
-    return session
+    return asyncio.run(converse(stack.url, TURNS, "kitchen and hall"))
 
 
 def voxrelay(stack: Up, *args: str) -> subprocess.CompletedProcess[str]:

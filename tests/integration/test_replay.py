@@ -22,15 +22,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from services.client.voxrelay import VoxrelayClient, create_session
-from tests.support.speech import silence, speak
+from services.client.voxrelay import create_session
+from tests.support.converse import converse
 from tests.support.up import Up, running_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 TURNS = (("kitchen", "what is the weather like today", "It is sunny and warm."),
          ("hall", "please turn on the lights", "The hall lights are on now."))
-REPLY_WAIT_S = 45.0
 
 
 @pytest.fixture(scope="module")
@@ -42,31 +41,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     with running_up(folder, edges=2, env_extra={"VOXRELAY_SIM_REPLY_MODE": "script",
                                                 "VOXRELAY_SIM_SCRIPT": str(script)}) as up:
         yield up
-
-
-async def _converse(stack: Up) -> dict:
-    """Two devices, each says its phrase once the previous reply is over; recorded."""
-    async with aiohttp.ClientSession() as http:
-        session = await create_session(http, stack.url, name="kitchen and hall", record=True)
-        devices = {name: VoxrelayClient(name) for name, _, _ in TURNS}
-        try:
-            for device in devices.values():
-                await device.join(http, stack.url, session)
-                await device.wait_connected()
-            for number, (name, phrase, _) in enumerate(TURNS, start=1):
-                devices[name].mic.play(silence(300) + speak(phrase) + silence(1500))
-                async with asyncio.timeout(REPLY_WAIT_S):
-                    while len([e for e in devices[name].events if e["type"] == "turn.end"
-                               and e["payload"]["role"] == "assistant"]) < number:
-                        await asyncio.sleep(0.05)
-            await asyncio.sleep(1.0)  # the reply's tail reaches every recording
-        finally:
-            for device in devices.values():
-                await device.close()
-        async with http.delete(f"{stack.url}/v1/sessions/{session['session_id']}",
-                               headers={"Authorization": f"Bearer {session['token']}"}) as r:
-            assert r.status == 204
-    return session
 
 
 def voxrelay(stack: Up, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -82,7 +56,7 @@ def shown(stack: Up, sid: str) -> dict:
 
 
 def test_a_replayed_conversation_has_the_original_turns_speakers_and_words(stack: Up):
-    session = asyncio.run(_converse(stack))
+    session = asyncio.run(converse(stack.url, [(n, p) for n, p, _ in TURNS], "kitchen and hall", record=True))
     sid = session["session_id"]
     original = shown(stack, sid)
     expected = []
