@@ -36,6 +36,8 @@ class SessionStarted(Event, tag="session.started"):
     name: str = ""
     instructions: str = ""
     voice: str = ""
+    tenant_id: str = "default"
+    "Whose session it is (signaling's access control; every row recorded for it)."
 
 
 class SessionEnded(Event, tag="session.ended"):

@@ -33,6 +33,7 @@ class TranscriptEntry(msgspec.Struct, frozen=True):
 
 class StartSession(Request, tag="start_session"):
     session_id: str
+    tenant_id: str = "default"
     name: str = ""
     instructions: str = ""
     voice: str = ""
@@ -73,12 +74,16 @@ class RemoveClient(Request, tag="remove_client"):
 
 class GetTranscript(Request, tag="get_transcript"):
     session_id: str
+    tenant_id: str = ""
+    "Only if the session is this tenant's (``not_found`` otherwise); empty: any tenant."
 
 
 class GetEvents(Request, tag="get_events"):
     session_id: str
     after_seq: int = 0
     limit: int = 10_000
+    tenant_id: str = ""
+    "Only if the session is this tenant's (no events otherwise); empty: any tenant."
 
 
 class ListSessions(Request, tag="list_sessions"):
@@ -89,6 +94,10 @@ class ListSessions(Request, tag="list_sessions"):
     before: float | None = None
     """Only sessions created strictly before this (unix seconds): the next page after one
     whose last session was created at ``before``."""
+    tenant_id: str = ""
+    "Only this tenant's sessions; empty: every tenant's."
+    session_id: str = ""
+    "Only this session (the one summary, or none); empty: any."
 
 
 class GetOutbox(Request, tag="get_outbox"):
@@ -143,6 +152,7 @@ class SessionSummary(msgspec.Struct, frozen=True, kw_only=True):
     """One recorded session: its settings, how it ended, and what it holds."""
 
     session_id: str
+    tenant_id: str = "default"
     name: str = ""
     voice: str = ""
     record: bool = False

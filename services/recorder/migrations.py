@@ -79,6 +79,12 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (3, (  # the sessions listing, newest first
         "CREATE INDEX sessions_by_created_at ON sessions (created_at)",
     )),
+    (4, (  # tenants: every row says whose it is; a tenant's listing, newest first
+        "ALTER TABLE sessions ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default'",
+        "ALTER TABLE events ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default'",
+        "ALTER TABLE transcript ADD COLUMN tenant_id TEXT NOT NULL DEFAULT 'default'",
+        "CREATE INDEX sessions_by_tenant ON sessions (tenant_id, created_at)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

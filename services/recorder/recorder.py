@@ -123,7 +123,7 @@ class Recorder:
             case rpc.StartSession():
                 await self._writer.commit(OpenSession(
                     _session_id(request.session_id), request.name, request.instructions,
-                    request.voice, request.record, time.time()))
+                    request.voice, request.record, time.time(), request.tenant_id))
                 logger.info("Recorder(%s): session %s started", self.instance,
                             request.session_id, extra={"session_id": request.session_id})
                 if self.audio is not None:
@@ -139,7 +139,8 @@ class Recorder:
             case rpc.GetTranscript():
                 session_id = _session_id(request.session_id)
                 await self._writer.commit()
-                entries = await self._writer.read(lambda store: store.transcript(session_id))
+                entries = await self._writer.read(
+                    lambda store: store.transcript(session_id, request.tenant_id))
                 if entries is None:
                     raise rpc.RpcError("not_found", f"no session {session_id}")
                 return rpc.Transcript(entries=entries)
@@ -160,7 +161,8 @@ class Recorder:
                                f" and 'limit' in 1..{MAX_EVENTS_PER_CALL} (got {request.limit})")
         await self._writer.commit()
         found, cursor = await self._writer.read(
-            lambda store: store.events(session_id, request.after_seq, request.limit))
+            lambda store: store.events(session_id, request.after_seq, request.limit,
+                                       request.tenant_id))
         return rpc.EventLog(events=found, next_after_seq=cursor)
 
     async def _sessions(self, request: rpc.ListSessions) -> rpc.SessionList:
@@ -170,7 +172,8 @@ class Recorder:
             raise rpc.RpcError("bad_request", f"'limit' must be in 1..{MAX_SESSIONS_PER_CALL} "
                                f"(got {request.limit}) and 'before' a finite time (got {before})")
         await self._writer.commit()
-        found = await self._writer.read(lambda store: store.sessions(request.limit, before))
+        found = await self._writer.read(lambda store: store.sessions(
+            request.limit, before, request.tenant_id, request.session_id))
         return rpc.SessionList(sessions=found)
 
 

@@ -31,8 +31,11 @@ from .store import CloseSession, OpenSession, StoreError, StreamMark, Write, des
 
 logger = logging.getLogger(__name__)
 
-INSERT_EVENT = """
-INSERT INTO events (session_id, type, producer, epoch, seq, ts, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+TENANT_OF = "COALESCE((SELECT s.tenant_id FROM sessions s WHERE s.session_id = ?), 'default')"
+"The tenant a row of a session is stamped with (its session's; 'default' before it is known)."
+INSERT_EVENT = f"""
+INSERT INTO events (session_id, type, producer, epoch, seq, ts, body, tenant_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, {TENANT_OF})
 ON CONFLICT DO NOTHING"""
 UPSERT_STREAM = """
 INSERT INTO streams (producer, epoch, contiguous, lost) VALUES (?, ?, ?, ?)
@@ -46,24 +49,29 @@ SELECT MIN(e.seq) FROM events e
 WHERE e.producer = ? AND e.epoch = ? AND e.seq > ? AND NOT EXISTS (
     SELECT 1 FROM events f WHERE f.producer = e.producer AND f.epoch = e.epoch
                              AND f.seq = e.seq + 1)"""
-UPSERT_TRANSCRIPT = """
-INSERT INTO transcript (session_id, turn_id, role, speaker, text, started_at, ended_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+UPSERT_TRANSCRIPT = f"""
+INSERT INTO transcript (session_id, turn_id, role, speaker, text, started_at, ended_at, tenant_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, {TENANT_OF})
 ON CONFLICT (session_id, turn_id) DO UPDATE SET
     role = excluded.role, speaker = excluded.speaker, text = excluded.text,
     started_at = excluded.started_at, ended_at = excluded.ended_at"""
 START_SESSION = """
 INSERT INTO sessions (session_id, name, instructions, voice, record, created_at, ended_at,
-                      end_reason)
-VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)
+                      end_reason, tenant_id)
+VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)
 ON CONFLICT (session_id) DO UPDATE SET
-    name = excluded.name, instructions = excluded.instructions, voice = excluded.voice,
+    tenant_id = excluded.tenant_id, name = excluded.name, instructions = excluded.instructions, voice = excluded.voice,
     record = excluded.record, created_at = excluded.created_at, ended_at = NULL,
     end_reason = NULL"""
 SESSION_STARTED = """
-INSERT INTO sessions (session_id, name, instructions, voice, created_at) VALUES (?, ?, ?, ?, ?)
+INSERT INTO sessions (session_id, name, instructions, voice, created_at, tenant_id)
+VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (session_id) DO UPDATE SET
-    name = excluded.name, instructions = excluded.instructions, voice = excluded.voice"""
+    name = excluded.name, instructions = excluded.instructions, voice = excluded.voice,
+    tenant_id = excluded.tenant_id"""
+RESTAMP_EVENTS = "UPDATE events SET tenant_id = ? WHERE session_id = ? AND tenant_id <> ?"
+RESTAMP_TRANSCRIPT = "UPDATE transcript SET tenant_id = ? WHERE session_id = ? AND tenant_id <> ?"
+"Rows recorded before the session's tenant was known (``session.started`` came late)."
 END_SESSION = """
 UPDATE sessions SET ended_at = ?, end_reason = ? WHERE session_id = ? AND ended_at IS NULL"""
 COUNT_OPEN_SESSIONS = "SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL"
@@ -71,13 +79,15 @@ SELECT_TRANSCRIPT = """
 SELECT speaker, text, started_at, ended_at, role, turn_id FROM transcript
 WHERE session_id = ? ORDER BY started_at, id"""
 SESSION_EXISTS = "SELECT 1 FROM sessions WHERE session_id = ?"
+SESSION_TENANT = "SELECT tenant_id FROM sessions WHERE session_id = ?"
 SELECT_EVENTS = """
 SELECT id, body FROM events WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?"""
 PAGE_OF_SESSIONS = """
-SELECT session_id FROM sessions WHERE created_at < ?
+SELECT session_id FROM sessions
+WHERE created_at < ? AND (? = '' OR tenant_id = ?) AND (? = '' OR session_id = ?)
 ORDER BY created_at DESC, session_id DESC LIMIT ?"""
 SELECT_SESSIONS = f"""
-SELECT s.session_id, s.name, s.voice, s.record, s.created_at, s.ended_at, s.end_reason,
+SELECT s.session_id, s.tenant_id, s.name, s.voice, s.record, s.created_at, s.ended_at, s.end_reason,
     (SELECT COUNT(*) FROM transcript t WHERE t.session_id = s.session_id AND t.role = 'user'),
     (SELECT COUNT(*) FROM transcript t WHERE t.session_id = s.session_id
                                          AND t.role = 'assistant'),
@@ -156,17 +166,22 @@ class SqlStore:
         self._after_commit(writes)
         return skipped
 
-    def transcript(self, session_id: str) -> list[rpc.TranscriptEntry] | None:
+    def transcript(self, session_id: str, tenant_id: str = ""
+                   ) -> list[rpc.TranscriptEntry] | None:
+        if not self._owned(session_id, tenant_id):
+            return None
         rows = self._db.fetchall(SELECT_TRANSCRIPT, (session_id,))
         if not rows and self._db.fetchone(SESSION_EXISTS, (session_id,)) is None:
             return None
         return [rpc.TranscriptEntry(speaker, text, started_at, ended_at, role, turn_id)
                 for speaker, text, started_at, ended_at, role, turn_id in rows]
 
-    def events(self, session_id: str, after_id: int, limit: int
+    def events(self, session_id: str, after_id: int, limit: int, tenant_id: str = ""
                ) -> tuple[list[events.AnyEvent], int]:
         found: list[events.AnyEvent] = []
         cursor = after_id
+        if not self._owned(session_id, tenant_id):
+            return found, cursor
         for row_id, body in self._db.fetchall(SELECT_EVENTS, (session_id, after_id, limit)):
             cursor = row_id
             try:
@@ -176,21 +191,29 @@ class SqlStore:
                                self.label, row_id, e)
         return found, cursor
 
-    def sessions(self, limit: int, before_created_at: float | None
-                 ) -> list[rpc.SessionSummary]:
-        page = (math.inf if before_created_at is None else before_created_at, limit)
+    def sessions(self, limit: int, before_created_at: float | None, tenant_id: str = "",
+                 session_id: str = "") -> list[rpc.SessionSummary]:
+        before = math.inf if before_created_at is None else before_created_at
+        page = (before, tenant_id, tenant_id, session_id, session_id, limit)
         speakers: dict[str, list[str]] = {}
         for session_id, speaker in self._db.fetchall(SELECT_SPEAKERS, page):
             heard = speakers.setdefault(session_id, [])
             heard.extend(name for name in speaker.split(SPEAKER_SEPARATOR)
                          if name and name not in heard)
         return [rpc.SessionSummary(
-            session_id=session_id, name=name, voice=voice, record=bool(record),
+            session_id=session_id, tenant_id=tenant, name=name, voice=voice, record=bool(record),
             created_at=created_at or 0.0, ended_at=ended_at, end_reason=end_reason,
             user_turns=user_turns, assistant_turns=assistant_turns,
             speakers=speakers.get(session_id, []), events=event_count)
-            for (session_id, name, voice, record, created_at, ended_at, end_reason, user_turns,
+            for (session_id, tenant, name, voice, record, created_at, ended_at, end_reason, user_turns,
                  assistant_turns, event_count) in self._db.fetchall(SELECT_SESSIONS, page)]
+
+    def _owned(self, session_id: str, tenant_id: str) -> bool:
+        """Whether a read for ``tenant_id`` (empty: any tenant) may see the session."""
+        if not tenant_id:
+            return True
+        row = self._db.fetchone(SESSION_TENANT, (session_id,))
+        return row is not None and row[0] == tenant_id
 
     def contiguous(self, producer: str, epoch: int) -> int:
         row = self._db.fetchone(SELECT_STREAM_MARK, (producer, epoch))
@@ -208,7 +231,7 @@ class SqlStore:
             case OpenSession():
                 self._db.execute(START_SESSION, (
                     write.session_id, write.name, write.instructions, write.voice,
-                    int(write.record), write.at))
+                    int(write.record), write.at, write.tenant_id))
             case CloseSession():
                 self._db.execute(END_SESSION, (write.at, write.reason, write.session_id))
             case StreamMark():
@@ -226,10 +249,14 @@ class SqlStore:
                 speaker = event.speaker or ("assistant" if event.role == "assistant" else "")
                 self._db.execute(UPSERT_TRANSCRIPT, (
                     event.session_id, event.turn_id, event.role, speaker, event.text,
-                    event.started_at, event.ended_at))
+                    event.started_at, event.ended_at, event.session_id))
             case events.SessionStarted():
                 self._db.execute(SESSION_STARTED, (
-                    event.session_id, event.name, event.instructions, event.voice, event.ts))
+                    event.session_id, event.name, event.instructions, event.voice, event.ts,
+                    event.tenant_id))
+                restamp = (event.tenant_id, event.session_id, event.tenant_id)
+                self._db.execute(RESTAMP_EVENTS, restamp)
+                self._db.execute(RESTAMP_TRANSCRIPT, restamp)
             case events.SessionEnded():
                 self._db.execute(END_SESSION, (event.ts, event.reason, event.session_id))
             case _:
@@ -246,4 +273,4 @@ class SqlStore:
 
 def _event_row(event: events.AnyEvent) -> Row:
     return (event.session_id, events.tag(event), event.producer, event.epoch, event.seq,
-            event.ts, events.to_json(event))
+            event.ts, events.to_json(event), event.session_id)

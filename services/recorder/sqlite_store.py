@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,7 +75,7 @@ class SqliteStore(SqlStore):
         conn = sqlite3.connect(path, isolation_level=None)  # autocommit: we BEGIN ourselves
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             db = SqliteConnection(conn)
             migrate(db, SQLITE)
@@ -83,3 +84,18 @@ class SqliteStore(SqlStore):
             raise
         logger.info("SqliteStore(%s): open", path)
         return cls(db, path)
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL. SQLite answers "database is locked" at once, without its
+    busy handler, while another connection opening the same new file holds its lock, so
+    recorders starting together retry here for as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

@@ -38,6 +38,7 @@ class OpenSession:
     voice: str
     record: bool
     at: float
+    tenant_id: str = "default"
 
 
 @dataclass(frozen=True)
@@ -79,18 +80,22 @@ class Store(Protocol):
         """Apply the writes one by one in one transaction, skipping any that fails;
         returns the indexes of those skipped (raises :class:`StoreError` if the commit fails)."""
 
-    def transcript(self, session_id: str) -> list[rpc.TranscriptEntry] | None:
-        """Ordered by start time, then arrival; ``None`` for a session never heard of."""
+    def transcript(self, session_id: str, tenant_id: str = ""
+                   ) -> list[rpc.TranscriptEntry] | None:
+        """Ordered by start time, then arrival; ``None`` for a session never heard of (or,
+        with ``tenant_id``, not that tenant's)."""
 
-    def events(self, session_id: str, after_id: int, limit: int
+    def events(self, session_id: str, after_id: int, limit: int, tenant_id: str = ""
                ) -> tuple[list[events.AnyEvent], int]:
         """The session's events in recorded order, with a row id above ``after_id``, and
-        the last row id read (the cursor for the next page; ``after_id`` when none)."""
+        the last row id read (the cursor for the next page; ``after_id`` when none). With
+        ``tenant_id``, only that tenant's."""
 
-    def sessions(self, limit: int, before_created_at: float | None
-                 ) -> list[rpc.SessionSummary]:
+    def sessions(self, limit: int, before_created_at: float | None, tenant_id: str = "",
+                 session_id: str = "") -> list[rpc.SessionSummary]:
         """At most ``limit`` sessions, newest first (by creation time), created strictly
-        before ``before_created_at`` if given (the next page: the last one's creation time)."""
+        before ``before_created_at`` if given (the next page: the last one's creation time);
+        only ``tenant_id``'s and only ``session_id`` when given."""
 
     def contiguous(self, producer: str, epoch: int) -> int:
         """The highest seq of the stream up to which every event is stored or marked lost."""

@@ -169,7 +169,8 @@ def test_sessions_open_and_close_once(store: SqlStore, store_factory: StoreFacto
     assert store.open_sessions == 1
     store.write([stamp(events.SessionEnded(session_id=b, reason="done"), 1)])
     assert store.open_sessions == 0
-    rows = store_factory.query("SELECT * FROM sessions ORDER BY created_at")
+    rows = store_factory.query("SELECT session_id, name, instructions, voice, record, created_at,"
+                               " ended_at, end_reason FROM sessions ORDER BY created_at")
     assert rows[0] == (a, "alpha", "be kind", "marin", 1, 1.0, 5.0, "hangup")
     assert rows[1][0] == b and rows[1][-1] == "done"
     assert len(rows) == 2  # closing an unknown session creates nothing
@@ -226,6 +227,34 @@ def test_sessions_page_strictly_before_a_creation_time(store: SqlStore) -> None:
     assert [s.name for s in second] == ["s2", "s1"]
     assert [s.name for s in store.sessions(2, second[-1].created_at)] == ["s0"]
     assert store.sessions(2, 1000.0) == []
+
+
+def test_every_row_of_a_session_is_its_tenants_and_reads_stay_within_a_tenant(
+        store: SqlStore, store_factory: StoreFactory) -> None:
+    ours, theirs, late = ids.new_id(), ids.new_id(), ids.new_id()
+    store.write([
+        OpenSession(ours, "ours", "", "", False, 1.0, tenant_id="acme"),
+        OpenSession(theirs, "theirs", "", "", False, 2.0, tenant_id="globex"),
+        done(ours, "u1", "hello", 3.0, seq=1, speaker="ann"),
+        done(theirs, "u1", "secret", 3.0, seq=2, speaker="bob"),
+        # a session whose session.started comes after its first events (recorder late)
+        done(late, "u1", "early", 4.0, seq=3, speaker="cy"),
+        stamp(events.SessionStarted(session_id=late, name="late", tenant_id="acme"), 4),
+    ])
+    for table in ("sessions", "events", "transcript"):
+        rows = store_factory.query(f"SELECT session_id, tenant_id FROM {table}")
+        owners = {sid: tenant for sid, tenant in rows}
+        assert owners == {ours: "acme", theirs: "globex", late: "acme"}, table
+
+    assert [s.session_id for s in store.sessions(50, None, "acme")] == [late, ours]
+    assert [s.tenant_id for s in store.sessions(50, None)] == ["acme", "globex", "acme"]
+    assert [s.session_id for s in store.sessions(50, None, "", theirs)] == [theirs]
+    assert store.sessions(50, None, "acme", theirs) == []
+    assert store.transcript(theirs, "acme") is None
+    assert store.events(theirs, 0, 100, "acme") == ([], 0)
+    entries = store.transcript(theirs, "globex")
+    assert entries is not None and [e.text for e in entries] == ["secret"]
+    assert len(store.events(ours, 0, 100, "acme")[0]) == 1
 
 
 # The batch writer: the store on its own thread, batches, flush on demand and on close.
