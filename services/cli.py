@@ -47,6 +47,14 @@ def _status(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _keygen(args: argparse.Namespace) -> int:
+    from services.runtime.curve import SECRET_KEY_VAR, new_secret_key
+
+    # Quoted: Z85 has $, # and & (never a quote), which shells and .env files would read.
+    sys.stdout.write(f"{SECRET_KEY_VAR}='{new_secret_key()}'\n")
+    return 0
+
+
 def _inspect(command: str) -> Callable[[argparse.Namespace], int]:
     """``voxrelay sessions|export|replay``, imported only when run."""
 
@@ -85,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="run a recorded conversation again")
     inspect.add_replay(replay)
     replay.set_defaults(run=_inspect("replay"))
+    keygen = commands.add_parser("keygen", help="a CURVE key for a bus spanning hosts "
+                                 "(set it on every service of the deployment)")
+    keygen.set_defaults(run=_keygen)
     return parser
 
 

@@ -6,6 +6,11 @@ thread waits for SIGINT/SIGTERM with the signals blocked (``sigwait``), so a sig
 is never lost while the proxy is busy forwarding, and then stops the proxy through
 its control socket. The forwarder holds no state: a restart loses only messages in
 flight. With ``VOXRELAY_METRICS_PORT`` it serves its process metrics there.
+
+The forwarder decodes nothing: both sides refuse oversize frames (``sockets.py``) and
+every subscriber drops and counts what it cannot decode. With
+``VOXRELAY_BUS_CURVE_SECRET_KEY`` both sides are CURVE servers admitting only the cluster
+key; without it, binding beyond loopback is refused unless ``VOXRELAY_BUS_INSECURE=1``.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from typing import Any
 
 import zmq
 
-from services.runtime import setup_logging
+from services.runtime import ConfigError, setup_logging
 from services.runtime.bus import BusEndpoints
 from services.runtime.bus_config import bus_from_env
+from services.runtime.curve import cluster_key_from_env, secure
 from services.runtime.service import serve_metrics, service_config
 from services.runtime.sockets import Role, bind, make_socket
 
@@ -69,14 +75,23 @@ class Forwarder(threading.Thread):
 def main() -> int:
     setup_logging()
     endpoints = bus_from_env()
+    try:
+        key = cluster_key_from_env({"VOXRELAY_BUS_PUBLISH": endpoints.publish,
+                                    "VOXRELAY_BUS_SUBSCRIBE": endpoints.subscribe})
+    except ConfigError as e:
+        sys.stderr.write(f"bus: {e}\n")
+        return 2
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # inherited by the proxy thread
     ctx = zmq.Context()
+    curve = secure(ctx, key)
     forwarder = Forwarder(ctx, endpoints)
     forwarder.start()
     forwarder.ready.wait()
     if forwarder.error is not None:
         sys.stderr.write(f"bus: cannot bind {endpoints.publish} / {endpoints.subscribe}: "
                          f"{forwarder.error}\n")
+        if curve is not None:
+            curve.close()
         ctx.term()
         return 1
     metrics = serve_metrics(service_config("bus"))  # the process's own: RSS, CPU
@@ -90,6 +105,8 @@ def main() -> int:
     stopper.send(b"TERMINATE")
     forwarder.join(JOIN_TIMEOUT_S)
     stopper.close(linger=0)
+    if curve is not None:
+        curve.close()
     ctx.term()
     return 0
 

@@ -7,7 +7,8 @@ spaced as the originals were (divided by ``speed``; ``speed`` 0 means no pauses)
 - ``--to bus``: published on the event bus (``VOXRELAY_BUS_PUBLISH``) as a *new*
   session — a fresh session id, producer ``replay``, its own epoch and seq — so the
   recorder keeps it as a session of its own and nothing is mistaken for the original
-  (whose events it already holds once each).
+  (whose events it already holds once each). With ``VOXRELAY_BUS_CURVE_SECRET_KEY`` it
+  connects as a CURVE client of the bus, like every service.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ import msgspec
 import zmq
 
 from proto import events, ids
+from services.runtime import ConfigError
 from services.runtime.bus import EventPublisher
 from services.runtime.bus_config import bus_from_env
+from services.runtime.curve import cluster_key_from_env, secure
+
+from .api import InspectError
 
 PRODUCER = "replay"
 SETTLE_S = 0.5
@@ -54,7 +59,12 @@ def to_stdout(write: Callable[[str], Any]) -> Callable[[events.AnyEvent], None]:
 async def to_bus(log: list[events.AnyEvent], speed: float) -> tuple[str, int]:
     """Publish the log as a new session; (its id, events sent)."""
     session_id = ids.new_id()
+    try:
+        key = cluster_key_from_env({})
+    except ConfigError as e:
+        raise InspectError(str(e)) from e
     ctx: zmq.Context[Any] = zmq.Context()
+    curve = secure(ctx, key)
     publisher = EventPublisher(ctx, bus_from_env(), PRODUCER)
     try:
         await asyncio.sleep(SETTLE_S)
@@ -65,4 +75,6 @@ async def to_bus(log: list[events.AnyEvent], speed: float) -> tuple[str, int]:
         return session_id, count
     finally:
         publisher.close()
+        if curve is not None:
+            curve.close()
         ctx.term()

@@ -20,7 +20,7 @@ import zmq
 from proto import audio, topics
 from services.runtime.metrics import HopMeter
 from services.runtime.sockets import Role, make_socket
-from services.runtime.zmq_loop import SocketReader
+from services.runtime.zmq_loop import Rejected, SocketReader
 
 from .metrics import DROPPED_DECODE, DROPPED_GAP
 
@@ -40,7 +40,8 @@ class Downlink:
         self._endpoint_of: dict[str, str] = {}
         self._sessions_at: dict[str, set[str]] = {}
         self._hops = HopMeter("link_to_edge", on_gap=DROPPED_GAP.inc)
-        self._reader = SocketReader(self.sock, self._on_message, f"{name}-downlink")
+        self._reader = SocketReader(self.sock, self._on_message, f"{name}-downlink",
+                                    "aud_model")
 
     def start(self) -> None:
         self._reader.start()
@@ -89,14 +90,11 @@ class Downlink:
             parsed = topics.parse(topic)
         except (audio.FrameError, topics.TopicError) as e:
             DROPPED_DECODE.inc()
-            logger.debug("Downlink(%s) dropped a frame: %s", self.name, e)
-            return
+            raise Rejected("decode", str(e)) from e
         if parsed.channel != "aud/model" or parsed.session_id is None \
                 or header.samples != audio.FRAME_SAMPLES:
             DROPPED_DECODE.inc()
-            logger.debug("Downlink(%s) dropped a %d-sample frame on %r", self.name,
-                         header.samples, topic[:60])
-            return
+            raise Rejected("kind", f"a {header.samples}-sample frame on {topic[:60]!r}")
         self._hops.observe(topic, header)
         self.on_frame(parsed.session_id, pcm, header.capture_ns)
 

@@ -5,7 +5,8 @@ holds one, subscribed per client); another follows each session's link on ``aud/
 (``StartSession.link_audio``): the AI's voice, the reference for echo gating. One
 AUDIO_PUB socket, bound here and announced in the heartbeat, carries every session's
 ``aud/mix``. Frames are decoded once, at the socket; what cannot be used is dropped and
-counted, never fatal. Clients starting and stopping to speak go on the bus as
+counted (``voxrelay_bus_messages_rejected_total``, sockets ``aud_in`` and ``aud_model``),
+never fatal. Clients starting and stopping to speak go on the bus as
 ``voice.activity`` events.
 """
 
@@ -23,7 +24,7 @@ from proto.ids import check_id
 from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
 from services.runtime.sockets import Role, SharedConnections, bind, make_socket
-from services.runtime.zmq_loop import SocketReader, send_nowait
+from services.runtime.zmq_loop import Rejected, SocketReader, send_nowait
 
 from .activity import Transition
 from .config import MixerConfig
@@ -53,7 +54,7 @@ class Mixer:
         self._pub = make_socket(ctx, Role.AUDIO_PUB)
         self.audio_endpoint = bind(self._pub, config.service.audio_bind)
         self._sub = make_socket(ctx, Role.AUDIO_SUB)
-        self._reader = SocketReader(self._sub, self._on_frame, f"{name}-aud-in")
+        self._reader = SocketReader(self._sub, self._on_frame, f"{name}-aud-in", "aud_in")
         self._in_hops = HopMeter("edge_to_mixer", on_gap=DROPPED[DropReason.GAP].inc)
         self._model_hops = HopMeter("link_to_mixer")
         self._edges: dict[tuple[str, str], str] = {}
@@ -61,7 +62,7 @@ class Mixer:
         self._edge_audio = SharedConnections(self._sub, "edge_audio")
         self._model_sub = make_socket(ctx, Role.AUDIO_SUB)
         self._model_reader = SocketReader(self._model_sub, self._on_model_frame,
-                                          f"{name}-aud-model")
+                                          f"{name}-aud-model", "aud_model")
         self._links: dict[str, str] = {}
         "Session → the link endpoint its aud/model comes from."
         self._link_audio = SharedConnections(self._model_sub, "link_audio")
@@ -216,8 +217,7 @@ class Mixer:
             topic = topics.parse(raw_topic)
         except (audio.FrameError, topics.TopicError) as e:
             MODEL_FRAMES_DROPPED.labels("decode").inc()
-            logger.debug("%s: dropped a malformed model frame: %s", self.name, e)
-            return
+            raise Rejected("decode", str(e)) from e
         match topic:
             case topics.Topic(channel="aud/model", session_id=str(session_id)) \
                     if header.samples == audio.FRAME_SAMPLES:
@@ -229,6 +229,7 @@ class Mixer:
                     session.receive_model(pcm)
             case _:
                 MODEL_FRAMES_DROPPED.labels("decode").inc()
+                raise Rejected("kind", f"a {header.samples}-sample frame on {raw_topic[:80]!r}")
 
     def _activity(self, session_id: str, client_id: str, change: Transition) -> None:
         ACTIVITY_CHANGES.labels(str(change.active).lower()).inc()
@@ -243,8 +244,7 @@ class Mixer:
             topic = topics.parse(raw_topic)
         except (audio.FrameError, topics.TopicError) as e:
             DROPPED[DropReason.DECODE].inc()
-            logger.debug("%s: dropped a malformed frame: %s", self.name, e)
-            return
+            raise Rejected("decode", str(e)) from e
         match topic:
             case topics.Topic(channel="aud/in", session_id=str(session_id),
                               client_id=str(client_id)) if header.samples == audio.FRAME_SAMPLES:
@@ -256,8 +256,7 @@ class Mixer:
                     session.receive(client_id, header.seq, header.capture_ns, pcm)
             case _:
                 DROPPED[DropReason.DECODE].inc()
-                logger.debug("%s: dropped a %d-sample frame on %r", self.name, header.samples,
-                             raw_topic[:80])
+                raise Rejected("kind", f"a {header.samples}-sample frame on {raw_topic[:80]!r}")
 
     def _publish(self, session: MixerSession, frame: MixFrame) -> None:
         send_nowait(self._pub, audio.pack(session.topic, frame.seq, frame.capture_ns, frame.pcm))

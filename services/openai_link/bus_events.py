@@ -3,23 +3,21 @@ when each client began hearing a reply.
 
 One SUB socket on the bus, subscribed per session to exactly the kinds in ``KINDS``
 (``evt/<kind>/<session>``), so the link does not read every event of every session.
-Messages are decoded once here; what cannot be decoded is dropped and counted.
+Messages are decoded once here; what cannot be decoded is dropped and counted
+(``voxrelay_bus_messages_rejected_total``, socket ``events``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from proto import events, topics
-from services.runtime.bus import DROPPED, BusEndpoints
+from services.runtime.bus import BusEndpoints
 from services.runtime.sockets import Role, make_socket
-from services.runtime.zmq_loop import SocketReader
-
-logger = logging.getLogger(__name__)
+from services.runtime.zmq_loop import Rejected, SocketReader
 
 KINDS = ("voice.activity", "client.joined", "client.left", "turn.heard")
 
@@ -33,7 +31,8 @@ class SessionEvents:
         self.on_event = on_event
         self.sock = make_socket(ctx, Role.EVENT_SUB)
         self.sock.connect(bus.subscribe)
-        self._reader = SocketReader(self.sock, self._on_message, f"{name}-session-events")
+        self._reader = SocketReader(self.sock, self._on_message, f"{name}-session-events",
+                                    "events")
 
     def start(self) -> None:
         self._reader.start()
@@ -48,15 +47,11 @@ class SessionEvents:
 
     def _on_message(self, parts: list[bytes]) -> None:
         if len(parts) != 2:
-            DROPPED.labels("malformed").inc()
-            return
+            raise Rejected("frames", f"{len(parts)} parts")
         try:
             event = events.decode(parts[1])
         except events.EventError as e:
-            DROPPED.labels("decode").inc()
-            logger.debug("SessionEvents(%s) dropped an event on %r: %s", self.name,
-                         parts[0][:60], e)
-            return
+            raise Rejected("decode", f"on {parts[0][:60]!r}: {e}") from e
         self.on_event(event)
 
     def close(self) -> None:

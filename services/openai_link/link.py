@@ -32,7 +32,7 @@ from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
 from services.runtime.sockets import Role, SharedConnections, bind, make_socket
 from services.runtime.tasks import TaskOwner
-from services.runtime.zmq_loop import SocketReader, send_nowait
+from services.runtime.zmq_loop import Rejected, SocketReader, send_nowait
 
 from .bus_events import SessionEvents
 from .calls_api import CallSettings
@@ -58,7 +58,7 @@ class Link:
         self._mix_sub = make_socket(service.ctx, Role.AUDIO_SUB)
         self._mixers = SharedConnections(self._mix_sub, "mixer_audio")
         self._mix_reader = SocketReader(self._mix_sub, self._on_mix_frame,
-                                        f"{service.instance}-mix")
+                                        f"{service.instance}-mix", "aud_mix")
         self._mix_hops = HopMeter("mixer_to_link", on_gap=FRAMES_DROPPED.labels("gap").inc)
         SESSIONS.set_function(self.load)
         self._session_events = SessionEvents(service.ctx, config.service.bus, service.instance,
@@ -186,11 +186,10 @@ class Link:
             topic, header, pcm = audio.unpack(parts)
         except audio.FrameError as e:
             FRAMES_DROPPED.labels("malformed").inc()
-            logger.debug("%r dropped a mixer frame: %s", self, e)
-            return
+            raise Rejected("decode", str(e)) from e
         if len(pcm) != audio.FRAME_BYTES:
             FRAMES_DROPPED.labels("frame_size").inc()
-            return
+            raise Rejected("kind", f"{len(pcm)} bytes of PCM on {topic[:60]!r}")
         session = self._by_mix_topic.get(topic)
         if session is None:
             FRAMES_DROPPED.labels("unknown_session").inc()

@@ -32,7 +32,7 @@ import zmq
 
 from proto import audio, events, heartbeat, topics
 from services.runtime.sockets import Role, SharedConnections, make_socket
-from services.runtime.zmq_loop import SocketReader
+from services.runtime.zmq_loop import Rejected, SocketReader
 
 from .audio_config import RecordingConfig
 from .audio_metrics import DROPPED
@@ -62,7 +62,7 @@ class AudioRecorder:
         self._clock = clock
         self._sub = make_socket(ctx, Role.AUDIO_SUB)
         self._connections = SharedConnections(self._sub, "audio")
-        self._reader = SocketReader(self._sub, self._on_frame, f"{instance}-aud-rec")
+        self._reader = SocketReader(self._sub, self._on_frame, f"{instance}-aud-rec", "audio")
         self._publishers: dict[str, tuple[str, float]] = {}
         "Instance → (its audio endpoint, when its heartbeat was last heard)."
         self._dropped: dict[tuple[str, StreamKey], int] = {}
@@ -190,8 +190,7 @@ class AudioRecorder:
             topic = topics.parse(raw_topic)
         except (audio.FrameError, topics.TopicError) as e:
             DROPPED["decode"].inc()
-            logger.debug("AudioRecorder(%s): dropped a malformed frame: %s", self.instance, e)
-            return
+            raise Rejected("decode", str(e)) from e
         match topic:
             case topics.Topic(channel="aud/in", session_id=str(session_id),
                               client_id=str(client_id)):
@@ -202,12 +201,12 @@ class AudioRecorder:
                 key = MODEL
             case _:
                 DROPPED["decode"].inc()
-                return
+                raise Rejected("kind", f"topic {raw_topic[:60]!r}")
         if session_id not in self.sessions:
             return  # sent before the session stopped being recorded
         if header.samples != audio.FRAME_SAMPLES:
             DROPPED["decode"].inc()
-            return
+            raise Rejected("kind", f"a {header.samples}-sample frame on {raw_topic[:60]!r}")
         stream = (session_id, key)
         dropped = self._dropped.pop(stream, 0)
         if not self.writer.frame(Frame(session_id, key, header.seq, header.capture_ns, pcm,

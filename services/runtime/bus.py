@@ -1,8 +1,9 @@
 """The event bus seen from a service: publish events and heartbeats, subscribe to them.
 
 Publishers connect a PUB to the forwarder's XSUB; subscribers connect a SUB to its
-XPUB. Messages are ``[topic, msgpack body]``. Undecodable messages are dropped and
-counted, never fatal.
+XPUB. Messages are ``[topic, msgpack body]``. Anyone who reaches the bus may publish, so
+a subscriber decodes every message once, here, and drops and counts (socket ``events``)
+what is not an event or heartbeat of the wire contract; never fatal.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 from prometheus_client import Counter
@@ -19,12 +20,13 @@ from proto import events, heartbeat, topics
 
 from .outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, EventOutbox
 from .sockets import Role, make_socket
-from .zmq_loop import SocketReader, send_nowait
+from .zmq_loop import Rejected, SocketReader, send_nowait
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DROPPED = Counter("voxrelay_bus_messages_dropped_total",
-                  "Bus messages dropped on receipt or send", ["reason"])
+                  "Bus messages a publisher did not send (hwm: its queue was full)", ["reason"])
 
 
 @dataclass(frozen=True)
@@ -85,25 +87,29 @@ class EventSubscriber:
             self.sock.subscribe(topics.EVT)
         if on_heartbeat is not None:
             self.sock.subscribe(topics.SYS_HB)
-        self._reader = SocketReader(self.sock, self._on_message, f"{name}-events")
+        self._reader = SocketReader(self.sock, self._on_message, f"{name}-events", "events")
 
     def start(self) -> None:
         self._reader.start()
 
     def _on_message(self, parts: list[bytes]) -> None:
         if len(parts) != 2:
-            DROPPED.labels("malformed").inc()
-            return
+            raise Rejected("frames", f"{len(parts)} parts")
         topic, body = parts
-        try:
-            if topic.startswith(topics.EVT) and self.on_event is not None:
-                self.on_event(events.decode(body))
-            elif topic.startswith(topics.SYS_HB) and self.on_heartbeat is not None:
-                self.on_heartbeat(heartbeat.decode(body))
-        except (events.EventError, ValueError) as e:
-            DROPPED.labels("decode").inc()
-            logger.debug("dropped undecodable bus message on %r: %s", topic[:60], e)
+        if topic.startswith(topics.EVT) and self.on_event is not None:
+            self.on_event(_decoded(events.decode, body, topic))
+        elif topic.startswith(topics.SYS_HB) and self.on_heartbeat is not None:
+            self.on_heartbeat(_decoded(heartbeat.decode, body, topic))
+        else:
+            raise Rejected("kind", f"topic {topic[:60]!r}")
 
     def close(self) -> None:
         self._reader.stop()
         self.sock.close()
+
+
+def _decoded(decode: Callable[[bytes], T], body: bytes, topic: bytes) -> T:
+    try:
+        return decode(body)
+    except ValueError as e:  # EventError, msgspec.DecodeError
+        raise Rejected("decode", f"on {topic[:60]!r}: {e}") from e

@@ -1,4 +1,5 @@
-"""Metrics every service shares: its identity, its event loop, the bus hops it receives.
+"""Metrics every service shares: its identity, its event loop, the bus hops it receives,
+the messages its ZeroMQ sockets rejected.
 
 Each process has one registry (prometheus_client's default, which also carries the
 process collector's ``process_resident_memory_bytes`` — the per-service RSS) and serves
@@ -50,6 +51,14 @@ FRAMES_LOST = Counter(
     "voxrelay_bus_frames_lost_total",
     "Audio frames missing from a stream on the bus (sequence gaps), by stage",
     ["stage"])
+
+MESSAGES_REJECTED = Counter(
+    "voxrelay_bus_messages_rejected_total",
+    "Messages a ZeroMQ socket received and dropped unused, by socket (events, rpc_server, "
+    "rpc_client, aud_in, aud_mix, aud_model, audio) and reason (frames: wrong number of "
+    "parts; protocol: not voxrelay's RPC; decode: not a message of the wire contract; kind: "
+    "a message this socket does not take; error: its handler failed on it)",
+    ["socket", "reason"])
 
 STAGES = ("edge_to_mixer", "mixer_to_link", "link_to_edge", "link_to_mixer")
 MAX_STREAMS = 4096

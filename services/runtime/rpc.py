@@ -1,7 +1,10 @@
 """RPC over DEALER/ROUTER with ``proto.rpc`` messages.
 
 The server answers every request (an ``Err`` for bad or failing ones); the client
-times out every call and retries only idempotent requests.
+times out every call and retries only idempotent requests. Anyone who reaches a server's
+ROUTER may send it anything: messages that are not ``[PROTOCOL, body]`` are dropped
+unanswered, bodies that do not decode are answered ``bad_request``, and both are counted
+(sockets ``rpc_server`` and, for replies, ``rpc_client``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import zmq
 from proto import rpc
 
 from .sockets import Role, bind, make_socket
-from .zmq_loop import SocketReader, send_nowait
+from .zmq_loop import Rejected, SocketReader, send_nowait
 
 logger = logging.getLogger(__name__)
 
@@ -43,26 +46,23 @@ class RpcServer:
         self.handler = handler
         self.runtime = runtime
         self.name = name
-        self._reader = SocketReader(self.sock, self._on_message, f"{name}-rpc")
+        self._reader = SocketReader(self.sock, self._on_message, f"{name}-rpc", "rpc_server")
         self._tasks: set[asyncio.Task[None]] = set()
-        self.bad_requests = 0
 
     def start(self) -> None:
         self._reader.start()
 
     def _on_message(self, parts: list[bytes]) -> None:
-        if len(parts) != 3 or parts[1] != rpc.PROTOCOL:
-            self.bad_requests += 1
-            logger.warning("RpcServer(%s): dropped a malformed message (%d parts)", self.name,
-                           len(parts))
-            return
-        identity, _, body = parts
+        if len(parts) != 3:
+            raise Rejected("frames", f"{len(parts)} parts")
+        identity, protocol, body = parts
+        if protocol != rpc.PROTOCOL:
+            raise Rejected("protocol", f"{protocol[:40]!r}")
         try:
             request = rpc.decode_request(body)
         except msgspec.DecodeError as e:
-            self.bad_requests += 1
             self._reply(identity, rpc.Err(code="bad_request", message=str(e)))
-            return
+            raise Rejected("decode", str(e)) from e
         task = asyncio.get_running_loop().create_task(self._serve(identity, request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -107,7 +107,8 @@ class RpcClient:
         self.endpoint = endpoint
         self.name = name
         self._pending: dict[str, asyncio.Future[rpc.AnyReply]] = {}
-        self._reader = SocketReader(self.sock, self._on_message, f"{name}-rpc-client")
+        self._reader = SocketReader(self.sock, self._on_message, f"{name}-rpc-client",
+                                    "rpc_client")
         self._reader.start()
 
     async def call(self, request: rpc.Request, timeout: float = DEFAULT_TIMEOUT_S,
@@ -138,14 +139,14 @@ class RpcClient:
         raise AssertionError("unreachable")
 
     def _on_message(self, parts: list[bytes]) -> None:
-        if len(parts) != 2 or parts[0] != rpc.PROTOCOL:
-            logger.warning("RpcClient(%s): dropped a malformed reply", self.name)
-            return
+        if len(parts) != 2:
+            raise Rejected("frames", f"{len(parts)} parts")
+        if parts[0] != rpc.PROTOCOL:
+            raise Rejected("protocol", f"{parts[0][:40]!r}")
         try:
             reply = rpc.decode_reply(parts[1])
-        except msgspec.DecodeError:
-            logger.warning("RpcClient(%s): dropped an undecodable reply", self.name)
-            return
+        except msgspec.DecodeError as e:
+            raise Rejected("decode", str(e)) from e
         future = self._pending.get(reply.request_id)
         if future is not None and not future.done():
             future.set_result(reply)

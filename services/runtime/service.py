@@ -6,6 +6,8 @@ server and its heartbeat, all inside one TaskGroup. The RPC server answers
 every bus-connected service serves it and no handler has to know it exists. A service supplies a handler for
 RPC requests, what to run beside them, and its load; shutdown is staged: stop intake
 (the RPC server), cancel the service's own tasks, close sockets, terminate the context.
+With a cluster key (``VOXRELAY_BUS_CURVE_SECRET_KEY``, ``curve.py``) the context makes
+every socket CURVE, from the first one on.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from proto import rpc
 from .bus import BusEndpoints, EventPublisher
 from .bus_config import bus_from_env
 from .config import env_int, env_str
+from .curve import ClusterKey, cluster_key_from_env, secure
 from .heartbeat import HeartbeatSender
 from .metrics import LoopLagMonitor, announce
 from .outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS
@@ -49,23 +52,30 @@ class ServiceConfig:
     "Events the publisher keeps for ``GetOutbox`` (``VOXRELAY_OUTBOX_EVENTS``)..."
     outbox_bytes: int = DEFAULT_MAX_BYTES
     "...and at most this many bytes of them (``VOXRELAY_OUTBOX_BYTES``)."
+    curve: ClusterKey | None = None
+    "CURVE on every socket (``VOXRELAY_BUS_CURVE_SECRET_KEY``); None: none."
 
 
 def service_config(service: str, env: Mapping[str, str] | None = None) -> ServiceConfig:
     """Common settings: ``VOXRELAY_INSTANCE``, ``VOXRELAY_RPC_BIND``, ``VOXRELAY_AUDIO_BIND``,
     ``VOXRELAY_METRICS_PORT``, ``VOXRELAY_DATA_DIR``, ``VOXRELAY_OUTBOX_EVENTS``,
-    ``VOXRELAY_OUTBOX_BYTES`` and the bus endpoints."""
+    ``VOXRELAY_OUTBOX_BYTES``, the bus endpoints and CURVE (``VOXRELAY_BUS_CURVE_SECRET_KEY``,
+    required to bind RPC or audio beyond loopback unless ``VOXRELAY_BUS_INSECURE=1``)."""
+    rpc_bind = env_str("VOXRELAY_RPC_BIND", "tcp://127.0.0.1:*", env)
+    audio_bind = env_str("VOXRELAY_AUDIO_BIND", "tcp://127.0.0.1:*", env)
     return ServiceConfig(
         service=service,
         instance=env_str("VOXRELAY_INSTANCE", f"{service}-{os.getpid()}", env),
         bus=bus_from_env(env),
-        rpc_bind=env_str("VOXRELAY_RPC_BIND", "tcp://127.0.0.1:*", env),
-        audio_bind=env_str("VOXRELAY_AUDIO_BIND", "tcp://127.0.0.1:*", env),
+        rpc_bind=rpc_bind,
+        audio_bind=audio_bind,
         metrics_host=env_str("VOXRELAY_METRICS_HOST", "127.0.0.1", env),
         metrics_port=env_int("VOXRELAY_METRICS_PORT", 0, env, minimum=0, maximum=65535),
         data_dir=Path(env_str("VOXRELAY_DATA_DIR", "./data", env)),
         outbox_events=env_int("VOXRELAY_OUTBOX_EVENTS", DEFAULT_MAX_EVENTS, env, minimum=1),
         outbox_bytes=env_int("VOXRELAY_OUTBOX_BYTES", DEFAULT_MAX_BYTES, env, minimum=1024),
+        curve=cluster_key_from_env({"VOXRELAY_RPC_BIND": rpc_bind,
+                                    "VOXRELAY_AUDIO_BIND": audio_bind}, env),
     )
 
 
@@ -86,6 +96,7 @@ class Service:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.ctx: zmq.Context[Any] = zmq.Context()
+        self.curve = secure(self.ctx, config.curve)
         self.events = EventPublisher(self.ctx, config.bus, config.instance,
                                      outbox_events=config.outbox_events,
                                      outbox_bytes=config.outbox_bytes)
@@ -129,4 +140,6 @@ class Service:
             await self.rpc.close()
             self.rpc = None
         self.events.close()
+        if self.curve is not None:
+            self.curve.close()
         self.ctx.destroy()  # each socket closes with its own linger (events get 200 ms)

@@ -4,6 +4,11 @@ Data plane (audio) is cheap and lossy: small high-water marks, linger 0, stale f
 dropped rather than queued. Control plane (events, RPC) keeps more and lingers a
 little so a clean shutdown still delivers what was sent. :class:`SharedConnections`
 counts the users of each endpoint a subscriber connects to.
+
+Sockets that bind accept connections from any process that can reach them, so they
+refuse frames over :data:`MAX_MESSAGE_BYTES` (libzmq drops the sending peer's connection;
+the peer reconnects). With a cluster key (``curve.py``) a context gives every socket it
+makes the keys of a CURVE client, and :func:`bind` makes the socket it binds a CURVE server.
 """
 
 from __future__ import annotations
@@ -15,12 +20,18 @@ from typing import Any
 
 import zmq
 
+from . import curve
+
 logger = logging.getLogger(__name__)
 
 AUDIO_HWM = 50
 "Frames (1 s of 20 ms audio) a publisher or subscriber queues before dropping."
 EVENT_HWM = 10_000
 CONTROL_LINGER_MS = 200
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""Largest frame a bound socket accepts. The largest real ones are far below it: RPC
+requests carry SDP (at most 64 KiB), events a Realtime server event's JSON (audio
+excluded), audio frames 960 bytes of PCM."""
 
 
 class Role(enum.Enum):
@@ -46,13 +57,14 @@ SOCKET_TYPES: dict[Role, int] = {
 }
 
 SOCKET_OPTIONS: dict[Role, dict[int, Any]] = {
-    Role.AUDIO_PUB: {zmq.SNDHWM: AUDIO_HWM, zmq.LINGER: 0},
+    Role.AUDIO_PUB: {zmq.SNDHWM: AUDIO_HWM, zmq.LINGER: 0, zmq.MAXMSGSIZE: MAX_MESSAGE_BYTES},
     Role.AUDIO_SUB: {zmq.RCVHWM: AUDIO_HWM, zmq.LINGER: 0},
     Role.EVENT_PUB: {zmq.SNDHWM: EVENT_HWM, zmq.LINGER: CONTROL_LINGER_MS},
     Role.EVENT_SUB: {zmq.RCVHWM: EVENT_HWM, zmq.LINGER: 0},
-    Role.BUS_XSUB: {zmq.RCVHWM: EVENT_HWM, zmq.LINGER: 0},
-    Role.BUS_XPUB: {zmq.SNDHWM: EVENT_HWM, zmq.LINGER: 0},
-    Role.RPC_SERVER: {zmq.LINGER: CONTROL_LINGER_MS, zmq.ROUTER_MANDATORY: 1},
+    Role.BUS_XSUB: {zmq.RCVHWM: EVENT_HWM, zmq.LINGER: 0, zmq.MAXMSGSIZE: MAX_MESSAGE_BYTES},
+    Role.BUS_XPUB: {zmq.SNDHWM: EVENT_HWM, zmq.LINGER: 0, zmq.MAXMSGSIZE: MAX_MESSAGE_BYTES},
+    Role.RPC_SERVER: {zmq.LINGER: CONTROL_LINGER_MS, zmq.ROUTER_MANDATORY: 1,
+                      zmq.MAXMSGSIZE: MAX_MESSAGE_BYTES},
     Role.RPC_CLIENT: {zmq.LINGER: 0, zmq.SNDHWM: 1000},
 }
 
@@ -65,7 +77,9 @@ def make_socket(ctx: zmq.Context[Any], role: Role) -> zmq.Socket[Any]:
 
 
 def bind(sock: zmq.Socket[Any], endpoint: str) -> str:
-    """Bind and return the real endpoint (``tcp://127.0.0.1:*`` picks a free port)."""
+    """Bind (as a CURVE server, with a cluster key) and return the real endpoint
+    (``tcp://127.0.0.1:*`` picks a free port)."""
+    curve.serve(sock)
     sock.bind(endpoint)
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 

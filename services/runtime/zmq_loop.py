@@ -10,6 +10,11 @@ become readable after ``zmq_send`` without a read event on the FD. A socket read
 and written elsewhere (an RPC ROUTER or DEALER) must call :meth:`SocketReader.poke`
 after such a use, or it stops hearing anything until its next wake-up, which may never
 come (measured: a ROUTER answering from tasks went deaf within a few hundred calls).
+
+Whatever arrives may be hostile: a handler raises :class:`Rejected` for a message it
+cannot use, and the reader drops it and counts it in
+``voxrelay_bus_messages_rejected_total{socket, reason}``; a handler that fails on a
+message is logged and counted too (reason ``error``). No message stops the reader.
 """
 
 from __future__ import annotations
@@ -21,20 +26,35 @@ from typing import Any
 
 import zmq
 
+from .metrics import MESSAGES_REJECTED
+
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 "Messages handled per wake-up before yielding to the loop."
 
 
+class Rejected(Exception):
+    """A received message its handler drops unused, and why (a ``reason`` label)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
 class SocketReader:
-    """Calls ``on_message(parts)`` for every multipart message the socket receives."""
+    """Calls ``on_message(parts)`` for every multipart message the socket receives.
+
+    ``socket`` names the socket's kind in the rejection counter (a few fixed values such
+    as ``rpc_server`` or ``aud_in``, never an instance or session).
+    """
 
     def __init__(self, sock: zmq.Socket[Any], on_message: Callable[[list[bytes]], None],
-                 name: str) -> None:
+                 name: str, socket: str = "other") -> None:
         self.sock = sock
         self.on_message = on_message
         self.name = name
+        self.socket = socket
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
 
@@ -74,7 +94,12 @@ class SocketReader:
                 return
             try:
                 self.on_message(parts)
+            except Rejected as e:
+                MESSAGES_REJECTED.labels(self.socket, e.reason).inc()
+                logger.debug("SocketReader(%s): rejected a %d-part message: %s", self.name,
+                             len(parts), e)
             except Exception:
+                MESSAGES_REJECTED.labels(self.socket, "error").inc()
                 logger.exception("SocketReader(%s): handler failed; message dropped", self.name)
         self._schedule()  # more may be waiting: come back after others had a turn
 

@@ -5,23 +5,20 @@ It publishes their microphones on its own ``aud/in`` publisher (the ``audio`` en
 its heartbeat, so the mixer and signaling's recovery find it like an edge's), and
 subscribes to ``aud/model/<session>`` at each session's link endpoint, connecting once per
 endpoint and forgetting a session when its last WebSocket client leaves. Malformed model
-frames are dropped and counted.
+frames are dropped and counted (``voxrelay_bus_messages_rejected_total``, socket
+``aud_model``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from proto import audio, topics
-from services.runtime.bus import DROPPED
 from services.runtime.sockets import Role, bind, make_socket
-from services.runtime.zmq_loop import SocketReader, send_nowait
-
-logger = logging.getLogger(__name__)
+from services.runtime.zmq_loop import Rejected, SocketReader, send_nowait
 
 OnModelFrame = Callable[[str, bytes], None]
 "Called with (session id, 960 bytes of PCM16 24 kHz mono) for every good model frame."
@@ -39,7 +36,7 @@ class WsAudio:
         self.on_model = on_model
         self._endpoint_of: dict[str, str] = {}
         self._sessions_at: dict[str, set[str]] = {}
-        self._reader = SocketReader(self.sub, self._on_message, f"{name}-ws-model")
+        self._reader = SocketReader(self.sub, self._on_message, f"{name}-ws-model", "aud_model")
 
     def start(self) -> None:
         self._reader.start()
@@ -81,13 +78,10 @@ class WsAudio:
             topic, header, pcm = audio.unpack(parts)
             parsed = topics.parse(topic)
         except (audio.FrameError, topics.TopicError) as e:
-            DROPPED.labels("decode").inc()
-            logger.debug("WsAudio(%s) dropped a model frame: %s", self.name, e)
-            return
+            raise Rejected("decode", str(e)) from e
         if parsed.channel != "aud/model" or parsed.session_id is None \
                 or header.samples != audio.FRAME_SAMPLES:
-            DROPPED.labels("decode").inc()
-            return
+            raise Rejected("kind", f"a {header.samples}-sample frame on {topic[:60]!r}")
         self.on_model(parsed.session_id, pcm)
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.runtime.config import env_bool, env_int, env_str
+from services.runtime.curve import cluster_key_from_env
 
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_SIM_PORT = 8765
@@ -65,15 +66,20 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
     edges = args.edges if args.edges is not None else env_int(
         "VOXRELAY_EDGES", os.cpu_count() or 1, env, minimum=1, maximum=64)
     ice_hosts = "127.0.0.1" if args.loopback else source.get("VOXRELAY_ICE_HOSTS")
+    bus_publish = env_str("VOXRELAY_BUS_PUBLISH", f"tcp://127.0.0.1:{DEFAULT_BUS_PUBLISH_PORT}",
+                          env)
+    bus_subscribe = env_str("VOXRELAY_BUS_SUBSCRIBE",
+                            f"tcp://127.0.0.1:{DEFAULT_BUS_SUBSCRIBE_PORT}", env)
+    # A bad CURVE key or an exposed bus fails here, once, not in every child at each restart.
+    cluster_key_from_env({"VOXRELAY_BUS_PUBLISH": bus_publish,
+                          "VOXRELAY_BUS_SUBSCRIBE": bus_subscribe}, env)
     return UpConfig(
         host=args.host or env_str("VOXRELAY_HTTP_HOST", "127.0.0.1", env),
         http_port=http_port,
         data_dir=data_dir,
         edges=edges,
-        bus_publish=env_str("VOXRELAY_BUS_PUBLISH", f"tcp://127.0.0.1:{DEFAULT_BUS_PUBLISH_PORT}",
-                            env),
-        bus_subscribe=env_str("VOXRELAY_BUS_SUBSCRIBE",
-                              f"tcp://127.0.0.1:{DEFAULT_BUS_SUBSCRIBE_PORT}", env),
+        bus_publish=bus_publish,
+        bus_subscribe=bus_subscribe,
         use_simulator=not source.get("OPENAI_API_KEY"),
         sim_port=args.sim_port if args.sim_port is not None else env_int(
             "VOXRELAY_SIM_PORT", DEFAULT_SIM_PORT, env, minimum=0, maximum=65535),

@@ -38,3 +38,11 @@ async def converse(url: str, turns: Sequence[tuple[str, str]], name: str,
                                headers={"Authorization": f"Bearer {session['token']}"}) as r:
             assert r.status == 204
     return session
+
+
+async def stored_transcript(url: str, session_id: str) -> list[dict]:
+    """The transcript the stack serves for a session (asserting it answers 200)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/v1/sessions/{session_id}/transcript") as r:
+            assert r.status == 200, await r.text()
+            return (await r.json())["entries"]
