@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -27,11 +28,24 @@ from services.runtime.media import drain_track
 from .rtc import PcmTrack
 
 
-async def create_session(http: aiohttp.ClientSession, base: str, **fields: Any) -> dict[str, Any]:
-    async with http.post(f"{base}/v1/sessions", json=fields) as resp:
+async def create_session(http: aiohttp.ClientSession, base: str,
+                         headers: Mapping[str, str] | None = None, **fields: Any
+                         ) -> dict[str, Any]:
+    """``POST /v1/sessions`` with ``fields``; ``headers`` carry the admin key if needed."""
+    async with http.post(f"{base}/v1/sessions", json=fields, headers=headers) as resp:
         body = await resp.json()
         assert resp.status == 201, body
         return body
+
+
+def find_event(received: Iterable[dict[str, Any]], kind: str, **payload: Any
+               ) -> dict[str, Any] | None:
+    """The first event of ``kind`` whose payload has these values (None: none yet)."""
+    for event in received:
+        if event["type"] == kind and all(event["payload"].get(k) == v
+                                         for k, v in payload.items()):
+            return event
+    return None
 
 
 def answer_ping(channel: RTCDataChannel, ping: dict[str, Any]) -> None:
@@ -82,12 +96,9 @@ class VoxrelayClient:
 
     async def wait_event(self, kind: str, timeout: float = 20.0, **payload: Any) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events:
-                    if event["type"] == kind and all(
-                            event["payload"].get(k) == v for k, v in payload.items()):
-                        return event
+            while (event := find_event(self.events, kind, **payload)) is None:
                 await asyncio.sleep(0.02)
+            return event
 
     def heard_ms(self) -> int:
         return len(self.heard) // 48

@@ -5,7 +5,8 @@ What the inspection commands (``voxrelay sessions``, ``sessions show``, ``export
 event log (``GET /v1/sessions/<sid>/events``, paged by ``Voxrelay-Next-After``) and its
 audio recordings (``GET /v1/sessions/<sid>/recordings`` and the WAV files). Synchronous
 (urllib): these are one-shot commands, and a failure is an :class:`InspectError` whose
-message says what to do, never a traceback.
+message says what to do, never a traceback. Requests carry ``key`` (the admin key, or a
+tenant token for that tenant's sessions) as a bearer credential.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ class EventLog:
 
 
 class Api:
-    def __init__(self, url: str, timeout: float = 10.0, cafile: str | None = None) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, cafile: str | None = None,
+                 key: str = "") -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._context = ssl.create_default_context(cafile=cafile) if cafile else None
 
     def get(self, path: str, **query: Any) -> tuple[bytes, dict[str, str]]:
@@ -53,7 +56,8 @@ class Api:
         params = {k: v for k, v in query.items() if v is not None}
         target = self.url + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
         try:
-            with urllib.request.urlopen(target, timeout=self.timeout,  # noqa: S310 - http(s) only
+            request = urllib.request.Request(target, headers=self.headers)
+            with urllib.request.urlopen(request, timeout=self.timeout,  # noqa: S310 - http(s) only
                                         context=self._context) as resp:
                 return resp.read(), dict(resp.headers)
         except urllib.error.HTTPError as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,8 @@ def api_for(args: argparse.Namespace) -> Api:
         port = env_int("VOXRELAY_HTTP_PORT", DEFAULT_HTTP_PORT, minimum=1, maximum=65535)
     except ConfigError as e:
         raise InspectError(str(e)) from e
-    return Api(args.url or f"http://127.0.0.1:{port}", args.timeout, args.cafile)
+    return Api(args.url or f"http://127.0.0.1:{port}", args.timeout, args.cafile,
+               key=os.environ.get("VOXRELAY_API_KEY") or os.environ.get("VOXRELAY_ADMIN_KEY", ""))
 
 
 def run_sessions(args: argparse.Namespace) -> int:
@@ -141,7 +143,7 @@ async def _replay(args: argparse.Namespace) -> int:
         return 0
     _pin_ice_hosts(api.url)
     recorded = await asyncio.to_thread(replay.plan, api, args.session_id)
-    done = await replay.replay(api.url, recorded, args.speed,
+    done = await replay.replay(api.url, recorded, args.speed, headers=api.headers,
                                say=lambda line: sys.stderr.write(line + "\n"))
     sys.stdout.write(f"{done.session_id}\n")
     if not args.compare:

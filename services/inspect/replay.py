@@ -24,7 +24,7 @@ import itertools
 import logging
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,14 +146,16 @@ class ReplayResult:
 
 
 async def replay(url: str, recorded: Plan, speed: float = 1.0,
-                 say: Callable[[str], None] = lambda _: None) -> ReplayResult:
-    """Run the recorded conversation again on the stack at ``url``; the new session id."""
+                 say: Callable[[str], None] = lambda _: None,
+                 headers: Mapping[str, str] | None = None) -> ReplayResult:
+    """Run the recorded conversation again on the stack at ``url``; the new session id.
+    ``headers`` carry the credential that creates sessions (``Api.headers``)."""
     if speed <= 0:
         raise InspectError(f"'--speed' must be > 0 (got {speed:g})")
     began = time.monotonic()
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        session = await create_session(http, url, name=f"{recorded.name} (replay)".strip(),
+        session = await create_session(http, url, headers=headers, name=f"{recorded.name} (replay)".strip(),
                                        instructions=recorded.instructions,
                                        voice=recorded.voice, record=True)
         sid = session["session_id"]

@@ -20,8 +20,21 @@ In:
 - ``client.mute`` — ``{"type": "client.mute", "ts": …, "payload": {"muted": true|false}}``
   — handed to ``on_mute``: the edge stops (or resumes) publishing the microphone.
 
-Anything oversized, not JSON, or not a known request is dropped and counted; it never
-closes the channel.
+Limits (``voxrelay_edge_channel_messages_dropped_total{reason}``; none closes the channel):
+
+- ``rate`` — each channel has a token bucket (``VOXRELAY_EDGE_CHANNEL_RATE`` messages a
+  second sustained, ``VOXRELAY_EDGE_CHANNEL_BURST`` at once; 50 and 100 by default, far
+  above the browser's one pong a second and rare requests). A message over the limit is
+  dropped before it is looked at, so a flooding client costs the edge little more than
+  SCTP's own work, and other clients' channels are not slowed;
+- ``binary`` — the protocol is JSON text only;
+- ``oversized`` — text over ``MAX_MESSAGE_BYTES``;
+- ``malformed`` — not JSON, or not a known request with the right types;
+- ``unexpected_channel`` — anything on a channel the client opened besides its first
+  ``events`` channel (:func:`ignore_channel`): such a channel is left open and unread.
+
+A flooding client still counts as heard (the loss watchdog); it is never disconnected
+for it, only its excess is dropped.
 """
 
 from __future__ import annotations
@@ -35,7 +48,9 @@ from typing import assert_never
 import msgspec
 from aiortc import RTCDataChannel
 
-from .metrics import CHANNEL_DROPPED, ROUND_TRIP
+from services.runtime.ratelimit import CLIENT_MESSAGE_BURST, CLIENT_MESSAGES_PER_S, TokenBucket
+
+from .metrics import CHANNEL_DROPPED, CHANNEL_DROPPED_RATE, CHANNEL_DROPPED_UNEXPECTED, ROUND_TRIP
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +123,9 @@ _encoder = msgspec.json.Encoder()
 
 def decode(message: str | bytes) -> ClientMessage:
     """Check and decode one browser message; raises BadMessage."""
-    data = message.encode() if isinstance(message, str) else message
+    if not isinstance(message, str):
+        raise BadMessage("binary", f"{len(message)} bytes of binary (the channel takes JSON text)")
+    data = message.encode()
     if len(data) > MAX_MESSAGE_BYTES:
         raise BadMessage("oversized", f"{len(data)} bytes (limit {MAX_MESSAGE_BYTES})")
     try:
@@ -170,10 +187,13 @@ class EventsChannel:
     def __init__(self, channel: RTCDataChannel, name: str,
                  on_mute: Callable[[bool], None] = lambda muted: None,
                  clock: Callable[[], float] = time.time,
-                 timer: Callable[[], float] = time.monotonic) -> None:
+                 timer: Callable[[], float] = time.monotonic,
+                 limit: TokenBucket | None = None) -> None:
         self.channel = channel
         self.name = name
         self.pings = Pings()
+        self.limit = limit or TokenBucket(CLIENT_MESSAGES_PER_S, CLIENT_MESSAGE_BURST, timer)
+        "One token per browser message; an empty bucket drops the message unread."
         self._on_mute = on_mute
         self._clock = clock
         self._timer = timer
@@ -203,6 +223,9 @@ class EventsChannel:
 
     def _on_message(self, message: str | bytes) -> None:
         self.heard_at = self._timer()
+        if not self.limit.take():
+            CHANNEL_DROPPED_RATE.inc()
+            return
         try:
             request = decode(message)
         except BadMessage as e:
@@ -220,3 +243,9 @@ class EventsChannel:
                 self._on_mute(muted)
             case _:
                 assert_never(request)
+
+
+def ignore_channel(channel: RTCDataChannel) -> None:
+    """Leave a channel that is not the client's ``events`` channel open and unread: what
+    arrives on it is only counted."""
+    channel.on("message", lambda message: CHANNEL_DROPPED_UNEXPECTED.inc())

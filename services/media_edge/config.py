@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.runtime import ConfigError, env_float, env_int, env_list
+from services.runtime.ratelimit import CLIENT_MESSAGE_BURST, CLIENT_MESSAGES_PER_S
 from services.runtime.service import ServiceConfig, service_config
 
 SERVICE = "media_edge"
@@ -24,6 +25,10 @@ class EdgeConfig:
     "STUN/TURN URLs (``VOXRELAY_ICE_SERVERS``); empty = none."
     queue_frames: int = DEFAULT_QUEUE_FRAMES
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    channel_rate: float = CLIENT_MESSAGES_PER_S
+    "Messages a second a client may send on its ``events`` channel, sustained..."
+    channel_burst: float = CLIENT_MESSAGE_BURST
+    "...and at once; beyond that they are dropped unread (counted ``rate``)."
 
     def __post_init__(self) -> None:
         if self.queue_frames < 1:
@@ -32,6 +37,12 @@ class EdgeConfig:
         if self.connect_timeout_s <= 0:
             raise ConfigError("VOXRELAY_EDGE_CONNECT_TIMEOUT_S",
                               f"must be > 0 (got {self.connect_timeout_s})")
+        if self.channel_rate <= 0:
+            raise ConfigError("VOXRELAY_EDGE_CHANNEL_RATE",
+                              f"must be > 0 (got {self.channel_rate})")
+        if self.channel_burst < 1:
+            raise ConfigError("VOXRELAY_EDGE_CHANNEL_BURST",
+                              f"must be >= 1 (got {self.channel_burst})")
 
     @property
     def instance(self) -> str:
@@ -47,4 +58,6 @@ def from_env(env: Mapping[str, str] | None = None) -> EdgeConfig:
                              minimum=1, maximum=500),
         connect_timeout_s=env_float("VOXRELAY_EDGE_CONNECT_TIMEOUT_S",
                                     DEFAULT_CONNECT_TIMEOUT_S, env, minimum=0.1),
+        channel_rate=env_float("VOXRELAY_EDGE_CHANNEL_RATE", CLIENT_MESSAGES_PER_S, env),
+        channel_burst=env_float("VOXRELAY_EDGE_CHANNEL_BURST", CLIENT_MESSAGE_BURST, env),
     )

@@ -24,8 +24,10 @@ FRAMES_DROPPED = Counter("voxrelay_edge_frames_dropped_total",
                          "frame, stale = a client's playout queue overflowed, gap = model "
                          "audio lost on the way from the link (sequence gaps)", ["reason"])
 CHANNEL_DROPPED = Counter("voxrelay_edge_channel_messages_dropped_total",
-                          "DataChannel messages dropped: oversized, malformed, backlog",
-                          ["reason"])
+                          "DataChannel messages dropped: from a browser, rate (over its "
+                          "channel's limit), binary, oversized, malformed, unexpected_channel "
+                          "(on a channel other than its events channel); to a browser, "
+                          "backlog (the channel was not draining)", ["reason"])
 CLIENTS = Gauge("voxrelay_edge_clients", "Browser peers connected to this edge")
 ICE_CONNECT = Histogram("voxrelay_edge_ice_connect_seconds",
                         "A browser's offer applied → its peer connection connected",
@@ -50,5 +52,7 @@ DROPPED_HWM = FRAMES_DROPPED.labels("hwm")
 DROPPED_DECODE = FRAMES_DROPPED.labels("decode")
 DROPPED_STALE = FRAMES_DROPPED.labels("stale")
 DROPPED_GAP = FRAMES_DROPPED.labels("gap")
+CHANNEL_DROPPED_RATE = CHANNEL_DROPPED.labels("rate")
+CHANNEL_DROPPED_UNEXPECTED = CHANNEL_DROPPED.labels("unexpected_channel")
 LOST = Counter("voxrelay_edge_clients_lost_total",
                "Peers ended because the browser went silent (no audio, no channel message)")

@@ -30,8 +30,9 @@ from aiortc.sdp import SessionDescription
 
 from proto.ids import check_id
 from services.runtime import rtc_configuration, strip_mdns_candidates
+from services.runtime.ratelimit import TokenBucket
 
-from .channel import LABEL, PING_INTERVAL_S, EventsChannel
+from .channel import LABEL, PING_INTERVAL_S, EventsChannel, ignore_channel
 from .config import EdgeConfig
 from .ice_path import relayed
 from .metrics import ICE_CONNECT, LOST, RELAYED_CLIENTS
@@ -110,6 +111,8 @@ class ClientPeer:
         self.info = info
         self.name = info.label
         self._connect_timeout_s = config.connect_timeout_s
+        self._channel_limit = (config.channel_rate, config.channel_burst)
+        self._ignored_channels = 0
         self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers))
         self.track = DownlinkTrack(config.queue_frames)
         self.uplink = Uplink(info.session_id, info.client_id, publish,
@@ -261,10 +264,15 @@ class ClientPeer:
             self._read(track)
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        if channel.label != LABEL:
-            logger.info("ClientPeer(%s) ignores data channel %r", self.name, channel.label)
+        if channel.label != LABEL or self.events is not None:
+            self._ignored_channels += 1
+            if self._ignored_channels == 1:  # once: a client may open thousands
+                logger.info("ClientPeer(%s) ignores data channel %r", self.name,
+                            channel.label[:64])
+            ignore_channel(channel)
             return
-        self.events = EventsChannel(channel, self.name, on_mute=self.mute)
+        self.events = EventsChannel(channel, self.name, on_mute=self.mute,
+                                    limit=TokenBucket(*self._channel_limit))
         self._channel_opened.set()
 
     def _on_state(self) -> None:

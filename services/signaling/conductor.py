@@ -18,7 +18,8 @@ from services.runtime.bus import EventPublisher
 
 from .config import SignalingConfig
 from .placement import Placement
-from .sessions import Client, Session, new_session
+from .sessions import Client, Session
+from .tokens import TokenSigner
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +54,11 @@ class JoinRequest:
 
 class Conductor:
     def __init__(self, config: SignalingConfig, placement: Placement,
-                 publisher: EventPublisher) -> None:
+                 publisher: EventPublisher, signer: TokenSigner) -> None:
         self.config = config
         self.placement = placement
         self.publisher = publisher
+        self.signer = signer
         self.sessions: dict[str, Session] = {}
         self._joining: collections.Counter[str] = collections.Counter()
         "Session id → joins in progress (they hold a place until answered or refused)."
@@ -67,8 +69,12 @@ class Conductor:
             raise ApiError(404, "session_not_found", f"no session {session_id!r}")
         return session
 
+    def active_sessions(self, tenant_id: str) -> int:
+        return sum(1 for s in self.sessions.values()
+                   if s.tenant_id == tenant_id and s.state == "active")
+
     async def create_session(self, name: str, instructions: str, voice: str,
-                             record: bool) -> Session:
+                             record: bool, tenant_id: str = "default") -> Session:
         """Place the session on a mixer, a link and a recorder and start it on all three.
 
         An instance killed a moment ago still beats fresh for up to a second and a half
@@ -84,11 +90,16 @@ class Conductor:
             fields = {"mixer": mixer.instance, "link": link.instance,
                       "recorder": recorder.instance}
             if session is None:
-                session = new_session(name=name, instructions=instructions, voice=voice,
-                                      record=record, **fields)
+                session_id = ids.new_id()
+                token, _ = self.signer.mint("session", tenant_id, session_id,
+                                            self.config.token_ttl_s)
+                session = Session(session_id=session_id, tenant_id=tenant_id, token=token,
+                                  name=name, instructions=instructions, voice=voice,
+                                  record=record, **fields)
             else:
                 session = dataclasses.replace(session, **fields)
-            start = rpc.StartSession(session_id=session.session_id, name=name,
+            start = rpc.StartSession(session_id=session.session_id, tenant_id=tenant_id,
+                                     name=name,
                                      instructions=instructions, voice=voice, record=record,
                                      mixer_audio=mixer.audio, link_audio=link.audio)
             try:
@@ -102,7 +113,8 @@ class Conductor:
         assert session is not None
         self.sessions[session.session_id] = session
         self.publisher.publish(events.SessionStarted(
-            session_id=session.session_id, name=name, instructions=instructions, voice=voice))
+            session_id=session.session_id, name=name, instructions=instructions, voice=voice,
+            tenant_id=tenant_id))
         logger.info("session %s started on %s, %s", session.session_id, session.mixer,
                     session.link)
         return session
@@ -248,24 +260,36 @@ class Conductor:
         await self.best_effort(stop, session.recorder)
         session.clients.clear()
 
-    async def transcript(self, session_id: str) -> list[rpc.TranscriptEntry]:
-        reply = await self._recorder_call(rpc.GetTranscript(session_id=session_id))
+    async def transcript(self, session_id: str, tenant_id: str = ""
+                         ) -> list[rpc.TranscriptEntry]:
+        reply = await self._recorder_call(rpc.GetTranscript(session_id=session_id,
+                                                            tenant_id=tenant_id))
         assert isinstance(reply, rpc.Transcript)
         return reply.entries
 
-    async def event_log(self, session_id: str, after: int, limit: int
+    async def event_log(self, session_id: str, after: int, limit: int, tenant_id: str = ""
                         ) -> tuple[list[events.AnyEvent], int]:
         """A page of the recorded events and the cursor for the next page."""
-        reply = await self._recorder_call(
-            rpc.GetEvents(session_id=session_id, after_seq=after, limit=limit))
+        reply = await self._recorder_call(rpc.GetEvents(
+            session_id=session_id, after_seq=after, limit=limit, tenant_id=tenant_id))
         assert isinstance(reply, rpc.EventLog)
         return reply.events, reply.next_after_seq
 
-    async def history(self, limit: int, before: float | None) -> list[rpc.SessionSummary]:
-        """Recorded sessions, newest first, created before ``before`` (if given)."""
-        reply = await self._recorder_call(rpc.ListSessions(limit=limit, before=before))
+    async def history(self, limit: int, before: float | None, tenant_id: str = "",
+                      session_id: str = "") -> list[rpc.SessionSummary]:
+        """Recorded sessions, newest first, created before ``before`` (if given), only
+        ``tenant_id``'s and only ``session_id`` if given."""
+        reply = await self._recorder_call(rpc.ListSessions(
+            limit=limit, before=before, tenant_id=tenant_id, session_id=session_id))
         assert isinstance(reply, rpc.SessionList)
         return reply.sessions
+
+    async def owner(self, session_id: str) -> str | None:
+        """The tenant of a recorded session (None: never recorded)."""
+        if not ids.is_id(session_id):
+            return None
+        found = await self.history(1, None, session_id=session_id)
+        return found[0].tenant_id if found else None
 
     async def _recorder_call(self, request: rpc.Request) -> rpc.AnyReply:
         session = self.sessions.get(getattr(request, "session_id", ""))

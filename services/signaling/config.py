@@ -1,15 +1,25 @@
-"""signaling configuration: ``VOXRELAY_HTTP_*`` and the session limits."""
+"""signaling configuration: ``VOXRELAY_HTTP_*``, access (``auth.py``) and the limits."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import ifaddr
 
 from services.runtime import recordings
-from services.runtime.config import ConfigError, env_bool, env_float, env_int, env_str
+from services.runtime.config import (
+    ConfigError,
+    Secret,
+    env_bool,
+    env_float,
+    env_int,
+    env_str,
+)
 
 REQUIRED_SERVICES = ("media_edge", "mixer", "openai_link", "recorder")
 
@@ -28,6 +38,23 @@ class SignalingConfig:
     max_clients_per_session: int = 8
     "``VOXRELAY_MAX_CLIENTS_PER_SESSION``: a join beyond it is refused (409 session_full)."
     max_body_bytes: int = 256 * 1024
+    admin_key: Secret = field(default_factory=lambda: Secret(""))
+    """``VOXRELAY_ADMIN_KEY``. Unset on loopback: dev mode. Unset on any other address:
+    one is made and kept in ``<data_dir>/admin-key`` (:func:`with_secrets`)."""
+    token_secret: Secret = field(default_factory=lambda: Secret(""))
+    "``VOXRELAY_TOKEN_SECRET`` (≥ 32 characters), else kept in ``<data_dir>/token-secret``."
+    token_ttl_s: float = 24 * 3600.0
+    "``VOXRELAY_TOKEN_TTL_S``: how long a session or tenant token stays valid."
+    max_sessions_per_tenant: int = 100
+    "``VOXRELAY_MAX_SESSIONS_PER_TENANT``: active sessions; one more gets 429."
+    session_rate_per_min: float = 30.0
+    "``VOXRELAY_SESSION_RATE_PER_MIN``: sessions one IP address may create per minute."
+    session_rate_burst: int = 10
+    max_sdp_lines: int = 1000
+    max_candidates: int = 64
+    "Candidates one offer may carry (Chromium offers a handful per interface)."
+    cors_origins: tuple[str, ...] = ()
+    "``VOXRELAY_CORS_ORIGINS`` (comma-separated): origins whose pages may call the API."
     tls: bool = False
     "Serve HTTPS (tls.py: a certificate kept in <data_dir>/tls/, or tls_cert/tls_key)."
     tls_cert: str = ""
@@ -35,6 +62,18 @@ class SignalingConfig:
     data_dir: str = "./data"
     recordings_dir: Path = Path("./data") / recordings.RECORDINGS_SUBDIR
     "``VOXRELAY_RECORDINGS_DIR``: where the recorder keeps sessions' audio (served read-only)."
+
+    @property
+    def loopback_only(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.http_host).is_loopback
+        except ValueError:
+            return self.http_host == "localhost"
+
+    @property
+    def dev_mode(self) -> bool:
+        """No admin key and nothing but this machine can reach the API: open."""
+        return not self.admin_key and self.loopback_only
 
     @property
     def base_url(self) -> str:
@@ -73,7 +112,53 @@ def from_env(env: Mapping[str, str] | None = None) -> SignalingConfig:
         tls_key=_tls_path("VOXRELAY_TLS_KEY", "VOXRELAY_TLS_CERT", env),
         data_dir=env_str("VOXRELAY_DATA_DIR", "./data", env),
         recordings_dir=recordings.recordings_dir(env),
+        admin_key=Secret(env_str("VOXRELAY_ADMIN_KEY", "", env)),
+        token_secret=_token_secret(env),
+        token_ttl_s=env_float("VOXRELAY_TOKEN_TTL_S", 24 * 3600.0, env, minimum=10.0),
+        max_sessions_per_tenant=env_int("VOXRELAY_MAX_SESSIONS_PER_TENANT", 100, env,
+                                        minimum=1),
+        session_rate_per_min=env_float("VOXRELAY_SESSION_RATE_PER_MIN", 30.0, env,
+                                       minimum=0.1),
+        cors_origins=tuple(o.strip().rstrip("/") for o in
+                           env_str("VOXRELAY_CORS_ORIGINS", "", env).split(",") if o.strip()),
     )
+
+
+def _token_secret(env: Mapping[str, str] | None) -> Secret:
+    value = env_str("VOXRELAY_TOKEN_SECRET", "", env)
+    if value and len(value) < 32:
+        raise ConfigError("VOXRELAY_TOKEN_SECRET", "must be at least 32 characters")
+    return Secret(value)
+
+
+def with_secrets(config: SignalingConfig) -> SignalingConfig:
+    """Fill in the token secret, and the admin key off loopback, from files in the data
+    dir (made on first start, readable by the owner only), unless the environment set them."""
+    folder = Path(config.data_dir)
+    token_secret = config.token_secret or Secret(_kept_secret(folder / "token-secret"))
+    admin_key = config.admin_key
+    if not admin_key and not config.loopback_only:
+        admin_key = Secret(_kept_secret(folder / ADMIN_KEY_FILE))
+    return replace(config, token_secret=token_secret, admin_key=admin_key)
+
+
+ADMIN_KEY_FILE = "admin-key"
+
+
+def _kept_secret(path: Path) -> str:
+    """The secret in ``path``, made there (mode 0600) if it is not yet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text().strip()
+        if len(value) < 32:
+            raise ConfigError(str(path), "holds no usable secret; delete it to make a new one")
+        return value
+    value = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
 
 
 def _tls_path(key: str, partner: str, env: Mapping[str, str] | None) -> str:

@@ -6,7 +6,8 @@
 user_turns, assistant_turns, speakers, events, state}]}``: ``state`` is ``"active"`` for a
 session signaling is holding now, else ``"ended"`` (a session of an earlier run of the
 stack, say, whose end was never recorded). The next page is ``before=`` the last
-session's ``created_at``. Access is as for transcripts: open to whoever reaches the API.
+session's ``created_at``. The admin sees every tenant's sessions, a tenant token its
+tenant's (``auth.py``).
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ from aiohttp import web
 
 from proto import rpc
 
+from .auth import Authorizer
 from .conductor import ApiError, Conductor
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 
-def add_history_routes(app: web.Application, conductor: Conductor) -> None:
+def add_history_routes(app: web.Application, conductor: Conductor,
+                       authorizer: Authorizer) -> None:
     async def history(request: web.Request) -> web.Response:
+        access = authorizer.tenant_wide(request)
         limit, before = _page(request.query)
-        found = await conductor.history(limit, before)
+        found = await conductor.history(limit, before, access.tenant_filter)
         return web.json_response({"sessions": [_summary(conductor, s) for s in found]})
 
     app.router.add_get("/v1/history", history)

@@ -29,7 +29,11 @@ WS_FRAMES = Counter("voxrelay_ws_frames_total",
 WS_DROPPED = Counter(
     "voxrelay_ws_messages_dropped_total",
     "WebSocket client messages dropped: size (binary not a multiple of 10 ms up to 200 ms), "
-    "invalid (text that is no known request), backlog (model audio the socket could not "
-    "take), hwm (microphone audio the bus refused)",
+    "ahead (microphone audio over 2 s ahead of real time), rate (text over the socket's "
+    "limit), invalid (text that is no known request), oversized (over 64 KiB: the socket is "
+    "closed), protocol (a WebSocket protocol error: the socket is closed), backlog (model "
+    "audio the socket could not take), hwm (microphone audio the bus refused)",
     ["reason"],
 )
+WS_DROPPED_AHEAD = WS_DROPPED.labels("ahead")
+WS_DROPPED_RATE = WS_DROPPED.labels("rate")

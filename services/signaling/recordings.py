@@ -4,7 +4,7 @@ The recorder writes them into the recordings directory (``services/runtime/recor
 is the layout); signaling reads the same directory (``VOXRELAY_RECORDINGS_DIR``, by
 default ``recordings`` in the data dir both are given), so recordings are served for any
 session, live or long ended, whichever recorder wrote them. Access is as for the
-transcript: the session id is the key. A file is served only under a name the recorder
+transcript (``Authorizer.readable``). A file is served only under a name the recorder
 gives its files (``mix.wav``, ``model.wav``, ``client-<id>.wav``) or one its index lists,
 and only from the session's own folder.
 
@@ -25,6 +25,7 @@ from aiohttp import web
 from proto.ids import is_id
 from services.runtime.recordings import FILE_NAME, INDEX_FILE
 
+from .auth import Authorizer
 from .conductor import ApiError
 
 logger = logging.getLogger(__name__)
@@ -32,14 +33,16 @@ logger = logging.getLogger(__name__)
 WAV_CONTENT_TYPE = "audio/wav"
 
 
-def add_recording_routes(app: web.Application, root: Path) -> None:
+def add_recording_routes(app: web.Application, root: Path, authorizer: Authorizer) -> None:
     """Serve the recordings under ``root`` (``VOXRELAY_RECORDINGS_DIR``)."""
 
     async def index(request: web.Request) -> web.Response:
+        await authorizer.readable(request)
         sid = request.match_info["sid"]
         return web.json_response(await _index(root, sid))
 
     async def recording(request: web.Request) -> web.StreamResponse:
+        await authorizer.readable(request)
         sid, name = request.match_info["sid"], request.match_info["file"]
         if not FILE_NAME.match(name):
             listed = {s.get("file") for s in (await _index(root, sid)).get("streams", [])

@@ -146,7 +146,8 @@ class Recovery:
         return entries[-CONTEXT_ENTRIES:]
 
     def _start(self, session: Session, mixer: Heartbeat, link: Heartbeat) -> rpc.StartSession:
-        return rpc.StartSession(session_id=session.session_id, name=session.name,
+        return rpc.StartSession(session_id=session.session_id, tenant_id=session.tenant_id,
+                                name=session.name,
                                 instructions=session.instructions, voice=session.voice,
                                 record=session.record, mixer_audio=mixer.audio,
                                 link_audio=link.audio)

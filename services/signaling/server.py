@@ -14,23 +14,31 @@ from services.runtime.heartbeat import Registry
 from services.runtime.service import Service, ServiceConfig
 
 from .api import create_api
+from .auth import Authorizer
 from .conductor import Conductor
-from .config import SignalingConfig
+from .config import SignalingConfig, with_secrets
 from .placement import Placement
 from .recovery import Recovery
 from .tls import server_context
+from .tokens import TokenSigner
 from .ws_bridge import WsBridge
 
 logger = logging.getLogger(__name__)
 
 
 async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
+    config = with_secrets(config)
     ssl_context = server_context(config) if config.tls else None
     service = Service(service_config)
     registry = Registry()
     placement = Placement(service.ctx, registry, wait_s=config.placement_wait_s)
-    conductor = Conductor(config, placement, service.events)
-    bridge = WsBridge(conductor, service.ctx, service_config.audio_bind, service.instance)
+    signer = TokenSigner(config.token_secret.reveal().encode())
+    conductor = Conductor(config, placement, service.events, signer)
+    authorizer = Authorizer(config, conductor, signer)
+    if config.dev_mode:
+        logger.warning("no VOXRELAY_ADMIN_KEY: the API is open to this machine (dev mode)")
+    bridge = WsBridge(conductor, authorizer, service.ctx, service_config.audio_bind,
+                      service.instance)
     service.audio_endpoint = bridge.audio.endpoint  # the mixer hears WebSocket clients here
 
     def on_event(event: events.AnyEvent) -> None:
@@ -50,7 +58,7 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
                                  on_event=on_event, on_heartbeat=registry.observe)
     subscriber.start()
     bridge.audio.start()
-    app = create_api(conductor, config.max_body_bytes)
+    app = create_api(conductor, authorizer)
     bridge.add_routes(app)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

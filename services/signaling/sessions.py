@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-
-from proto import ids
 
 
 @dataclass
@@ -29,7 +26,9 @@ class Client:
 @dataclass
 class Session:
     session_id: str
+    tenant_id: str
     token: str
+    "The session token of the join link (``tokens.py``; ``auth.py`` says what it opens)."
     name: str
     instructions: str
     voice: str
@@ -44,6 +43,7 @@ class Session:
     def to_json(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
+            "tenant_id": self.tenant_id,
             "name": self.name,
             "state": self.state,
             "created_at": self.created_at,
@@ -55,11 +55,3 @@ class Session:
             "recorder": self.recorder,
             "edges": sorted({c.edge for c in self.clients.values()}),
         }
-
-
-def new_session(**fields: Any) -> Session:
-    return Session(session_id=ids.new_id(), token=secrets.token_urlsafe(24), **fields)
-
-
-def token_matches(session: Session, presented: str | None) -> bool:
-    return presented is not None and secrets.compare_digest(session.token, presented)

@@ -3,7 +3,8 @@
 A browser whose WebRTC connection to a media edge is not connected within 8 s (or failed
 twice) opens ``GET /v1/sessions/{sid}/ws?t=<token>&name=…&client_id=…`` on signaling's
 port (the token may also come as ``Authorization: Bearer``; browsers cannot set headers
-on a WebSocket). A wrong token is refused with 401 before the upgrade. The client joins
+on a WebSocket); any credential that opens the session will do (``auth.py``). A wrong
+one is refused (401, or 404 for a session it cannot see) before the upgrade. The client joins
 the session like any other (it counts against the client limit; with ``client_id`` the
 client whose WebRTC failed moves here): the mixer hears it on signaling's ``aud/in``
 publisher, the link opens its Realtime connection if needed.
@@ -24,6 +25,25 @@ On the socket:
   session's client-facing events as JSON (``events.to_client_json``), ahead of any
   queued audio.
 
+Limits, per socket (what is over them is dropped and counted in
+``voxrelay_ws_messages_dropped_total{reason}``):
+
+- text: a token bucket of ``CLIENT_MESSAGES_PER_S`` (50) requests a second sustained and
+  ``CLIENT_MESSAGE_BURST`` (100) at once, as on the edge's DataChannel; a message over it
+  is dropped unread (``rate``);
+- binary: a size that is not whole 10 ms up to 200 ms (``size``); audio more than
+  ``UPLINK_AHEAD_S`` (2 s) ahead of real time — a token bucket of audio refilled at
+  ``UPLINK_PACE`` times real time — (``ahead``): a browser's microphone never runs ahead,
+  it only catches up after a stall, which the 2 s cover;
+- any message over ``MAX_MESSAGE_BYTES`` (64 KiB): aiohttp closes the socket with 1009
+  (message too big), counted ``oversized``; another protocol error closes it too
+  (``protocol``). The client may come back with ``?client_id=``.
+
+A flood is only dropped: the socket stays open, since what is over the limit costs the
+reader no more than its reception, and aiohttp stops reading a socket whose received
+messages queue up, so TCP slows the sender. Closing a flooding socket (1008) would add
+nothing a client could not undo by reconnecting.
+
 The connection is counted in ``voxrelay_fallbacks_total{kind="browser_websocket"}`` and
 logged as ``INT_V2_WEBRTC_FALLBACK``. Signaling publishes ``client.joined`` (edge: its
 own instance) and, when the socket closes, ``client.left`` and ``RemoveClient`` to the
@@ -42,14 +62,16 @@ from typing import Any
 
 import msgspec
 import zmq
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from proto import audio, events, rpc, topics
 from services.runtime.media import Framer
+from services.runtime.ratelimit import CLIENT_MESSAGE_BURST, CLIENT_MESSAGES_PER_S, TokenBucket
 
-from .conductor import ApiError, Conductor
-from .metrics import FALLBACKS, WS_DROPPED, WS_FRAMES
-from .sessions import Session, token_matches
+from .conductor import Conductor
+from .metrics import FALLBACKS, WS_DROPPED, WS_DROPPED_AHEAD, WS_DROPPED_RATE, WS_FRAMES
+from .auth import Authorizer
+from .sessions import Session
 from .ws_audio import WsAudio
 
 logger = logging.getLogger(__name__)
@@ -61,6 +83,12 @@ CHUNK_BYTES = audio.FRAME_BYTES // 2
 "10 ms of PCM16 24 kHz mono: uplink messages are whole multiples of it..."
 MAX_UPLINK_BYTES = 20 * CHUNK_BYTES
 "...up to 200 ms."
+UPLINK_BYTES_PER_S = audio.FRAME_BYTES * 1000 // audio.FRAME_MS
+UPLINK_AHEAD_S = 2.0
+"How far ahead of real time a socket's microphone may run before its audio is dropped..."
+UPLINK_PACE = 1.05
+"""...refilled at this many seconds of audio a second: real time, and room for a sound
+card's clock running a little fast."""
 AUDIO_BACKLOG_FRAMES = 5
 "Model frames (100 ms) queued per socket before newer ones are dropped."
 EVENT_BACKLOG = 1000
@@ -109,6 +137,12 @@ class WsClient:
     events: collections.deque[str] = field(default_factory=collections.deque)
     frames: collections.deque[bytes] = field(default_factory=collections.deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    requests: TokenBucket = field(default_factory=lambda: TokenBucket(
+        CLIENT_MESSAGES_PER_S, CLIENT_MESSAGE_BURST))
+    "One token per text message."
+    uplink: TokenBucket = field(default_factory=lambda: TokenBucket(
+        UPLINK_BYTES_PER_S * UPLINK_PACE, UPLINK_BYTES_PER_S * UPLINK_AHEAD_S))
+    "One token per byte of microphone audio."
 
     def queue_event(self, text: str) -> None:
         if len(self.events) < EVENT_BACKLOG:
@@ -141,9 +175,10 @@ class WsClient:
 class WsBridge:
     """Signaling's WebSocket clients, by session: their joins, audio, events and leaves."""
 
-    def __init__(self, conductor: Conductor, ctx: zmq.Context[Any], audio_bind: str,
-                 instance: str) -> None:
+    def __init__(self, conductor: Conductor, authorizer: Authorizer, ctx: zmq.Context[Any],
+                 audio_bind: str, instance: str) -> None:
         self.conductor = conductor
+        self.authorizer = authorizer
         self.instance = instance
         self.audio = WsAudio(ctx, audio_bind, self._on_model_frame, instance)
         self._sessions: dict[str, dict[str, WsClient]] = {}
@@ -157,10 +192,7 @@ class WsBridge:
     # -- a socket's life --------------------------------------------------------------------
 
     async def connect(self, request: web.Request) -> web.StreamResponse:
-        session = self.conductor.get(request.match_info["sid"])
-        if not token_matches(session, _token(request)):
-            raise ApiError(401, "unauthorized", "a valid session token is required "
-                           "(?t=<token> or Authorization: Bearer <token>)")
+        session, _ = self.authorizer.session(request)
         name = request.query.get("name", "")[:MAX_NAME]
         client = await self.conductor.join_local(
             session, name, request.query.get("client_id", ""), self.instance,
@@ -207,6 +239,7 @@ class WsBridge:
         self.audio.attach(conn.session_id, link_audio)
         if old is not None:  # the same client again: one aud/in stream per client
             conn.next_seq, conn.muted = old.next_seq, old.muted
+            conn.requests, conn.uplink = old.requests, old.uplink  # no fresh allowance
             await old.ws.close(message=b"replaced")
 
     async def _read(self, conn: WsClient) -> None:
@@ -214,7 +247,15 @@ class WsBridge:
             if message.type == WSMsgType.BINARY:
                 self._uplink(conn, message.data)
             elif message.type == WSMsgType.TEXT:
-                self._request(conn, message.data)
+                if conn.requests.take():
+                    self._request(conn, message.data)
+                else:
+                    WS_DROPPED_RATE.inc()
+            elif message.type == WSMsgType.ERROR:  # aiohttp closes the socket after it
+                too_big = getattr(message.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG
+                WS_DROPPED.labels("oversized" if too_big else "protocol").inc()
+                logger.info("WsBridge(%s) client %s: %s", self.instance, conn.client_id,
+                            str(message.data)[:200])
 
     async def _closed(self, session: Session, conn: WsClient, reason: str) -> None:
         clients = self._sessions.get(conn.session_id, {})
@@ -244,6 +285,9 @@ class WsBridge:
     def _uplink(self, conn: WsClient, pcm: bytes) -> None:
         if not pcm or len(pcm) % CHUNK_BYTES or len(pcm) > MAX_UPLINK_BYTES:
             WS_DROPPED.labels("size").inc()
+            return
+        if not conn.uplink.take(len(pcm)):
+            WS_DROPPED_AHEAD.inc()
             return
         if conn.muted:
             return
@@ -318,10 +362,3 @@ class WsBridge:
         for clients in list(self._sessions.values()):
             for conn in list(clients.values()):
                 await conn.ws.close(message=b"server shutdown")
-
-
-def _token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.query.get("t")

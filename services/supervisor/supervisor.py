@@ -19,6 +19,8 @@ import sys
 
 import aiohttp
 
+from services.signaling.config import ADMIN_KEY_FILE
+
 from .children import Child, ChildSpec
 from .config import UpConfig
 
@@ -28,9 +30,13 @@ STOP_DEADLINE_S = 8.0
 READY_TIMEOUT_S = 60.0
 
 
+KEY_HOLDERS = frozenset({"services.openai_link"})
+"The only children given OPENAI_API_KEY: the fewer processes hold it, the fewer can leak it."
+
+
 def child_specs(config: UpConfig) -> list[ChildSpec]:
     base = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"},
         "VOXRELAY_BUS_PUBLISH": config.bus_publish,
         "VOXRELAY_BUS_SUBSCRIBE": config.bus_subscribe,
         "VOXRELAY_DATA_DIR": str(config.data_dir),
@@ -57,6 +63,8 @@ def child_specs(config: UpConfig) -> list[ChildSpec]:
     result = []
     for name, module, stage, extra in specs:
         env = {**base, "VOXRELAY_INSTANCE": name, **extra}
+        if module in KEY_HOLDERS and "OPENAI_API_KEY" in os.environ:
+            env["OPENAI_API_KEY"] = os.environ["OPENAI_API_KEY"]
         port = metrics_port(config, name)
         if port:
             env["VOXRELAY_METRICS_PORT"] = str(port)
@@ -148,6 +156,11 @@ class Supervisor:
         sys.stdout.write(f"voxrelay up on {url} (Realtime: {mode}; "
                          f"{self.config.edges} media edge(s); data in {self.config.data_dir}"
                          f"{trust})\n")
+        admin_key = self.config.data_dir / ADMIN_KEY_FILE
+        public = self.config.host not in ("127.0.0.1", "::1", "localhost")
+        if public and not os.environ.get("VOXRELAY_ADMIN_KEY") and admin_key.exists():
+            sys.stdout.write(f"starting a conversation needs the admin key in {admin_key} "
+                             "(the page asks for it once per browser)\n")
         if self.config.metrics_base_port:
             ports = ", ".join(f"{c.spec.name} :{metrics_port(self.config, c.spec.name)}"
                               for c in self.children if metrics_port(self.config, c.spec.name))

@@ -68,8 +68,9 @@ async def test_two_clients_hear_the_ai_and_the_transcript_is_stored(stack):
             assert {c["name"] for c in detail["clients"]} == {"laptop", "phone"}
             async with http.delete(f"{base}/clients/{phone.client_id}", headers=auth) as r:
                 assert r.status == 204
-            async with http.delete(f"{base}/clients/{phone.client_id}") as r:
-                assert r.status == 401  # no token
+            async with http.delete(f"{base}/clients/{phone.client_id}",
+                                   headers={"Authorization": "Bearer not-a-token"}) as r:
+                assert r.status == 401
             async with http.get(base) as r:
                 assert [c["name"] for c in (await r.json())["clients"]] == ["laptop"]
             async with http.delete(base, headers=auth) as r:

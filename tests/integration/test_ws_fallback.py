@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.client.voxrelay import create_session
+from services.client.voxrelay import create_session, find_event
 from tests.support.speech import rms_dbfs, silence, speak
 from tests.support.up import Up, running_up
 
@@ -53,13 +53,10 @@ class WsPeer:
 
     async def wait_event(self, type_: str, timeout: float, **payload: Any) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events:
-                    if event["type"] == type_ and all(
-                            event["payload"].get(k) == v for k, v in payload.items()):
-                        return event
+            while (event := find_event(self.events, type_, **payload)) is None:
                 self.changed.clear()
                 await self.changed.wait()
+            return event
 
     async def speak(self, pcm: bytes) -> None:
         """Send ``pcm`` as 20 ms frames, paced at real time."""

@@ -16,12 +16,13 @@ export class ApiError extends Error {
 const UNREACHABLE =
   "Can't reach the voxrelay server. Check that it is running and that this device is on the same network, then try again.";
 
-export function createSession(name) {
-  return request("POST", "/v1/sessions", { body: { name } });
+// `adminKey`: the server's admin key, when it asks for one (a server on loopback may not).
+export function createSession(name, adminKey) {
+  return request("POST", "/v1/sessions", { body: { name }, token: adminKey || undefined });
 }
 
-export function getSession(sessionId) {
-  return request("GET", `/v1/sessions/${encodeURIComponent(sessionId)}`);
+export function getSession(sessionId, token) {
+  return request("GET", `/v1/sessions/${encodeURIComponent(sessionId)}`, { token });
 }
 
 export function join(sessionId, token, offer) {
@@ -64,6 +65,10 @@ function explain(status, code, serverMessage) {
   const detail = `${status} ${code}: ${serverMessage}`;
   if (status === 429 || code === "session_full") {
     return new ApiError(status, "session_full", `This conversation is full. ${serverMessage}`, detail);
+  }
+  if (code === "token_expired") {
+    return new ApiError(status, code,
+      "This link has expired. Ask for a fresh link or start a new conversation.", detail);
   }
   if (status === 401 || status === 403) {
     return new ApiError(status, code,

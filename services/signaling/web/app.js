@@ -12,6 +12,7 @@ import { Transcript } from "./transcript.js";
 const NAME_KEY = "voxrelay.name";
 const MIC_KEY = "voxrelay.mic";
 const VOLUME_KEY = "voxrelay.volume";
+const ADMIN_KEY = "voxrelay.adminKey";
 const STATE_LABELS = {
   idle: "Not connected",
   connecting: "Connecting…",
@@ -26,7 +27,8 @@ const AI_LABELS = {
   speaking: "The AI is speaking",
 };
 
-const GONE = new Set(["session_ended", "session_not_found", "unauthorized"]);
+const GONE = new Set(["session_ended", "session_not_found", "unauthorized", "invalid_token",
+  "token_expired"]);
 
 const $ = (id) => document.getElementById(id);
 
@@ -47,6 +49,8 @@ function startPage() {
   $("home").hidden = false;
   const input = $("home-name");
   input.value = defaultName();
+  const keyInput = $("admin-key");
+  keyInput.value = localStorage.getItem(ADMIN_KEY) ?? "";
   $("start-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const name = input.value.trim() || defaultName();
@@ -55,11 +59,23 @@ function startPage() {
     button.disabled = true;
     button.textContent = "Starting…";
     show($("home-error"), "");
+    const adminKey = keyInput.value.trim();
     try {
-      const session = await api.createSession(`${name}'s conversation`);
+      const session = await api.createSession(`${name}'s conversation`, adminKey);
+      if (adminKey) localStorage.setItem(ADMIN_KEY, adminKey);
       location.assign(`/s/${session.session_id}?t=${encodeURIComponent(session.token)}`);
     } catch (err) {
-      show($("home-error"), err.message);
+      if (err.status === 401 || err.status === 403) {
+        // This server wants its admin key (it listens beyond this machine).
+        localStorage.removeItem(ADMIN_KEY);
+        $("admin-key-row").hidden = false;
+        keyInput.focus();
+        show($("home-error"), adminKey
+          ? "That server key is not right. Check it and try again."
+          : "This server needs its key to start a conversation. Enter it below.");
+      } else {
+        show($("home-error"), err.message);
+      }
       button.disabled = false;
       button.textContent = "Start a conversation";
     }
@@ -107,7 +123,7 @@ class Room {
   // Say at once when a link points at a conversation that is gone.
   async #checkSession() {
     try {
-      const session = await api.getSession(this.sessionId);
+      const session = await api.getSession(this.sessionId, this.token);
       if (session.name) show($("title"), session.name);
       if (session.state === "ended") throw new api.ApiError(409, "session_ended", "This conversation has ended. Start a new one.");
     } catch (err) {
@@ -292,7 +308,7 @@ class Room {
 
   async #loadPeople() {
     try {
-      const session = await api.getSession(this.sessionId);
+      const session = await api.getSession(this.sessionId, this.token);
       this.people = new Map(session.clients.map((c) => [c.client_id, c.name]));
       this.#renderPeople();
     } catch {

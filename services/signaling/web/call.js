@@ -26,7 +26,8 @@ const MAX_RECONNECTS = 3;
 const RECONNECT_STEP_MS = 250;
 const FALLBACK_AFTER_MS = 8000;
 const FALLBACK_AFTER_FAILURES = 2;
-const FINAL_CODES = new Set(["session_ended", "session_not_found", "unauthorized", "session_full"]);
+const FINAL_CODES = new Set(["session_ended", "session_not_found", "unauthorized", "invalid_token",
+  "token_expired", "session_full"]);
 
 export const MIC_CONSTRAINTS = {
   channelCount: 1,

@@ -1,13 +1,16 @@
 // QR codes for join links (ISO/IEC 18004): byte mode, error correction level M,
-// versions 1–10 (up to 213 bytes of UTF-8). No dependencies.
+// versions 1–20 (up to 666 bytes of UTF-8: a join link with its signed token is ~330).
+// No dependencies.
 //
 //   const code = encodeQr("https://…");   // {size, dark(x, y)}
 //   drawQr(canvas, code);
 
-const MAX_VERSION = 10;
+const MAX_VERSION = 20;
 // Error correction level M, by version (index 0 unused).
-const ECC_PER_BLOCK = [0, 10, 16, 26, 18, 24, 16, 18, 22, 22, 26];
-const BLOCK_COUNT = [0, 1, 1, 1, 2, 2, 4, 4, 4, 5, 5];
+const ECC_PER_BLOCK = [0, 10, 16, 26, 18, 24, 16, 18, 22, 22, 26,
+  30, 22, 22, 24, 24, 28, 28, 26, 26, 26];
+const BLOCK_COUNT = [0, 1, 1, 1, 2, 2, 4, 4, 4, 5, 5,
+  5, 8, 9, 9, 10, 10, 11, 13, 14, 16];
 const FORMAT_BITS_M = 0b00;
 const QUIET_ZONE = 4;
 
