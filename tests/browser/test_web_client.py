@@ -35,7 +35,7 @@ from services.signaling.tls import (
 )
 from services.signaling.web_routes import CONTENT_SECURITY_POLICY
 from tests.support.netblock import blocked, unprivileged_user
-from tests.support.up import Up
+from tests.support.up import Up, running_up
 
 from .conftest import decode_qr, launch_chromium
 
@@ -428,3 +428,37 @@ def test_the_certificate_is_kept_and_a_new_address_gets_one_from_the_same_ca(
                           tls_key=str(up.data_dir / "tls" / "key.pem"))
     with pytest.raises(TlsError, match="cannot use the certificate"):
         server_context(own)  # the old key does not match the new certificate
+
+
+async def test_a_server_with_an_admin_key_asks_for_it_once_and_guests_never(
+        browser: Any, tmp_path: Path) -> None:
+    key = "household-" + os.urandom(16).hex()
+    with running_up(tmp_path, edges=1, env_extra={"VOXRELAY_ADMIN_KEY": key}) as guarded:
+        async with page_in(browser) as page:
+            await page.goto(f"{guarded.url}/")
+            await page.locator("#home-name").fill("Owner")
+            start = page.get_by_role("button", name="Start a conversation")
+            await start.click()
+            await expect(page.locator("#home-error")).to_contain_text(
+                "needs its key", timeout=UI_TIMEOUT_MS)
+            await page.locator("#admin-key").fill("not-" + key)
+            await start.click()
+            await expect(page.locator("#home-error")).to_contain_text(
+                "not right", timeout=UI_TIMEOUT_MS)
+            await page.locator("#admin-key").fill(key)
+            await start.click()
+            await page.wait_for_url(SESSION_PAGE, timeout=SLOW_MS)
+            assert key not in page.url
+            invitation = page.url
+
+            await page.goto(f"{guarded.url}/")  # the browser kept the key
+            await page.locator("#home-name").fill("Owner")
+            await start.click()
+            await page.wait_for_url(SESSION_PAGE, timeout=SLOW_MS)
+
+        async with page_in(browser) as guest:  # another browser, with the link alone
+            await guest.goto(invitation)
+            await guest.get_by_role("button", name="Join", exact=True).click()
+            await expect(guest.get_by_role("status")).to_have_text(
+                "Connected", timeout=CONNECT_TIMEOUT_MS)
+            assert key not in await guest.content()

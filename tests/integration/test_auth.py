@@ -201,3 +201,35 @@ async def test_limits_answer_with_a_clear_error_and_are_counted(http, up):
                if line.startswith("voxrelay_http_rejected_total{")}
     for limit in ("tenant_sessions", "sdp_lines", "sdp_bytes", "candidates", "body"):
         assert counted[f'limit="{limit}"'] >= 1, limit
+
+
+async def test_malformed_offers_get_400_and_mdns_candidates_do_not_stall_a_join(http, up):
+    session = await new_session(http, ADMIN, tenant="offers")
+    join = f"/v1/sessions/{session['session_id']}/clients"
+    before = await edge_pid(http)
+    for sdp in ("v=0\r\nthis is not sdp\r\n", "v=0\r\nm=audio x y\r\n", "v=0\r\n" + "\0" * 500,
+                "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=candidate:bogus\r\n"):
+        status, answer = await call(http, "POST", join, ADMIN, json={"sdp": sdp})
+        assert status == 400 and "sdp" in answer["error"]["message"].lower(), (sdp[:40], answer)
+
+    client = VoxrelayClient("phone")
+    try:
+        await client.pc.setLocalDescription(await client.pc.createOffer())
+        offer = client.pc.localDescription.sdp
+        mdns = "".join(f"a=candidate:{900 + i} 1 udp 2122260223 {i:08x}-1b2c-4d5e-8f90-"
+                       f"0123456789ab.local 5{i:04d} typ host\r\n" for i in range(40))
+        offer = offer.replace("a=end-of-candidates", mdns + "a=end-of-candidates", 1) \
+            if "a=end-of-candidates" in offer else offer + mdns
+        status, answer = await call(http, "POST", join, session["token"],
+                                    json={"sdp": offer, "type": "offer", "name": "phone"})
+        assert status == 201, answer
+    finally:
+        await client.close()
+    assert await edge_pid(http) == before
+    await call(http, "DELETE", f"/v1/sessions/{session['session_id']}", ADMIN)
+
+
+async def edge_pid(http: aiohttp.ClientSession) -> int:
+    status, health = await call(http, "GET", "/healthz", None)
+    assert status == 200, health
+    return health["services"]["media_edge"][0]["pid"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import aiohttp
 import pytest
 
@@ -9,13 +12,20 @@ from tests.support.ports import free_port
 from tests.support.stack import Stack
 
 
-@pytest.fixture
-async def signaling(tmp_path):
+@contextlib.asynccontextmanager
+async def signaling_alone(data_dir, **env: str) -> AsyncIterator[aiohttp.ClientSession]:
+    """signaling on a bus of its own (no other service), and a client of its API."""
     port = free_port()
-    async with Stack(data_dir=tmp_path) as stack:
-        await stack.start("signaling", env={"VOXRELAY_HTTP_PORT": str(port)})
+    async with Stack(data_dir=data_dir) as stack:
+        await stack.start("signaling", env={"VOXRELAY_HTTP_PORT": str(port), **env})
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
             yield http
+
+
+@pytest.fixture
+async def signaling(tmp_path):
+    async with signaling_alone(tmp_path) as http:
+        yield http
 
 
 async def test_health_reports_missing_services(signaling):
@@ -64,3 +74,42 @@ async def test_metrics_are_served(signaling):
     async with signaling.get("/metrics") as resp:
         assert resp.status == 200
         assert "voxrelay_http_requests_total" in await resp.text()
+
+
+async def test_one_address_creating_sessions_too_fast_gets_429_with_retry_after(tmp_path):
+    statuses = []
+    async with signaling_alone(tmp_path, VOXRELAY_PLACEMENT_WAIT_S="0") as http:
+        for _ in range(12):
+            async with http.post("/v1/sessions", json={}) as resp:
+                statuses.append(resp.status)
+                if resp.status == 429:
+                    assert (await resp.json())["error"]["code"] == "rate_limited"
+                    assert int(resp.headers["Retry-After"]) >= 1
+        # The first ten (the burst) get as far as placement (503: no mixer here), then 429.
+        assert statuses == [503] * 10 + [429] * 2
+        async with http.get("/metrics") as resp:
+            assert 'voxrelay_http_rejected_total{limit="session_rate"} 2.0' in await resp.text()
+
+
+async def test_other_origins_get_no_cors_headers_unless_configured(tmp_path):
+    allowed = "https://app.example"
+    async with signaling_alone(tmp_path, VOXRELAY_CORS_ORIGINS=allowed) as http:
+        preflight = {"Origin": allowed, "Access-Control-Request-Method": "POST"}
+        async with http.options("/v1/sessions", headers=preflight) as resp:
+            assert resp.status == 204
+            assert resp.headers["Access-Control-Allow-Origin"] == allowed
+            assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
+        async with http.get("/healthz", headers={"Origin": "https://evil.example"}) as resp:
+            assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_by_default_no_origin_is_allowed_and_the_page_is_locked_down(signaling):
+    async with signaling.get("/healthz", headers={"Origin": "https://app.example"}) as resp:
+        assert "Access-Control-Allow-Origin" not in resp.headers
+    async with signaling.options("/v1/sessions", headers={
+            "Origin": "https://app.example", "Access-Control-Request-Method": "POST"}) as resp:
+        assert resp.status >= 400 and "Access-Control-Allow-Origin" not in resp.headers
+    async with signaling.get("/") as resp:
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert "'unsafe-inline'" not in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
