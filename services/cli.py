@@ -96,10 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = commands.add_parser("keygen", help="a CURVE key for a bus spanning hosts "
                                  "(set it on every service of the deployment)")
     keygen.set_defaults(run=_keygen)
+    commands.add_parser("bench", add_help=False,
+                        help="measure CPU, memory, delivery and latency per conversation, "
+                        "against a baseline bridge (from a voxrelay checkout; --help)")
     return parser
 
 
+def _bench(argv: Sequence[str]) -> int:
+    try:
+        from benchmarks import bench
+    except ImportError:
+        sys.stderr.write("voxrelay bench: run it from a voxrelay checkout (benchmarks/)\n")
+        return 2
+    return bench.main(list(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own options, parsed by benchmarks/bench.py
+        setup_logging(None)
+        return _bench(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     return args.run(args)

@@ -1,0 +1,336 @@
+"""``voxrelay bench``: what voxrelay costs per conversation, against the baseline bridge.
+
+For each conversation count in ``--conversations`` it runs the load generator
+(:mod:`.load`) against voxrelay and, with ``--baseline``, against the baseline bridge
+(:mod:`benchmarks.baseline`: one asyncio process holding both aiortc legs), one after the
+other at each step, both against the same simulator in echo mode. While the load runs it
+reads, over a window in its middle (after every client joined, before any leaves):
+
+- CPU seconds per conversation-second: utime + stime from ``/proc/<pid>/stat`` summed
+  over the server's processes (voxrelay: every ``services.*`` process but the
+  simulator; the baseline: its one process), divided by conversations × window;
+- RSS per conversation: the server's resident memory under load less before it, over the
+  conversations;
+- from the clients: frames delivered (of one every 20 ms), the longest gap between two
+  frames, voice to voice (speech end → first reply audio heard), turns answered;
+- voxrelay's bus hops p50/p99 over the window (its histograms, scraped before and after).
+
+Ratios (voxrelay / baseline) are printed per step; the machine is shared and noisy, so
+only ratios measured in one run are compared. ``--url`` measures a stack that is already
+running (voxrelay only; no baseline).
+
+Usage: ``voxrelay bench [--conversations 1,4,8] [--seconds 40] [--baseline] [--json FILE]``
+(or ``.venv/bin/python -m benchmarks.bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.supervisor.status import Histogram, histogram_quantile, scrape_by_kind
+from tests.support.ports import free_port, free_port_block
+
+from .hop_latency import start_stack
+from .load import ClientResult, run_load
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+WARMUP_S = 8.0
+"Load runs this long before the measured window (every client joined by then)."
+TAIL_S = 4.0
+HOPS = ("edge_to_mixer", "mixer_to_link", "link_to_edge")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+        except OSError:
+            continue
+    return total
+
+
+def voxrelay_pids() -> list[int]:
+    """Every voxrelay process on this machine but the simulator (and this one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if _is_voxrelay(argv):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _is_voxrelay(argv: list[bytes]) -> bool:
+    """``python -m services.<service>``, or the supervisor (``services.cli up``)."""
+    modules = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == b"-m"]
+    for module in modules:
+        if module == b"services.cli":
+            return b"up" in argv
+        if module.startswith(b"services.") and module != b"services.openai_sim":
+            return True
+    return False
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    pids: list[int]
+    headers: dict[str, str]
+
+
+def delta(after: Histogram | None, before: Histogram | None) -> Histogram | None:
+    if after is None:
+        return None
+    if before is None:
+        return after
+    counts = dict(before.buckets)
+    return Histogram(tuple((bound, count - counts.get(bound, 0.0))
+                           for bound, count in after.buckets))
+
+
+async def hop_histograms(url: str) -> dict[str, Histogram | None]:
+    kinds = await scrape_by_kind(url)
+    found: dict[str, Histogram | None] = {}
+    for stage, kind in (("edge_to_mixer", "mixer"), ("mixer_to_link", "openai_link"),
+                        ("link_to_edge", "media_edge")):
+        metrics = kinds.get(kind)
+        found[stage] = metrics.histograms.get(
+            ("voxrelay_bus_hop_seconds", (("stage", stage),))) if metrics else None
+    return found
+
+
+def measure(server: Server, conversations: int, seconds: float, processes: int,
+            ice_hosts: list[str] | None) -> dict[str, Any]:
+    """Run the load on ``server`` and read its costs over the middle of it."""
+    rss_idle = rss_bytes(server.pids)
+    hops_before = asyncio.run(hop_histograms(server.url)) if server.name == "voxrelay" else {}
+    window: dict[str, float] = {}
+
+    def sample() -> None:
+        time.sleep(WARMUP_S)
+        window["cpu0"], window["t0"] = cpu_seconds(server.pids), time.monotonic()
+        time.sleep(max(1.0, seconds - WARMUP_S - TAIL_S))
+        window["cpu1"], window["t1"] = cpu_seconds(server.pids), time.monotonic()
+        window["rss"] = rss_bytes(server.pids)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    results = run_load(server.url, conversations, seconds, processes=processes,
+                       headers=server.headers, ice_hosts=ice_hosts)
+    sampler.join()
+    hops: dict[str, dict[str, float | None]] = {}
+    if server.name == "voxrelay":
+        after = asyncio.run(hop_histograms(server.url))
+        for stage in HOPS:
+            h = delta(after.get(stage), hops_before.get(stage))
+            hops[stage] = {q: _ms(histogram_quantile(v, h)) for q, v in (("p50_ms", 0.5),
+                                                                         ("p99_ms", 0.99))}
+    span = window["t1"] - window["t0"]
+    return {
+        "server": server.name,
+        "conversations": conversations,
+        "cpu_s_per_conversation_s": round((window["cpu1"] - window["cpu0"])
+                                          / (span * conversations), 4),
+        "rss_mb_per_conversation": round((window["rss"] - rss_idle) / conversations / 2**20, 2),
+        "rss_mb_total": round(window["rss"] / 2**20, 1),
+        "clients": _clients(results),
+        "bus_hops": hops,
+    }
+
+
+def _clients(results: list[ClientResult]) -> dict[str, Any]:
+    ok = [r for r in results if not r.error and r.window_s]
+    replies = [ms for r in ok for ms in r.reply_ms]
+    return {
+        "errors": [r.error for r in results if r.error],
+        "delivery_min": round(min((r.delivery for r in ok), default=0.0), 4),
+        "delivery_mean": round(float(np.mean([r.delivery for r in ok])) if ok else 0.0, 4),
+        "longest_gap_ms": max((r.longest_gap_ms for r in ok), default=None),
+        "turns": sum(r.turns for r in results),
+        "answered": sum(r.answered for r in results),
+        "voice_to_voice_p50_ms": _pct(replies, 50),
+        "voice_to_voice_p99_ms": _pct(replies, 99),
+    }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+@contextmanager
+def baseline_bridge(sim_url: str) -> Iterator[Server]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.baseline", "--host", "127.0.0.1", "--port",
+         str(port), "--openai-base-url", f"{sim_url}/v1"],
+        env={**os.environ, "VOXRELAY_ICE_HOSTS": "127.0.0.1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield Server("baseline", url, [proc.pid], {})
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the baseline bridge exited ({proc.returncode})")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2):  # noqa: S310 - loopback
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the baseline bridge did not start")
+
+
+def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
+        url: str | None) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    if url:
+        server = Server("voxrelay", url, voxrelay_pids(),
+                        _bearer(os.environ.get("VOXRELAY_ADMIN_KEY", "")))
+        for n in counts:
+            steps.append({"conversations": n,
+                          "voxrelay": measure(server, n, seconds, processes, None)})
+        return {"seconds": seconds, "steps": steps}
+    sim_port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        proc, stack_url, _ = start_stack(data_dir, {
+            "VOXRELAY_SIM_REPLY_MODE": "echo", "VOXRELAY_SIM_RESPONSE_LATENCY_MS": "150",
+            "VOXRELAY_MAX_SESSIONS_PER_TENANT": "1000",
+            "VOXRELAY_SESSION_RATE_PER_MIN": "100000"},
+            metrics_port=free_port_block(5), sim_port=sim_port)
+        try:
+            time.sleep(1.0)
+            server = Server("voxrelay", stack_url, voxrelay_pids(), {})
+            sim_url = f"http://127.0.0.1:{sim_port}"
+            for n in counts:
+                step: dict[str, Any] = {"conversations": n}
+                step["voxrelay"] = measure(server, n, seconds, processes, ["127.0.0.1"])
+                if with_baseline:
+                    with baseline_bridge(sim_url) as baseline:
+                        step["baseline"] = measure(baseline, n, seconds, processes,
+                                                   ["127.0.0.1"])
+                    step["ratios"] = ratios(step["voxrelay"], step["baseline"])
+                steps.append(step)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+    return {"seconds": seconds, "steps": steps}
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | None]:
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a is not None and b else None
+
+    return {
+        "cpu": ratio(ours["cpu_s_per_conversation_s"], theirs["cpu_s_per_conversation_s"]),
+        "rss_per_conversation": ratio(ours["rss_mb_per_conversation"],
+                                      theirs["rss_mb_per_conversation"]),
+        "voice_to_voice_p50": ratio(ours["clients"]["voice_to_voice_p50_ms"],
+                                    theirs["clients"]["voice_to_voice_p50_ms"]),
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    header = ("| server | conv. | CPU-s / conv-s | RSS MB / conv. | delivered (min) | "
+              "longest gap ms | answered | voice→voice p50 / p99 ms | bus hops p99 ms |")
+    lines = [header, "|" + "---|" * 9]
+    for step in result["steps"]:
+        for name in ("voxrelay", "baseline"):
+            row = step.get(name)
+            if row is None:
+                continue
+            c = row["clients"]
+            hops = " / ".join(f"{v['p99_ms']}" for v in row["bus_hops"].values()) or "—"
+            lines.append(
+                f"| {name} | {row['conversations']} | {row['cpu_s_per_conversation_s']} | "
+                f"{row['rss_mb_per_conversation']} | {c['delivery_min']:.3f} | "
+                f"{c['longest_gap_ms']} | {c['answered']}/{c['turns']} | "
+                f"{c['voice_to_voice_p50_ms']} / {c['voice_to_voice_p99_ms']} | {hops} |")
+            if c["errors"]:
+                lines.append(f"|  | errors: {'; '.join(c['errors'][:3])} |" + " |" * 7)
+        if "ratios" in step:
+            r = step["ratios"]
+            lines.append(f"| voxrelay / baseline | {step['conversations']} | {r['cpu']} | "
+                         f"{r['rss_per_conversation']} | | | | {r['voice_to_voice_p50']} | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="voxrelay bench",
+        description="What voxrelay costs per conversation, against the baseline bridge.")
+    parser.add_argument("--conversations", default="1,4",
+                        help="comma-separated conversation counts (default 1,4)")
+    parser.add_argument("--seconds", type=float, default=40.0,
+                        help="how long each step's conversations talk (default 40)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run the baseline bridge at each step, and print ratios")
+    parser.add_argument("--processes", type=int, default=2, help="load generator processes")
+    parser.add_argument("--url", help="measure this running stack instead of starting one")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.conversations.split(",") if n.strip()]
+    if not counts or min(counts) < 1 or args.seconds < WARMUP_S + TAIL_S + 2:
+        parser.error(f"--conversations must be ≥ 1 and --seconds ≥ {WARMUP_S + TAIL_S + 2:g}")
+    result = run(counts, args.seconds, args.baseline, max(1, args.processes), args.url)
+    print(render(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

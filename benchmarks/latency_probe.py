@@ -1,0 +1,142 @@
+"""What voxrelay adds to a turn's latency: the same turns through it and direct.
+
+The simulator in echo mode says back what it heard. One client talks to it through
+voxrelay (client → edge → mixer → link → simulator → link → edge → client); another
+talks to the same simulator directly, over WebRTC with the session voxrelay's link would
+ask for (``calls_api.session_config``). Turns alternate between the two, the same
+phrases, so both see the same simulator, machine load and turn detection. For each turn:
+from the end of the client's speech to the first loud frame of the reply it hears. The
+difference of the two is what voxrelay adds.
+
+Usage: ``.venv/bin/python -m benchmarks.latency_probe [--turns 12] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from services.client.voxrelay import create_session
+from services.openai_link.calls_api import CallSettings, create_call, session_config
+from services.openai_link.config import from_env as link_config
+from services.runtime import configure_ice_hosts
+from tests.support.ports import free_port, free_port_block
+from tests.support.rtc_client import RealtimeRtcClient
+from tests.support.speech import speak
+
+from .hop_latency import start_stack
+from .load import LOUD_RMS, PHRASES, ListeningClient, loudness, spoken_turn
+
+
+class DirectClient(RealtimeRtcClient):
+    """A client of the Realtime API itself that notes when it last heard something loud."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loud_at = 0.0
+
+    def _hear(self, pcm: bytes) -> None:
+        super()._hear(pcm)
+        if loudness(pcm) > LOUD_RMS:
+            self.loud_at = time.monotonic()
+
+
+async def open_direct(http: aiohttp.ClientSession, sim_url: str) -> DirectClient:
+    config = link_config({"VOXRELAY_OPENAI_BASE_URL": f"{sim_url}/v1"})
+    client = DirectClient()
+    answer = await create_call(http, config, await client.offer(), CallSettings())
+    await client.accept(answer.sdp)
+    await asyncio.wait_for(client.opened.wait(), 10)
+    client.send({"type": "session.update", "session": session_config(CallSettings())})
+    await client.wait_for("session.updated", timeout=10)
+    return client
+
+
+async def probe(url: str, sim_url: str, turns: int) -> dict[str, Any]:
+    speeches = [speak(p) for p in PHRASES]
+    through: list[float] = []
+    direct: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        session = await create_session(http, url, name="latency probe")
+        relayed = ListeningClient("probe")
+        straight = await open_direct(http, sim_url)
+        try:
+            await relayed.join(http, url, session)
+            await relayed.wait_connected(timeout=20)
+            await asyncio.sleep(1.0)
+            for i in range(turns):
+                for client, found in ((relayed, through), (straight, direct)):
+                    reply = await spoken_turn(client, speeches[i % len(speeches)])
+                    if reply is not None:
+                        found.append(reply * 1000)
+                    await asyncio.sleep(0.5)
+        finally:
+            await relayed.close()
+            await straight.close()
+            async with http.delete(f"{url}/v1/sessions/{session['session_id']}",
+                                   headers={"Authorization": f"Bearer {session['token']}"}):
+                pass
+    return {"turns": turns, "through_voxrelay": _summary(through), "direct": _summary(direct),
+            "added_p50_ms": _diff(through, direct, 50), "added_p99_ms": _diff(through, direct, 99)}
+
+
+def _summary(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50_ms": None, "p99_ms": None}
+    return {"n": len(values), "p50_ms": round(float(np.percentile(values, 50)), 1),
+            "p99_ms": round(float(np.percentile(values, 99)), 1)}
+
+
+def _diff(a: list[float], b: list[float], q: float) -> float | None:
+    if not a or not b:
+        return None
+    return round(float(np.percentile(a, q) - np.percentile(b, q)), 1)
+
+
+def measure(turns: int) -> dict[str, Any]:
+    configure_ice_hosts(["127.0.0.1"])
+    sim_port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        proc, url, _ = start_stack(data_dir, {"VOXRELAY_SIM_REPLY_MODE": "echo",
+                                              "VOXRELAY_SIM_RESPONSE_LATENCY_MS": "150"},
+                                   metrics_port=free_port_block(5), sim_port=sim_port)
+        try:
+            return asyncio.run(probe(url, f"http://127.0.0.1:{sim_port}", turns))
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+
+
+def render(result: dict[str, Any]) -> str:
+    t, d = result["through_voxrelay"], result["direct"]
+    return "\n".join([
+        "| path | turns | voice→voice p50 ms | p99 ms |",
+        "|---|---|---|---|",
+        f"| through voxrelay | {t['n']} | {t['p50_ms']} | {t['p99_ms']} |",
+        f"| direct to the simulator | {d['n']} | {d['p50_ms']} | {d['p99_ms']} |",
+        f"| added by voxrelay | | {result['added_p50_ms']} | {result['added_p99_ms']} |",
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--turns", type=int, default=12)
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    result = measure(max(1, args.turns))
+    print(render(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

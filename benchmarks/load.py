@@ -1,0 +1,171 @@
+"""The load generator: conversations of aiortc clients, in processes of their own.
+
+Each conversation is one client of its own session. It speaks an espeak phrase, waits
+for the reply (the simulator in echo mode says the phrase back) to start and then to end,
+pauses briefly and speaks again, until its time is up: both directions stay busy about
+half the time each, as in a real conversation. What it hears is recorded frame by frame
+(arrival time and level), which gives:
+
+- ``frames``: 20 ms frames received over the measured window, and the ``delivery`` ratio
+  against the window's length (the server sends a frame every 20 ms, silence included);
+- ``longest_gap_ms``: the longest time between two frames arriving;
+- ``reply_ms``: per turn, from the end of the client's speech to the first loud frame of
+  the reply (voice to voice, as the client hears it).
+
+The clients run in ``processes`` worker processes (spawned, so nothing is shared with
+the measuring process) whose CPU is not counted against the server. The same clients
+drive voxrelay and the baseline bridge: both answer ``POST /v1/sessions`` and
+``POST /v1/sessions/{sid}/clients``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import numpy as np
+
+from services.client.rtc import PcmTrack
+from services.client.voxrelay import VoxrelayClient, create_session
+from services.runtime import configure_ice_hosts
+from tests.support.speech import duration_ms, silence, speak
+
+PHRASES = ("What is the weather like today", "Tell me something about the sea",
+           "How far away is the moon", "Which river is the longest")
+LOUD_RMS = 300.0
+"A frame louder than this (PCM16 RMS) is voice, not silence or comfort noise."
+REPLY_WAIT_S = 10.0
+QUIET_END_S = 0.7
+"A reply is over once no loud frame arrived for this long."
+PAUSE_S = 0.4
+FRAME_S = 0.02
+
+
+@dataclass
+class ClientResult:
+    frames: int = 0
+    window_s: float = 0.0
+    longest_gap_ms: float = 0.0
+    turns: int = 0
+    answered: int = 0
+    reply_ms: list[float] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def delivery(self) -> float:
+        return min(1.0, self.frames * FRAME_S / self.window_s) if self.window_s else 0.0
+
+
+class ListeningClient(VoxrelayClient):
+    """A client that notes when each frame arrived and whether it was loud."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.arrivals: list[float] = []
+        self.loud_at: float = 0.0
+
+    def _hear(self, pcm: bytes) -> None:
+        now = time.monotonic()
+        self.arrivals.append(now)
+        if loudness(pcm) > LOUD_RMS:
+            self.loud_at = now
+
+
+class Listener(Protocol):
+    mic: PcmTrack
+    loud_at: float
+
+
+def loudness(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+    return float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
+
+
+async def spoken_turn(client: Listener, speech: bytes) -> float | None:
+    """Say ``speech``; the time from its end to the first loud frame heard after it
+    (None: no reply in time), once that reply is over."""
+    client.mic.play(speech + silence(200))
+    spoken_end = time.monotonic() + duration_ms(speech) / 1000
+    deadline = spoken_end + REPLY_WAIT_S
+    while client.loud_at <= spoken_end:
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(0.01)
+    onset = client.loud_at
+    while time.monotonic() - client.loud_at < QUIET_END_S:
+        await asyncio.sleep(0.05)
+    return onset - spoken_end
+
+
+async def conversation(url: str, headers: dict[str, str], seconds: float, number: int
+                       ) -> ClientResult:
+    result = ClientResult()
+    phrases = [speak(p) for p in PHRASES]
+    async with aiohttp.ClientSession() as http:
+        try:
+            session = await create_session(http, url, headers=headers, name=f"load-{number}")
+        except (AssertionError, aiohttp.ClientError) as e:
+            return ClientResult(error=f"create: {e}")
+        client = ListeningClient(f"load-{number}")
+        try:
+            await client.join(http, url, session)
+            await client.wait_connected(timeout=20)
+            await asyncio.sleep(0.5)  # the first frames reach the client
+            begun = time.monotonic()
+            first_frame = len(client.arrivals)
+            deadline = begun + seconds
+            turn = number
+            while time.monotonic() < deadline:
+                result.turns += 1
+                reply = await spoken_turn(client, phrases[turn % len(phrases)])
+                turn += 1
+                if reply is not None:
+                    result.answered += 1
+                    result.reply_ms.append(round(reply * 1000, 1))
+                await asyncio.sleep(PAUSE_S)
+            ended = time.monotonic()
+            arrivals = [t for t in client.arrivals[first_frame:] if t <= ended]
+            result.window_s = ended - begun
+            result.frames = len(arrivals)
+            edges = [begun, *arrivals, ended]
+            result.longest_gap_ms = round(max(np.diff(edges)) * 1000, 1)
+        except (AssertionError, TimeoutError, aiohttp.ClientError) as e:
+            result.error = f"{type(e).__name__}: {e}"
+        finally:
+            await client.close()
+            async with http.delete(f"{url}/v1/sessions/{session['session_id']}",
+                                   headers={"Authorization": f"Bearer {session['token']}"}):
+                pass
+    return result
+
+
+def _worker(url: str, headers: dict[str, str], seconds: float, numbers: list[int],
+            ice_hosts: list[str] | None) -> list[dict[str, Any]]:
+    if ice_hosts:
+        configure_ice_hosts(ice_hosts)
+
+    async def run() -> list[ClientResult]:
+        return list(await asyncio.gather(*(conversation(url, headers, seconds, n)
+                                           for n in numbers)))
+
+    return [asdict(r) for r in asyncio.run(run())]
+
+
+def run_load(url: str, conversations: int, seconds: float, *, processes: int = 2,
+             headers: dict[str, str] | None = None,
+             ice_hosts: list[str] | None = None) -> list[ClientResult]:
+    """``conversations`` conversations of ``seconds`` each, at once, spread over worker
+    processes; one result per conversation."""
+    groups = [list(range(i, conversations, processes)) for i in range(processes)]
+    groups = [g for g in groups if g]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(len(groups), mp_context=context) as pool:
+        futures = [pool.submit(_worker, url, headers or {}, seconds, g, ice_hosts)
+                   for g in groups]
+        rows = [row for f in futures for row in f.result(timeout=seconds + 120)]
+    return [ClientResult(**row) for row in rows]
