@@ -28,7 +28,7 @@ import pytest
 from services.client.voxrelay import VoxrelayClient, create_session, find_event
 from services.runtime.ratelimit import CLIENT_MESSAGE_BURST, CLIENT_MESSAGES_PER_S
 from services.supervisor.status import parse_metrics
-from tests.support.speech import silence, speak
+from tests.support.speech import send_paced, silence, speak
 from tests.support.up import Up, running_up
 
 pytestmark = pytest.mark.timeout(240)
@@ -38,7 +38,6 @@ FLOOD = 5000
 FLOOD_DRAIN_S = 60.0
 REPLY_WAIT_S = 45.0
 FRAME_BYTES = 960
-FRAME_S = 0.02
 EDGE_DROPPED = "voxrelay_edge_channel_messages_dropped_total"
 WS_DROPPED = "voxrelay_ws_messages_dropped_total"
 
@@ -204,11 +203,7 @@ class WsPeer:
                     return
 
     async def speak(self, pcm: bytes) -> None:
-        pcm += bytes(-len(pcm) % FRAME_BYTES)
-        start = time.monotonic()
-        for n, i in enumerate(range(0, len(pcm), FRAME_BYTES)):
-            await self.ws.send_bytes(pcm[i:i + FRAME_BYTES])
-            await asyncio.sleep(max(0.0, start + (n + 1) * FRAME_S - time.monotonic()))
+        await send_paced(self.ws.send_bytes, pcm)
 
     async def close(self) -> None:
         await self.ws.close()

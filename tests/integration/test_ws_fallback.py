@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,11 @@ import aiohttp
 import pytest
 
 from services.client.voxrelay import create_session, find_event
-from tests.support.speech import rms_dbfs, silence, speak
+from tests.support.speech import rms_dbfs, send_paced, silence, speak
 from tests.support.up import Up, running_up
 
 PHRASE = "what is the weather like today"
 FRAME_BYTES = 960
-FRAME_S = 0.02
 
 
 @pytest.fixture
@@ -60,11 +58,7 @@ class WsPeer:
 
     async def speak(self, pcm: bytes) -> None:
         """Send ``pcm`` as 20 ms frames, paced at real time."""
-        pcm += bytes(-len(pcm) % FRAME_BYTES)
-        start = time.monotonic()
-        for n, i in enumerate(range(0, len(pcm), FRAME_BYTES)):
-            await self.ws.send_bytes(pcm[i:i + FRAME_BYTES])
-            await asyncio.sleep(max(0.0, start + (n + 1) * FRAME_S - time.monotonic()))
+        await send_paced(self.ws.send_bytes, pcm)
 
 
 async def metric(http: aiohttp.ClientSession, url: str, line_start: str) -> float | None:

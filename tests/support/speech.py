@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import shutil
 import subprocess
+import time
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -64,3 +67,14 @@ def _envelope(pcm: bytes, step: int) -> np.ndarray:
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
     whole = samples.size - samples.size % step
     return np.sqrt(np.mean(samples[:whole].reshape(-1, step) ** 2, axis=1))
+
+
+async def send_paced(send: Callable[[bytes], Awaitable[None]], pcm: bytes) -> None:
+    """Hand ``pcm`` to ``send`` as 20 ms frames (the last padded with silence), paced at
+    real time, as a microphone would."""
+    frame = 20 * BYTES_PER_MS
+    pcm += bytes(-len(pcm) % frame)
+    start = time.monotonic()
+    for n, i in enumerate(range(0, len(pcm), frame)):
+        await send(pcm[i:i + frame])
+        await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
