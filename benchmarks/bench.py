@@ -68,6 +68,25 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def cpu_by_service(pids: list[int]) -> dict[str, float]:
+    """CPU seconds so far per service name (``media_edge``, ``mixer``, …)."""
+    found: dict[str, float] = {}
+    for pid in pids:
+        name = service_name(pid)
+        found[name] = found.get(name, 0.0) + cpu_seconds([pid])
+    return found
+
+
+def service_name(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    modules = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == b"-m"]
+    module = modules[0].decode() if modules else "?"
+    return {"services.cli": "supervisor"}.get(module, module.rsplit(".", 1)[-1])
+
+
 def rss_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -134,18 +153,31 @@ async def hop_histograms(url: str) -> dict[str, Histogram | None]:
 
 
 def measure(server: Server, conversations: int, seconds: float, processes: int,
-            ice_hosts: list[str] | None) -> dict[str, Any]:
-    """Run the load on ``server`` and read its costs over the middle of it."""
+            ice_hosts: list[str] | None, profile_dir: Path | None = None) -> dict[str, Any]:
+    """Run the load on ``server`` and read its costs over the middle of it.
+
+    With ``profile_dir``, py-spy samples every server process over the window and writes
+    one file of collapsed stacks per process there (``<server>-<n>-<service>-<pid>.txt``,
+    for ``flamegraph.pl``, speedscope or :mod:`benchmarks.hotspots`).
+    """
     rss_idle = rss_bytes(server.pids)
     hops_before = asyncio.run(hop_histograms(server.url)) if server.name == "voxrelay" else {}
     window: dict[str, float] = {}
+    by_service: dict[str, float] = {}
 
     def sample() -> None:
         time.sleep(WARMUP_S)
+        span = max(1.0, seconds - WARMUP_S - TAIL_S)
+        spies = _profile(server, conversations, span, profile_dir) if profile_dir else []
+        per_service0 = cpu_by_service(server.pids)
         window["cpu0"], window["t0"] = cpu_seconds(server.pids), time.monotonic()
-        time.sleep(max(1.0, seconds - WARMUP_S - TAIL_S))
+        time.sleep(span)
         window["cpu1"], window["t1"] = cpu_seconds(server.pids), time.monotonic()
         window["rss"] = rss_bytes(server.pids)
+        for name, cpu in cpu_by_service(server.pids).items():
+            by_service[name] = cpu - per_service0.get(name, 0.0)
+        for spy in spies:
+            spy.wait(30)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -167,9 +199,26 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
                                           / (span * conversations), 4),
         "rss_mb_per_conversation": round((window["rss"] - rss_idle) / conversations / 2**20, 2),
         "rss_mb_total": round(window["rss"] / 2**20, 1),
+        "cpu_s_per_s_by_service": {name: round(cpu / span, 4)
+                                   for name, cpu in sorted(by_service.items())},
         "clients": _clients(results),
         "bus_hops": hops,
     }
+
+
+def _profile(server: Server, conversations: int, seconds: float,
+             profile_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """One ``py-spy record`` per server process for ``seconds`` (native frames included)."""
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for pid in server.pids:
+        out = profile_dir / f"{server.name}-{conversations}-{service_name(pid)}-{pid}.txt"
+        spies.append(subprocess.Popen(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+             "--duration", str(int(seconds)), "--rate", "200", "--nonblocking",
+             "--format", "raw", "--output", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return spies
 
 
 def _clients(results: list[ClientResult]) -> dict[str, Any]:
@@ -231,14 +280,15 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
-        url: str | None) -> dict[str, Any]:
+        url: str | None, profile_dir: Path | None = None) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     if url:
         server = Server("voxrelay", url, voxrelay_pids(),
                         _bearer(os.environ.get("VOXRELAY_ADMIN_KEY", "")))
         for n in counts:
             steps.append({"conversations": n,
-                          "voxrelay": measure(server, n, seconds, processes, None)})
+                          "voxrelay": measure(server, n, seconds, processes, None,
+                                              profile_dir)})
         return {"seconds": seconds, "steps": steps}
     sim_port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
@@ -253,11 +303,12 @@ def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
             sim_url = f"http://127.0.0.1:{sim_port}"
             for n in counts:
                 step: dict[str, Any] = {"conversations": n}
-                step["voxrelay"] = measure(server, n, seconds, processes, ["127.0.0.1"])
+                step["voxrelay"] = measure(server, n, seconds, processes, ["127.0.0.1"],
+                                           profile_dir)
                 if with_baseline:
                     with baseline_bridge(sim_url) as baseline:
                         step["baseline"] = measure(baseline, n, seconds, processes,
-                                                   ["127.0.0.1"])
+                                                   ["127.0.0.1"], profile_dir)
                     step["ratios"] = ratios(step["voxrelay"], step["baseline"])
                 steps.append(step)
         finally:
@@ -321,11 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--url", help="measure this running stack instead of starting one")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy every server process over each window; stacks to DIR")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.conversations.split(",") if n.strip()]
     if not counts or min(counts) < 1 or args.seconds < WARMUP_S + TAIL_S + 2:
         parser.error(f"--conversations must be ≥ 1 and --seconds ≥ {WARMUP_S + TAIL_S + 2:g}")
-    result = run(counts, args.seconds, args.baseline, max(1, args.processes), args.url)
+    result = run(counts, args.seconds, args.baseline, max(1, args.processes), args.url,
+                 args.profile)
     print(render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

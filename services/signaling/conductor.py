@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from proto import events, ids, rpc
+from proto.heartbeat import Heartbeat
 from services.runtime.bus import EventPublisher
 
 from .config import SignalingConfig
