@@ -29,6 +29,7 @@ from services.runtime.media import audible
 from services.runtime.service import Service
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.tasks import TaskOwner
+from services.runtime.voice_codec import VoiceEncoder, install_inline_decoding
 from services.runtime.zmq_loop import send_nowait
 
 from .config import EdgeConfig
@@ -58,6 +59,8 @@ class MediaEdge:
                                           on_event=self._on_event)
         self.owner = TaskOwner(f"{self.instance}-clients")
         self._sessions: dict[str, dict[str, ClientPeer]] = {}
+        self._voices: dict[str, VoiceEncoder] = {}
+        "Each session's model audio is encoded once, here, for all of its clients."
         self._runs: dict[ClientPeer, asyncio.Task[None]] = {}
         self._replies: dict[str, ReplyClock] = {}
         "Per session carried here: the wait for the AI's reply (voice to voice)."
@@ -183,6 +186,7 @@ class MediaEdge:
             if not clients:
                 self._sessions.pop(info.session_id, None)
                 self._replies.pop(info.session_id, None)
+                self._voices.pop(info.session_id, None)
                 self.downlink.detach(info.session_id)
             self.service.events.publish(events.ClientLeft(
                 session_id=info.session_id, client_id=info.client_id, reason=reason))
@@ -229,8 +233,15 @@ class MediaEdge:
         return send_nowait(self.audio_pub, parts)
 
     def _on_model_frame(self, session_id: str, pcm: bytes, capture_ns: int) -> None:
-        for peer in self._sessions.get(session_id, {}).values():
-            peer.play(pcm, capture_ns)
+        clients = self._sessions.get(session_id)
+        if not clients:
+            return
+        voice = self._voices.get(session_id)
+        if voice is None:
+            voice = self._voices[session_id] = VoiceEncoder()
+        packet = voice.encode(pcm)
+        for peer in clients.values():
+            peer.play(pcm, packet, capture_ns)
 
     def _on_event(self, event: events.AnyEvent) -> None:
         match event:
@@ -296,6 +307,7 @@ async def main(config: EdgeConfig) -> None:
     """The media_edge process: one Service, one MediaEdge, until cancelled."""
     configure_ice_hosts(config.ice_hosts)
     prompt_triggered_checks()
+    install_inline_decoding()
     service = Service(config.service)
     try:
         edge = MediaEdge(config, service)

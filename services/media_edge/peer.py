@@ -197,11 +197,11 @@ class ClientPeer:
         self.track.stop()
         await self.pc.close()
 
-    def play(self, pcm: bytes, capture_ns: int) -> None:
-        """Queue one 20 ms frame of model audio captured at ``capture_ns`` (ignored until
-        connected)."""
+    def play(self, pcm: bytes, packet: bytes, capture_ns: int) -> None:
+        """Queue one 20 ms frame of model audio (PCM and its Opus ``packet``) captured at
+        ``capture_ns`` (ignored until connected)."""
         if self.connected and not self.ended:
-            self.track.push(pcm, capture_ns)
+            self.track.push(pcm, packet, capture_ns)
 
     def interrupt(self) -> int:
         """Drop the queued model audio at once; returns the frames dropped."""

@@ -1,8 +1,10 @@
 """The model's voice to one browser: a bounded queue of 20 ms frames, paced at real time.
 
-Frames arrive from the link at its own pace (real time, with jitter) and leave at
-aiortc's: ``recv()`` hands out one frame every 20 ms of the track's own clock and
-silence when nothing is queued. The queue is short on purpose: when it is full the
+Frames arrive from the link at its own pace (real time, with jitter), already encoded
+(the edge encodes a session's model audio once, :class:`~services.runtime.voice_codec.
+VoiceEncoder`, for all of its clients), and leave at aiortc's: ``recv()`` hands out one
+Opus packet every 20 ms of the track's own clock, and the constant silence packet when
+nothing is queued; aiortc only packetizes them. The queue is short on purpose: when it is full the
 oldest frame goes (counted ``stale``), so a client that fell behind hears the present,
 not a growing backlog. ``clear()`` (on ``ai.interrupted``) drops everything at once.
 
@@ -21,11 +23,12 @@ from collections.abc import Callable
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
+from av import Packet
 
 from proto.audio import FRAME_BYTES
-from services.runtime.media import SILENCE, Pacer, pcm_frame
+from services.runtime.media import Pacer
 from services.runtime.metrics import frame_age
+from services.runtime.voice_codec import SILENCE_PACKET, voice_packet
 
 from .metrics import DROPPED_STALE, FRAMES_OUT
 
@@ -48,7 +51,7 @@ class DownlinkTrack(MediaStreamTrack):
         if max_frames < 1:
             raise ValueError(f"'max_frames' must be >= 1 (got {max_frames})")
         self.max_frames = max_frames
-        self._queue: deque[tuple[bytes, int]] = deque()
+        self._queue: deque[tuple[bytes, bytes, int]] = deque()
         self._pacer = Pacer(clock, max_catch_up_s=MAX_CATCH_UP_S)
         self.watch: FrameWatch | None = None
         "While set, shown every queued frame handed to the encoder; unset when it returns True."
@@ -57,15 +60,15 @@ class DownlinkTrack(MediaStreamTrack):
     def queued(self) -> int:
         return len(self._queue)
 
-    def push(self, pcm: bytes, capture_ns: int = 0) -> None:
-        """Queue one 20 ms frame (960 bytes) captured at ``capture_ns`` (0: unknown); the
-        oldest goes when the queue is full."""
+    def push(self, pcm: bytes, packet: bytes, capture_ns: int = 0) -> None:
+        """Queue one 20 ms frame (960 bytes of PCM and its Opus ``packet``) captured at
+        ``capture_ns`` (0: unknown); the oldest goes when the queue is full."""
         if len(pcm) != FRAME_BYTES:
             raise ValueError(f"a frame must be {FRAME_BYTES} bytes (got {len(pcm)})")
         if len(self._queue) >= self.max_frames:
             self._queue.popleft()
             DROPPED_STALE.inc()
-        self._queue.append((pcm, capture_ns))
+        self._queue.append((pcm, packet, capture_ns))
 
     def clear(self) -> int:
         """Drop everything queued (barge-in); returns how many frames went."""
@@ -73,18 +76,17 @@ class DownlinkTrack(MediaStreamTrack):
         self._queue.clear()
         return dropped
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._pacer.next()
-        if self._queue:
-            pcm, capture_ns = self._queue.popleft()
-            FRAMES_OUT.inc()
-            if capture_ns:
-                _observe_age(capture_ns)
-            if self.watch is not None and self.watch(pcm):
-                self.watch = None
-        else:
-            pcm = SILENCE
-        return pcm_frame(pcm, pts)
+        if not self._queue:
+            return voice_packet(SILENCE_PACKET, pts)
+        pcm, packet, capture_ns = self._queue.popleft()
+        FRAMES_OUT.inc()
+        if capture_ns:
+            _observe_age(capture_ns)
+        if self.watch is not None and self.watch(pcm):
+            self.watch = None
+        return voice_packet(packet, pts)
 

@@ -4,6 +4,10 @@ The mixer publishes a frame every 20 ms on its clock; aiortc pulls one every 20 
 ours. A small queue between them absorbs jitter; when the clocks drift apart it stays
 bounded (the oldest frame is dropped and counted) or runs dry (silence is sent), so the
 model always hears the newest audio with at most ``MAX_QUEUED`` frames of delay.
+
+Frames are encoded here, as they leave (:class:`~services.runtime.voice_codec.
+VoiceEncoder`: mono voice Opus; silence is a constant packet), so aiortc only
+packetizes them.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from collections.abc import Callable
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
+from av import Packet
 
-from services.runtime.media import SILENCE, Pacer, pcm_frame
+from services.runtime.media import SILENCE, Pacer
+from services.runtime.voice_codec import VoiceEncoder, voice_packet
 
 from .metrics import FRAMES_DROPPED
 
@@ -33,6 +38,7 @@ class UplinkTrack(MediaStreamTrack):
         super().__init__()
         self._queue: deque[tuple[bytes, int]] = deque()
         self._pacer = Pacer(clock)
+        self._encoder = VoiceEncoder()
         self.on_sent: Callable[[int], None] | None = None
         "Called with a queued frame's capture time (ns) as it goes to the encoder."
         self.dropped = 0
@@ -52,7 +58,7 @@ class UplinkTrack(MediaStreamTrack):
     def queued(self) -> int:
         return len(self._queue)
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._pacer.next()
@@ -63,4 +69,4 @@ class UplinkTrack(MediaStreamTrack):
         else:
             pcm = SILENCE
             self.silent += 1
-        return pcm_frame(pcm, pts)
+        return voice_packet(self._encoder.encode(pcm), pts)

@@ -1,4 +1,4 @@
-"""The edge's outbound track: a short queue of model audio, paced at real time."""
+"""The edge's outbound track: a short queue of encoded model audio, paced at real time."""
 
 from __future__ import annotations
 
@@ -10,10 +10,20 @@ from prometheus_client import REGISTRY
 from proto import audio
 from services.media_edge.tracks import DownlinkTrack
 from services.runtime.media import TIME_BASE
+from services.runtime.voice_codec import SILENCE_PACKET
 
 
 def frame(n: int) -> bytes:
     return bytes([n % 256]) * audio.FRAME_BYTES
+
+
+def packet(n: int) -> bytes:
+    """A stand-in Opus packet, told apart by its first byte (the track never parses it)."""
+    return bytes([0x78, n % 256])
+
+
+def push(track: DownlinkTrack, n: int, capture_ns: int = 0) -> None:
+    track.push(frame(n), packet(n), capture_ns)
 
 
 def stale_drops() -> float:
@@ -32,30 +42,30 @@ async def test_a_full_queue_drops_the_oldest_frame_and_counts_it():
     track = DownlinkTrack(max_frames=3)
     before = stale_drops()
     for n in range(5):
-        track.push(frame(n))
+        push(track, n)
     assert track.queued == 3
     assert stale_drops() - before == 2
-    played = [bytes((await track.recv()).planes[0])[:4] for _ in range(3)]
-    assert played == [frame(n)[:4] for n in (2, 3, 4)]
+    played = [bytes(await track.recv()) for _ in range(3)]
+    assert played == [packet(n) for n in (2, 3, 4)]
 
 
 async def test_an_empty_queue_plays_silence_at_20_ms_a_frame():
     track = DownlinkTrack(max_frames=10)
     started = time.monotonic()
-    frames = [await track.recv() for _ in range(4)]
+    packets = [await track.recv() for _ in range(4)]
     elapsed = time.monotonic() - started
     assert elapsed >= 0.055, "three frames after the first wait 20 ms each"
-    assert [f.pts for f in frames] == [0, 480, 960, 1440]
-    assert all(f.time_base == TIME_BASE and f.sample_rate == 24_000 for f in frames)
-    assert all(f.samples == 480 and not any(f.to_ndarray().tobytes()) for f in frames)
+    assert [p.pts for p in packets] == [0, 480, 960, 1440]
+    assert all(p.time_base == TIME_BASE for p in packets)
+    assert all(bytes(p) == SILENCE_PACKET for p in packets)
 
 
 async def test_clear_drops_everything_queued_at_once():
     track = DownlinkTrack(max_frames=10)
     for n in range(1, 7):
-        track.push(frame(n))
+        push(track, n)
     assert track.clear() == 6 and track.queued == 0
-    assert not any((await track.recv()).to_ndarray().tobytes())
+    assert bytes(await track.recv()) == SILENCE_PACKET
 
 
 async def test_after_a_stall_the_track_resumes_instead_of_bursting():
@@ -72,8 +82,8 @@ async def test_after_a_stall_the_track_resumes_instead_of_bursting():
 async def test_a_frame_handed_out_observes_its_age_since_capture():
     track = DownlinkTrack(max_frames=10)
     (count, total) = client_ages()
-    track.push(frame(1), time.time_ns() - 50_000_000)
-    track.push(frame(2))  # capture time unknown: no age
+    push(track, 1, time.time_ns() - 50_000_000)
+    push(track, 2)  # capture time unknown: no age
     await track.recv()
     await track.recv()
     await track.recv()  # silence: no age either
@@ -88,7 +98,7 @@ async def test_a_watch_sees_queued_frames_until_it_has_seen_enough():
     track.watch = lambda pcm: seen.append(pcm) or len(seen) == 2
     await track.recv()  # nothing queued: silence is not shown
     for n in (1, 2, 3):
-        track.push(frame(n))
+        push(track, n)
     for _ in range(3):
         await track.recv()
     assert seen == [frame(1), frame(2)]
@@ -98,6 +108,6 @@ async def test_a_watch_sees_queued_frames_until_it_has_seen_enough():
 def test_frames_must_be_20_ms():
     track = DownlinkTrack(max_frames=2)
     with pytest.raises(ValueError, match="960 bytes"):
-        track.push(bytes(100))
+        track.push(bytes(100), packet(1))
     with pytest.raises(ValueError, match="max_frames"):
         DownlinkTrack(max_frames=0)
