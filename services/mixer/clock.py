@@ -4,6 +4,9 @@ Tick ``n`` is due at ``start + n * period`` (``loop.call_at``), so scheduling er
 accumulates. A tick that runs a little late is followed at once by the ones it delayed
 (a short catch-up burst); a loop that stalled for ``SKIP_AFTER_TICKS`` whole periods or
 more skips the missed ticks instead of bursting them out, and says how many it skipped.
+
+:class:`SharedClock` puts any number of listeners (the mixer's sessions) on one
+FrameClock: one timer wakeup per period for all of them instead of one each.
 """
 
 from __future__ import annotations
@@ -78,3 +81,41 @@ class FrameClock:
         if self._handle is not None:  # on_tick may have stopped the clock
             self._tick += 1
             self._handle = self._loop.call_at(self._start + self._tick * self.period, self._fire)
+
+
+class SharedClock:
+    """One :class:`FrameClock` for many listeners, running while any is added.
+
+    Listeners tick in the order they were added; one that raises is logged and the
+    others still tick.
+    """
+
+    def __init__(self, name: str, period: float = PERIOD_S) -> None:
+        self.name = name
+        self._listeners: dict[object, Callable[[int], None]] = {}
+        self._clock = FrameClock(self._fire, name, period)
+
+    @property
+    def running(self) -> bool:
+        return self._clock.running
+
+    def __len__(self) -> int:
+        return len(self._listeners)
+
+    def add(self, key: object, on_tick: Callable[[int], None]) -> None:
+        """Call ``on_tick(skipped)`` from the next tick on (starting the clock if idle)."""
+        self._listeners[key] = on_tick
+        self._clock.start()
+
+    def remove(self, key: object) -> None:
+        """Stop ticking ``key`` (idempotent); the clock stops with its last listener."""
+        self._listeners.pop(key, None)
+        if not self._listeners:
+            self._clock.stop()
+
+    def _fire(self, skipped: int) -> None:
+        for key, on_tick in list(self._listeners.items()):
+            try:
+                on_tick(skipped)
+            except Exception:
+                logger.exception("SharedClock(%s): %r failed to tick", self.name, key)

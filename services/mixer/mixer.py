@@ -27,6 +27,7 @@ from services.runtime.sockets import Role, SharedConnections, bind, make_socket
 from services.runtime.zmq_loop import Rejected, SocketReader, send_nowait
 
 from .activity import Transition
+from .clock import SharedClock
 from .config import MixerConfig
 from .jitter import DropReason
 from .metrics import (
@@ -50,6 +51,8 @@ class Mixer:
         self.config = config
         self.name = name
         self.sessions: dict[str, MixerSession] = {}
+        self.clock = SharedClock(name)
+        "Every session ticks on this one 20 ms clock: one timer wakeup for all of them."
         self._publish_event = publish_event
         self._pub = make_socket(ctx, Role.AUDIO_PUB)
         self.audio_endpoint = bind(self._pub, config.service.audio_bind)
@@ -124,7 +127,7 @@ class Mixer:
             self._follow_link(session_id, link_audio)
             self.sessions[session_id] = session
             SESSIONS.set(len(self.sessions))
-            session.start(lambda frame: self._publish(session, frame))
+            session.start(lambda frame: self._publish(session, frame), self.clock)
             logger.info("MixerSession(%s): started on %s (echo reference: %s)", session_id,
                         self.name, self._links.get(session_id, "none"),
                         extra={"session_id": session_id})

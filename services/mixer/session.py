@@ -13,7 +13,8 @@ judges every client frame first; a frame that carries only the AI's own voice is
 then hears what is left, and its transitions go to ``on_activity``.
 
 :meth:`MixerSession.tick` does one tick at a time given the wall clock, so tests drive
-it without real time; :meth:`MixerSession.start` runs it on a :class:`.clock.FrameClock`.
+it without real time; :meth:`MixerSession.start` runs it on a :class:`.clock.SharedClock`
+(the mixer's one clock for all of its sessions, or a clock of its own).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from proto import topics
 from proto.ids import check_id
 
 from .activity import ActivitySettings, Transition, VoiceActivity, power
-from .clock import FrameClock
+from .clock import SharedClock
 from .echo import QUIET, EchoSettings
 from .gating import EchoGating
 from .jitter import DropReason, Frame, JitterBuffer, JitterSettings
@@ -82,7 +83,7 @@ class MixerSession:
         self._clients: dict[str, _Client] = {}
         self._gating = EchoGating(self.settings.echo, self.session_id)
         self._seq = 0
-        self._clock: FrameClock | None = None
+        self._clock: SharedClock | None = None
         self._publish: Callable[[MixFrame], None] | None = None
         self._ticking = asyncio.Event()
 
@@ -181,13 +182,15 @@ class MixerSession:
             if dropped:
                 self._count(dropped)
 
-    def start(self, publish: Callable[[MixFrame], None]) -> None:
-        """Tick in real time, handing each frame to ``publish``; see :meth:`wait_ticking`."""
+    def start(self, publish: Callable[[MixFrame], None],
+              clock: SharedClock | None = None) -> None:
+        """Tick in real time on ``clock`` (default: one of its own), handing each frame to
+        ``publish``; see :meth:`wait_ticking`."""
         if self._clock is not None:
             return
         self._publish = publish
-        self._clock = FrameClock(self._on_clock, self.session_id)
-        self._clock.start()
+        self._clock = clock if clock is not None else SharedClock(self.session_id)
+        self._clock.add(self, self._on_clock)
 
     async def wait_ticking(self) -> None:
         """Return once the first frame was published (or the session stopped)."""
@@ -197,7 +200,7 @@ class MixerSession:
         """Stop the clock (idempotent)."""
         self._ticking.set()
         if self._clock is not None:
-            self._clock.stop()
+            self._clock.remove(self)
             self._clock = None
             logger.info("MixerSession(%s): stopped (%s) after %d frames; dropped %s; "
                         "%d ducked as echo", self.session_id, reason or "no reason given",

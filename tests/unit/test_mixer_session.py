@@ -11,7 +11,7 @@ import pytest
 from proto import ids
 from proto.audio import FRAME_SAMPLES
 from services.mixer.activity import Transition
-from services.mixer.clock import PERIOD_S, SKIP_AFTER_TICKS, next_tick
+from services.mixer.clock import PERIOD_S, SKIP_AFTER_TICKS, SharedClock, next_tick
 from services.mixer.echo import EchoSettings
 from services.mixer.jitter import DropReason, Frame, JitterBuffer, JitterSettings
 from services.mixer.mix import SILENCE
@@ -260,6 +260,46 @@ async def test_a_started_session_publishes_one_frame_per_20_ms():
     count = len(published)
     await asyncio.sleep(0.1)
     assert len(published) == count  # stopped means stopped
+
+
+async def test_sessions_on_one_shared_clock_tick_together_and_it_stops_with_the_last():
+    clock = SharedClock("mixer")
+    first, second = MixerSession(ids.new_id()), MixerSession(ids.new_id())
+    from_first: list = []
+    from_second: list = []
+    first.start(from_first.append, clock)
+    second.start(from_second.append, clock)
+    try:
+        async with asyncio.timeout(5):
+            while len(from_second) < 5:
+                await asyncio.sleep(0.005)
+        assert len(clock) == 2 and clock.running
+        # the same tick stamps both sessions' silence with the same wall-clock moment
+        assert abs(from_first[-1].capture_ns - from_second[-1].capture_ns) < 5_000_000
+        first.stop()
+        assert clock.running, "the other session still ticks"
+    finally:
+        second.stop()
+    assert not clock.running and len(clock) == 0
+
+
+async def test_a_listener_that_fails_does_not_stop_the_others_ticking():
+    clock = SharedClock("mixer")
+    ticks: list[int] = []
+
+    def broken(skipped: int) -> None:
+        raise RuntimeError("boom")
+
+    clock.add("broken", broken)
+    clock.add("good", ticks.append)
+    try:
+        async with asyncio.timeout(5):
+            while len(ticks) < 3:
+                await asyncio.sleep(0.005)
+    finally:
+        clock.remove("broken")
+        clock.remove("good")
+    assert not clock.running
 
 
 # --- voice activity and echo gating in the session ------------------------------------------
