@@ -10,7 +10,7 @@ reads, over a window in its middle (after every client joined, before any leaves
   over the server's processes (voxrelay: every ``services.*`` process but the
   simulator; the baseline: its one process), divided by conversations × window;
 - RSS per conversation: the server's resident memory under load less before it, over the
-  conversations;
+  conversations; and its growth over the window (``--seconds 600`` for a 10-minute run);
 - from the clients: frames delivered (of one every 20 ms), the longest gap between two
   frames, voice to voice (speech end → first reply audio heard), turns answered;
 - voxrelay's bus hops p50/p99 over the window (its histograms, scraped before and after).
@@ -170,6 +170,7 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
         span = max(1.0, seconds - WARMUP_S - TAIL_S)
         spies = _profile(server, conversations, span, profile_dir) if profile_dir else []
         per_service0 = cpu_by_service(server.pids)
+        window["rss0"] = rss_bytes(server.pids)
         window["cpu0"], window["t0"] = cpu_seconds(server.pids), time.monotonic()
         time.sleep(span)
         window["cpu1"], window["t1"] = cpu_seconds(server.pids), time.monotonic()
@@ -199,6 +200,7 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
                                           / (span * conversations), 4),
         "rss_mb_per_conversation": round((window["rss"] - rss_idle) / conversations / 2**20, 2),
         "rss_mb_total": round(window["rss"] / 2**20, 1),
+        "rss_growth_pct": round(100 * (window["rss"] - window["rss0"]) / window["rss0"], 2),
         "cpu_s_per_s_by_service": {name: round(cpu / span, 4)
                                    for name, cpu in sorted(by_service.items())},
         "clients": _clients(results),
@@ -208,15 +210,19 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
 
 def _profile(server: Server, conversations: int, seconds: float,
              profile_dir: Path) -> list[subprocess.Popen[bytes]]:
-    """One ``py-spy record`` per server process for ``seconds`` (native frames included)."""
+    """One ``py-spy record`` per server process for ``seconds``; ``VOXRELAY_PY_SPY_FLAGS``
+    adds flags (``--native`` shows time spent in C: uvloop, libopus, libsrtp)."""
     profile_dir.mkdir(parents=True, exist_ok=True)
+    flags = os.environ.get("VOXRELAY_PY_SPY_FLAGS", "").split()
+    if "--native" not in flags:  # py-spy reads native stacks only from a paused process
+        flags.append("--nonblocking")
     spies = []
     for pid in server.pids:
         out = profile_dir / f"{server.name}-{conversations}-{service_name(pid)}-{pid}.txt"
         spies.append(subprocess.Popen(
             [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
-             "--duration", str(int(seconds)), "--rate", "200", "--nonblocking",
-             "--format", "raw", "--output", str(out)],
+             "--duration", str(int(seconds)), "--rate", "200", "--format", "raw",
+             "--output", str(out), *flags],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return spies
 
@@ -335,9 +341,10 @@ def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | No
 
 
 def render(result: dict[str, Any]) -> str:
-    header = ("| server | conv. | CPU-s / conv-s | RSS MB / conv. | delivered (min) | "
-              "longest gap ms | answered | voice→voice p50 / p99 ms | bus hops p99 ms |")
-    lines = [header, "|" + "---|" * 9]
+    header = ("| server | conv. | CPU-s / conv-s | RSS MB / conv. | RSS growth % | "
+              "delivered (min) | longest gap ms | answered | voice→voice p50 / p99 ms | "
+              "bus hops p99 ms |")
+    lines = [header, "|" + "---|" * 10]
     for step in result["steps"]:
         for name in ("voxrelay", "baseline"):
             row = step.get(name)
@@ -347,15 +354,16 @@ def render(result: dict[str, Any]) -> str:
             hops = " / ".join(f"{v['p99_ms']}" for v in row["bus_hops"].values()) or "—"
             lines.append(
                 f"| {name} | {row['conversations']} | {row['cpu_s_per_conversation_s']} | "
-                f"{row['rss_mb_per_conversation']} | {c['delivery_min']:.3f} | "
+                f"{row['rss_mb_per_conversation']} | {row['rss_growth_pct']} | "
+                f"{c['delivery_min']:.3f} | "
                 f"{c['longest_gap_ms']} | {c['answered']}/{c['turns']} | "
                 f"{c['voice_to_voice_p50_ms']} / {c['voice_to_voice_p99_ms']} | {hops} |")
             if c["errors"]:
-                lines.append(f"|  | errors: {'; '.join(c['errors'][:3])} |" + " |" * 7)
+                lines.append(f"|  | errors: {'; '.join(c['errors'][:3])} |" + " |" * 8)
         if "ratios" in step:
             r = step["ratios"]
             lines.append(f"| voxrelay / baseline | {step['conversations']} | {r['cpu']} | "
-                         f"{r['rss_per_conversation']} | | | | {r['voice_to_voice_p50']} | |")
+                         f"{r['rss_per_conversation']} | | | | | {r['voice_to_voice_p50']} | |")
     return "\n".join(lines)
 
 

@@ -8,7 +8,11 @@ phrases, so both see the same simulator, machine load and turn detection. For ea
 from the end of the client's speech to the first loud frame of the reply it hears. The
 difference of the two is what voxrelay adds.
 
-Usage: ``.venv/bin/python -m benchmarks.latency_probe [--turns 12] [--json FILE]``.
+``--background N`` keeps N more conversations talking through voxrelay meanwhile (the
+load generator, :mod:`.load`), so the probe is the (N+1)-th: what voxrelay adds under load.
+
+Usage: ``.venv/bin/python -m benchmarks.latency_probe [--turns 12] [--background 9]
+[--json FILE]``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import json
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,7 @@ from tests.support.rtc_client import RealtimeRtcClient
 from tests.support.speech import speak
 
 from .hop_latency import start_stack
-from .load import LOUD_RMS, PHRASES, ListeningClient, loudness, spoken_turn
+from .load import LOUD_RMS, PHRASES, ListeningClient, loudness, run_load, spoken_turn
 
 
 class DirectClient(RealtimeRtcClient):
@@ -102,7 +107,13 @@ def _diff(a: list[float], b: list[float], q: float) -> float | None:
     return round(float(np.percentile(a, q) - np.percentile(b, q)), 1)
 
 
-def measure(turns: int) -> dict[str, Any]:
+BACKGROUND_JOIN_S = 10.0
+"How long the background conversations get to join before the probe starts."
+TURN_PAIR_S = 9.0
+"Generous time for one probe turn through voxrelay and one direct (speech, reply, pause)."
+
+
+def measure(turns: int, background: int = 0) -> dict[str, Any]:
     configure_ice_hosts(["127.0.0.1"])
     sim_port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
@@ -110,7 +121,19 @@ def measure(turns: int) -> dict[str, Any]:
                                               "VOXRELAY_SIM_RESPONSE_LATENCY_MS": "150"},
                                    metrics_port=free_port_block(5), sim_port=sim_port)
         try:
-            return asyncio.run(probe(url, f"http://127.0.0.1:{sim_port}", turns))
+            loader = None
+            if background:
+                seconds = BACKGROUND_JOIN_S + turns * TURN_PAIR_S + 20
+                loader = threading.Thread(
+                    target=run_load, args=(url, background, seconds),
+                    kwargs={"ice_hosts": ["127.0.0.1"]}, daemon=True)
+                loader.start()
+                time.sleep(BACKGROUND_JOIN_S)
+            result = asyncio.run(probe(url, f"http://127.0.0.1:{sim_port}", turns))
+            result["background_conversations"] = background
+            if loader is not None:
+                loader.join(BACKGROUND_JOIN_S + turns * TURN_PAIR_S + 200)
+            return result
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(60)
@@ -119,6 +142,8 @@ def measure(turns: int) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     t, d = result["through_voxrelay"], result["direct"]
     return "\n".join([
+        f"conversations through voxrelay meanwhile: {result['background_conversations']}",
+        "",
         "| path | turns | voice→voice p50 ms | p99 ms |",
         "|---|---|---|---|",
         f"| through voxrelay | {t['n']} | {t['p50_ms']} | {t['p99_ms']} |",
@@ -130,9 +155,11 @@ def render(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=12)
+    parser.add_argument("--background", type=int, default=0,
+                        help="more conversations through voxrelay meanwhile (default 0)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
-    result = measure(max(1, args.turns))
+    result = measure(max(1, args.turns), max(0, args.background))
     print(render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
