@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, AudioResampler
+from av.audio.plane import AudioPlane as Plane
 
 from proto.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 
@@ -26,7 +27,7 @@ AUDIBLE_PEAK = 104
 "A peak of about -50 dBFS: below it a frame is silence (codec noise, comfort noise)."
 
 
-def audible(pcm: bytes, peak: int = AUDIBLE_PEAK) -> bool:
+def audible(pcm: bytes | memoryview | Plane, peak: int = AUDIBLE_PEAK) -> bool:
     """Whether a PCM16 frame carries sound rather than (near) silence (a few µs a frame)."""
     samples = np.frombuffer(pcm, dtype="<i2")
     # max and min apart: abs() of -32768 overflows int16
@@ -95,8 +96,20 @@ def mono_resampler() -> AudioResampler:
     return AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
 
 
+DECODED_SAMPLES = 960
+"What aiortc's Opus decoder hands out: 20 ms at 48 kHz."
+
+
 def resample(resampler: AudioResampler, frame: AudioFrame) -> bytes:
-    """One decoded frame as PCM16 24 kHz mono (possibly empty while the filter fills)."""
+    """One decoded frame as PCM16 24 kHz mono (possibly empty while the filter fills).
+
+    A silent 20 ms frame (every sample within :data:`AUDIBLE_PEAK`: codec noise) skips
+    the resampler and comes out as 20 ms of zeros; whatever the filter still held of
+    the audio before it (under a millisecond) is left behind, inaudibly.
+    """
+    if frame.samples == DECODED_SAMPLES and frame.format.name == "s16" \
+            and not audible(frame.planes[0]):
+        return SILENCE
     return b"".join(out.to_ndarray().tobytes() for out in resampler.resample(frame))
 
 
