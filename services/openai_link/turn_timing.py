@@ -34,10 +34,12 @@ FIRST_AUDIO_WITHIN_S = 30.0
 
 class TurnTiming:
     def __init__(self, session_id: str, name_of: Callable[[str], str] = lambda cid: cid,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self.session_id = session_id
         self._name_of = name_of
         self._clock = clock
+        self._wall = wall
         self._speech_ended_at = 0.0
         "Capture time (unix s) of the newest end of speech in the session."
         self._waiting_since: float | None = None
@@ -48,6 +50,8 @@ class TurnTiming:
         self._user_turn_id = ""
         self._speaker = ""
         self._user_speech_end = 0.0
+        self._user_turn_ended = 0.0
+        "Unix time the link saw the user's turn end (a speech end captured before it is its)."
         self._uplink_age = 0.0
         self._heard: dict[str, float] = {}
         "Client name → voice-to-voice latency, for the reply to the latest user turn."
@@ -85,6 +89,9 @@ class TurnTiming:
         match event:
             case events.VoiceActivity(active=False, at=at) if at:
                 self._speech_ended_at = max(self._speech_ended_at, at)
+                if self._user_turn_id and not self._in_user_turn and at <= self._user_turn_ended:
+                    # the mixer's hangover can outlast the model's: its report comes late
+                    self._user_speech_end = max(self._user_speech_end, at)
             case events.TurnHeard(client_id=client_id, voice_to_voice_s=seconds):
                 self._heard.setdefault(self._name_of(client_id), round(seconds, 4))
             case _:
@@ -100,6 +107,7 @@ class TurnTiming:
                 self._in_user_turn, self._heard = False, {}
                 self._uplink_age = statistics.median(self._ages) if self._ages else 0.0
                 self._user_speech_end = self._speech_ended_at
+                self._user_turn_ended = self._wall()
             case events.TranscriptDone(role="user", turn_id=turn_id, speaker=speaker) \
                     if turn_id == self._user_turn_id and speaker:
                 self._speaker = speaker
@@ -120,5 +128,6 @@ class TurnTiming:
             uplink_age_s=round(self._uplink_age, 4), voice_to_voice_s=dict(self._heard))
         self._heard = {}
         self._time_to_first_audio = self._uplink_age = self._user_speech_end = 0.0
+        self._user_turn_ended = 0.0
         self._user_turn_id = self._speaker = ""
         return summary

@@ -99,3 +99,18 @@ def test_each_summary_starts_afresh():
     assert second is not None
     assert second.time_to_first_audio_s == 0.0 and second.voice_to_voice_s == {}
     assert second.user_turn_id == "" and second.uplink_age_s == 0.0
+
+
+def test_a_speech_end_reported_after_the_model_ended_the_turn_still_counts():
+    # The mixer's voice activity holds on a little longer than the model's turn detection,
+    # so its report of the end of speech can reach the link just after the user's turn.end.
+    t = TurnTiming(SID, clock=Clock(), wall=lambda: 1_700_000_001.0)
+    t.translated(events.TurnStart(session_id=SID, turn_id="item_user", role="user",
+                                  speaker="kitchen"))
+    t.translated(events.TurnEnd(session_id=SID, turn_id="item_user", role="user"))
+    t.bus_event(events.VoiceActivity(session_id=SID, client_id=KITCHEN, active=False,
+                                     at=1_700_000_000.7))
+    t.bus_event(events.VoiceActivity(session_id=SID, client_id=HALL, active=False,
+                                     at=1_700_000_002.0))  # later speech: not this turn's
+    summary = end_reply(t)
+    assert summary is not None and summary.speech_ended_at == 1_700_000_000.7
