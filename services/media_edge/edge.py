@@ -29,7 +29,7 @@ from services.runtime.media import audible
 from services.runtime.service import Service
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.tasks import TaskOwner
-from services.runtime.voice_codec import VoiceEncoder, install_inline_decoding
+from services.runtime.voice_codec import VoiceEncoder, install_inline_decoding, install_prompt_jitter
 from services.runtime.zmq_loop import send_nowait
 
 from .config import EdgeConfig
@@ -308,6 +308,7 @@ async def main(config: EdgeConfig) -> None:
     configure_ice_hosts(config.ice_hosts)
     prompt_triggered_checks()
     install_inline_decoding()
+    install_prompt_jitter()
     service = Service(config.service)
     try:
         edge = MediaEdge(config, service)

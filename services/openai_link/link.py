@@ -32,7 +32,7 @@ from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
 from services.runtime.sockets import Role, SharedConnections, bind, make_socket
 from services.runtime.tasks import TaskOwner
-from services.runtime.voice_codec import install_inline_decoding
+from services.runtime.voice_codec import install_inline_decoding, install_prompt_jitter
 from services.runtime.zmq_loop import Rejected, SocketReader, send_nowait
 
 from .bus_events import SessionEvents
@@ -231,6 +231,7 @@ async def main(config: LinkConfig) -> None:
     configure_ice_hosts(config.ice_hosts)
     prompt_triggered_checks()
     install_inline_decoding()
+    install_prompt_jitter()
     service = Service(config.service)
     link = Link(config, service)
     service.audio_endpoint = link.audio_endpoint

@@ -19,6 +19,9 @@ converts to the 48 kHz RTP clock that Opus always uses.
 :func:`install_inline_decoding` moves aiortc's decoding of received audio from a
 thread per receiver onto the event loop (see its docs): the decode itself (~30 µs a
 frame) costs less than the two thread hops it replaces.
+
+:func:`install_prompt_jitter` hands each received audio packet on as it arrives
+instead of after aiortc's four-frame prefetch (80 ms per receiving hop; see its docs).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 
 import av
 from av import CodecContext, Packet
+from prometheus_client import Counter
 
 from proto.audio import FRAME_BYTES, SAMPLE_RATE
 
@@ -176,3 +180,75 @@ class _InlineDecoder:
             return
         for frame in frames:
             self._output_q.put_nowait(frame)
+
+
+# -- prompt jitter ------------------------------------------------------------------
+
+LATE_PACKETS = Counter(
+    "voxrelay_rtp_late_packets_total",
+    "Received audio RTP packets dropped because a newer one had already been decoded "
+    "(reordered or duplicated on the path)")
+MAX_MISORDER = 100
+"A packet this far behind the newest is a restarted stream, not a late packet (as aiortc)."
+
+_prompt_installed = False
+
+
+def install_prompt_jitter() -> bool:
+    """Hand every received audio packet to the decoder as it arrives.
+
+    aiortc's ``RTCRtpReceiver`` puts audio through ``JitterBuffer(capacity=16,
+    prefetch=4)``, which releases a frame only once the four after it have arrived:
+    80 ms on every receiving hop. A browser and the Realtime API each run their own
+    adaptive jitter buffer, so a relay that receives twice (the edge from the browser,
+    the link from the model) would add 160 ms to every reply for nothing: the mixer
+    aligns the uplink by capture time behind its own small buffer, and the edge's
+    playout queue absorbs late model audio. This replaces the audio buffer with
+    :class:`PromptJitterBuffer` (video keeps aiortc's).
+
+    Call it once per process before any peer connection starts (idempotent). Returns
+    False, changing nothing, if this aiortc's ``JitterBuffer`` has another shape.
+    """
+    global _prompt_installed
+    if _prompt_installed:
+        return True
+    from aiortc import jitterbuffer, rtcrtpreceiver
+    stock = rtcrtpreceiver.JitterBuffer
+    if stock is not jitterbuffer.JitterBuffer or list(
+            inspect.signature(stock).parameters) != ["capacity", "prefetch", "is_video"]:
+        logger.warning("aiortc's JitterBuffer changed shape: audio keeps its prefetch")
+        return False
+
+    def jitter_buffer(capacity: int, prefetch: int = 0, is_video: bool = False) -> Any:
+        if is_video:
+            return stock(capacity, prefetch=prefetch, is_video=True)
+        return PromptJitterBuffer()
+
+    rtcrtpreceiver.JitterBuffer = jitter_buffer  # type: ignore[assignment,misc]
+    _prompt_installed = True
+    return True
+
+
+class PromptJitterBuffer:
+    """The audio side of aiortc's jitter buffer, holding nothing back.
+
+    An Opus RTP packet is one whole frame, so each packet newer than the last one
+    handed on goes straight to the decoder; a gap is left to the decoder and whoever
+    consumes its frames. A packet older than that (reordered, duplicated) is dropped and
+    counted: its moment has passed. One far behind (:data:`MAX_MISORDER`) means the
+    sender restarted its sequence, and it starts the stream afresh.
+    """
+
+    def __init__(self) -> None:
+        self._newest: int | None = None
+
+    def add(self, packet: Any) -> tuple[bool, Any]:
+        from aiortc.jitterbuffer import JitterFrame
+        seq = packet.sequence_number
+        if self._newest is not None:
+            behind = (self._newest - seq) & 0xFFFF
+            if behind < MAX_MISORDER:  # 0: a duplicate
+                LATE_PACKETS.inc()
+                return False, None
+        self._newest = seq
+        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from aiortc.codecs.opus import OpusDecoder
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtp import RtpPacket
 
 from proto import audio
 from services.runtime.media import mono_resampler, resample
 from services.runtime.voice_codec import (
     SILENCE_PACKET,
     SILENCE_TAIL_FRAMES,
+    PromptJitterBuffer,
     VoiceEncoder,
     voice_packet,
 )
@@ -75,3 +77,25 @@ def test_bad_frames_and_settings_are_refused():
         VoiceEncoder().encode(bytes(10))
     with pytest.raises(ValueError, match="complexity"):
         VoiceEncoder(complexity=11)
+
+
+def rtp(seq: int) -> RtpPacket:
+    packet = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960)
+    packet._data = bytes([seq % 256])  # type: ignore[attr-defined]
+    return packet
+
+
+def test_prompt_jitter_hands_on_newer_packets_and_drops_late_ones():
+    buffer = PromptJitterBuffer()
+    handed = [buffer.add(rtp(seq))[1] for seq in (65534, 65535, 0, 2, 1, 2, 3)]
+    assert [f.timestamp // 960 if f else None for f in handed] == \
+        [65534, 65535, 0, 2, None, None, 3]  # across the wrap; 1 came late, 2 twice
+    assert handed[0].data == bytes([254])
+
+
+def test_prompt_jitter_restarts_with_a_stream_that_restarted():
+    buffer = PromptJitterBuffer()
+    buffer.add(rtp(5000))
+    _, frame = buffer.add(rtp(17))  # far behind: a new sequence, not a late packet
+    assert frame is not None and frame.timestamp == 17 * 960
+    assert buffer.add(rtp(18))[1] is not None
