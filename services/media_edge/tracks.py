@@ -26,7 +26,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import Packet
 
 from proto.audio import FRAME_BYTES
-from services.runtime.media import Pacer
+from services.runtime.media import ArrivalPacer
 from services.runtime.metrics import frame_age
 from services.runtime.voice_codec import SILENCE_PACKET, voice_packet
 
@@ -42,7 +42,12 @@ _observe_age = frame_age("client")
 
 
 class DownlinkTrack(MediaStreamTrack):
-    """Queued model audio for one client, paced at real time; silence when idle."""
+    """Queued model audio for one client, paced at real time; silence when idle.
+
+    A frame goes out as soon as it is queued within its 20 ms slot
+    (:class:`~services.runtime.media.ArrivalPacer`): the model's voice arrives paced,
+    so it waits for no timer here.
+    """
 
     kind = "audio"
 
@@ -52,7 +57,7 @@ class DownlinkTrack(MediaStreamTrack):
             raise ValueError(f"'max_frames' must be >= 1 (got {max_frames})")
         self.max_frames = max_frames
         self._queue: deque[tuple[bytes, bytes, int]] = deque()
-        self._pacer = Pacer(clock, max_catch_up_s=MAX_CATCH_UP_S)
+        self._pacer = ArrivalPacer(clock, max_catch_up_s=MAX_CATCH_UP_S)
         self.watch: FrameWatch | None = None
         "While set, shown every queued frame handed to the encoder; unset when it returns True."
 
@@ -69,6 +74,7 @@ class DownlinkTrack(MediaStreamTrack):
             self._queue.popleft()
             DROPPED_STALE.inc()
         self._queue.append((pcm, packet, capture_ns))
+        self._pacer.arrived()
 
     def clear(self) -> int:
         """Drop everything queued (barge-in); returns how many frames went."""
@@ -79,7 +85,7 @@ class DownlinkTrack(MediaStreamTrack):
     async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
-        pts = await self._pacer.next()
+        pts = await self._pacer.next(self._queue)
         if not self._queue:
             return voice_packet(SILENCE_PACKET, pts)
         pcm, packet, capture_ns = self._queue.popleft()

@@ -1,9 +1,11 @@
 """The link's microphone toward the Realtime API: the session's ``aud/mix`` frames.
 
 The mixer publishes a frame every 20 ms on its clock; aiortc pulls one every 20 ms on
-ours. A small queue between them absorbs jitter; when the clocks drift apart it stays
-bounded (the oldest frame is dropped and counted) or runs dry (silence is sent), so the
-model always hears the newest audio with at most ``MAX_QUEUED`` frames of delay.
+ours, and an :class:`~services.runtime.media.ArrivalPacer` lets each go the moment it
+arrives within its 20 ms slot rather than at the slot's end. A small queue between them
+absorbs jitter; when the clocks drift apart it stays bounded (the oldest frame is
+dropped and counted) or runs dry (silence is sent), so the model always hears the
+newest audio with at most ``MAX_QUEUED`` frames of delay.
 
 Frames are encoded here, as they leave (:class:`~services.runtime.voice_codec.
 VoiceEncoder`: mono voice Opus; silence is a constant packet), so aiortc only
@@ -20,7 +22,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import Packet
 
-from services.runtime.media import SILENCE, Pacer
+from services.runtime.media import SILENCE, ArrivalPacer
 from services.runtime.voice_codec import VoiceEncoder, voice_packet
 
 from .metrics import FRAMES_DROPPED
@@ -37,7 +39,7 @@ class UplinkTrack(MediaStreamTrack):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._queue: deque[tuple[bytes, int]] = deque()
-        self._pacer = Pacer(clock)
+        self._pacer = ArrivalPacer(clock)
         self._encoder = VoiceEncoder()
         self.on_sent: Callable[[int], None] | None = None
         "Called with a queued frame's capture time (ns) as it goes to the encoder."
@@ -53,6 +55,7 @@ class UplinkTrack(MediaStreamTrack):
             self.dropped += 1
             FRAMES_DROPPED.labels("uplink_overflow").inc()
         self._queue.append((pcm, capture_ns))
+        self._pacer.arrived()
 
     @property
     def queued(self) -> int:
@@ -61,7 +64,7 @@ class UplinkTrack(MediaStreamTrack):
     async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
-        pts = await self._pacer.next()
+        pts = await self._pacer.next(self._queue)
         if self._queue:
             pcm, capture_ns = self._queue.popleft()
             if self.on_sent is not None and capture_ns:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -60,17 +60,77 @@ class Pacer:
 
     async def next(self) -> int:
         """Wait until the next frame is due; returns its pts."""
+        wait = self._advance()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return self.pts
+
+    def _advance(self) -> float:
+        """Count the next frame; seconds until it is due (<= 0: now)."""
         now = self._clock()
         if self._start is None:
             self._start = now
-            return self.pts
+            return 0.0
         self.pts += FRAME_SAMPLES
         due = self._start + self.pts / SAMPLE_RATE
         if self._max_catch_up_s is not None and now - due > self._max_catch_up_s:
             self._start = now - self.pts / SAMPLE_RATE
-        elif due > now:
-            await asyncio.sleep(due - now)
+            return 0.0
+        return due - now
+
+
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+
+
+class ArrivalPacer(Pacer):
+    """Real-time pacing that lets a frame go the moment it is queued within its slot.
+
+    Frame n's slot is the 20 ms before it is due: it goes out as soon as it is queued
+    in that window, and only a slot that ends with nothing queued is filled (with
+    silence, by the track). A source that is itself paced (the mixer's clock, the
+    model's voice) so never waits for a timer, where :class:`Pacer` holds each frame
+    until its due time: 0–20 ms, 10 on average, on every paced hop. No frame leaves
+    more than one slot early, so the stream stays real-time. The track calls
+    :meth:`arrived` when it queues a frame.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 max_catch_up_s: float | None = None) -> None:
+        super().__init__(clock, max_catch_up_s)
+        self._waiter: asyncio.Future[None] | None = None
+
+    def arrived(self) -> None:
+        """A frame was queued: a :meth:`next` waiting for one goes on."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next(self, queue: Sized = ()) -> int:  # type: ignore[override]
+        """Wait until the next frame may go — ``queue`` holds one and its slot is open,
+        or its slot is over; returns its pts."""
+        wait = self._advance()
+        if wait > 0 and not queue:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(wait, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            wait = self._due_in()
+        early = wait - FRAME_S
+        if early > 0:  # queued before its slot opened: it waits for it
+            await asyncio.sleep(early)
         return self.pts
+
+    def _due_in(self) -> float:
+        assert self._start is not None
+        return self._start + self.pts / SAMPLE_RATE - self._clock()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Framer:
