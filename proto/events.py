@@ -172,10 +172,32 @@ class RealtimeEvent(Event, tag="realtime.event"):
     "The event's JSON text."
 
 
+class ToolCall(Event, tag="tool.call"):
+    """The model called a tool; the link runs it."""
+
+    call_id: str
+    name: str
+    arguments: str
+    "As the model sent it (JSON text)."
+    response_id: str = ""
+
+
+class ToolResult(Event, tag="tool.result"):
+    """A tool call's outcome, as returned to the model (``function_call_output``)."""
+
+    call_id: str
+    name: str
+    status: str
+    "ok, error (the tool failed or was called wrongly), timeout, cancelled (barge-in), unknown."
+    output: str
+    "The output text the model was given."
+    duration_s: float = 0.0
+
+
 AnyEvent = (
     SessionStarted | SessionEnded | ClientJoined | ClientLeft | ClientMuted | VoiceActivity
     | TurnStart | TurnEnd | AiState | AiInterrupted | TranscriptDelta | TranscriptDone
-    | ErrorEvent | LatencyPing | TurnHeard | TurnSummary | RealtimeEvent
+    | ErrorEvent | LatencyPing | TurnHeard | TurnSummary | RealtimeEvent | ToolCall | ToolResult
 )
 
 CLIENT_FACING = frozenset({

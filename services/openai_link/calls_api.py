@@ -32,6 +32,8 @@ class CallSettings:
 
     instructions: str = ""
     voice: str = ""
+    tools: tuple[dict[str, Any], ...] = ()
+    "Function tools offered to the model (``session.update``'s ``tools``)."
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class CallAnswer:
 
 def session_config(settings: CallSettings) -> dict[str, Any]:
     """The GA session (``type: realtime``) for ``session.update``: voice, instructions,
-    input transcription, and server VAD that answers and lets the user barge in."""
+    input transcription, server VAD that answers and lets the user barge in, and the
+    tools the model may call."""
     session: dict[str, Any] = {"type": "realtime", "output_modalities": ["audio"]}
     if settings.instructions:
         session["instructions"] = settings.instructions
@@ -55,6 +58,9 @@ def session_config(settings: CallSettings) -> dict[str, Any]:
     }
     if settings.voice:
         session["audio"]["output"] = {"voice": settings.voice}
+    if settings.tools:
+        session["tools"] = [dict(t) for t in settings.tools]
+        session["tool_choice"] = "auto"
     return session
 
 

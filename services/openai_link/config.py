@@ -17,6 +17,9 @@ Read once at start from the environment:
   ``websocket`` (only that one; ``websocket`` where UDP to the API is blocked).
 - ``VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S``: with ``auto``, how long the WebRTC attempt may take
   before the session falls back to WebSocket; default the connect timeout.
+- ``VOXRELAY_TOOLS``: the modules whose tools the model is offered, comma-separated
+  (default ``services.tools.builtin``: ``get_time``; empty: none but the profiles' own
+  and the ``voxrelay.tools`` entry points); see :mod:`services.tools`.
 - ``VOXRELAY_ICE_HOSTS`` / ``VOXRELAY_ICE_SERVERS``: as for every aiortc peer in voxrelay.
 - the common service settings (``VOXRELAY_INSTANCE``, ``VOXRELAY_RPC_BIND``,
   ``VOXRELAY_AUDIO_BIND``, the bus endpoints, …) through :func:`service_config`.
@@ -31,6 +34,7 @@ from urllib.parse import urlsplit
 
 from services.runtime import ConfigError, Secret, env_float, env_list, env_str
 from services.runtime.service import ServiceConfig, service_config
+from services.tools import DEFAULT_MODULES
 
 SERVICE = "openai_link"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -66,6 +70,8 @@ class LinkConfig:
     rollover_after_s: float = ROLLOVER_AFTER_S
     "Replace a call this old at a quiet moment (0: never); see session.py."
     rollover_grace_s: float = ROLLOVER_GRACE_S
+    tool_modules: tuple[str, ...] = DEFAULT_MODULES
+    "Modules that register the tools offered to the model (VOXRELAY_TOOLS)."
 
     def __post_init__(self) -> None:
         url = urlsplit(self.base_url)
@@ -114,4 +120,10 @@ def from_env(env: Mapping[str, str] | None = None) -> LinkConfig:
                           else None),
         rollover_after_s=env_float("VOXRELAY_OPENAI_ROLLOVER_AFTER_S", ROLLOVER_AFTER_S, env),
         rollover_grace_s=env_float("VOXRELAY_OPENAI_ROLLOVER_GRACE_S", ROLLOVER_GRACE_S, env),
+        tool_modules=_tool_modules(env),
     )
+
+
+def _tool_modules(env: Mapping[str, str] | None) -> tuple[str, ...]:
+    modules = env_list("VOXRELAY_TOOLS", env)
+    return DEFAULT_MODULES if modules is None else modules

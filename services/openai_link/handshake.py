@@ -156,6 +156,16 @@ class Connection:
         """Returns once usable; raises RealtimeUnavailable if it never became so."""
         await self.handshake.wait_ready()
 
+    def send(self, event: dict[str, Any]) -> bool:
+        """Send a client event on a usable connection; False (not sent) otherwise."""
+        if not self.ready:
+            return False
+        self._send(event)
+        return True
+
+    def _send(self, event: dict[str, Any]) -> None:
+        raise NotImplementedError
+
     def _connected(self, began: float) -> None:
         """The transport is up and the session configured (``began``: time.monotonic())."""
         took = time.monotonic() - began

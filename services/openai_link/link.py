@@ -27,7 +27,8 @@ from typing import assert_never
 import aiohttp
 
 from proto import audio, events, ids, rpc
-from services.runtime import configure_ice_hosts, prompt_triggered_checks
+from services import tools
+from services.runtime import ConfigError, configure_ice_hosts, prompt_triggered_checks
 from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
 from services.runtime.sockets import Role, SharedConnections, bind, make_socket
@@ -52,6 +53,10 @@ class Link:
     def __init__(self, config: LinkConfig, service: Service) -> None:
         self.config = config
         self.service = service
+        try:  # what the model may call: each session is offered those of its profile
+            self.tools = tools.load(config.tool_modules)
+        except tools.ToolError as e:
+            raise ConfigError("VOXRELAY_TOOLS", str(e)) from e
         self.sessions: dict[str, LinkSession] = {}
         self._by_mix_topic: dict[bytes, LinkSession] = {}
         self._audio_pub = make_socket(service.ctx, Role.AUDIO_PUB)
@@ -139,6 +144,7 @@ class Link:
             sid, CallSettings(instructions=request.instructions, voice=request.voice),
             request.mixer_audio, config=self.config, http=self._http, spawn=self._owner.spawn,
             publish_event=self.service.events.publish, publish_audio=self._publish_audio,
+            tools=self.tools.for_profile(""),
         )
         session.history.seed((e.role, e.text, e.started_at) for e in request.context)
         self.sessions[sid] = session

@@ -80,3 +80,14 @@ def count_realtime_error(code: str) -> None:
             code.replace("_", "").isalnum() and len(code) <= 64:
         _error_codes.add(code)
     REALTIME_ERRORS.labels(code if code in _error_codes else "other").inc()
+TOOL_CALLS = Counter(
+    "voxrelay_link_tool_calls_total",
+    "Tool calls the model made, by outcome: ok, error, timeout, cancelled (barge-in), "
+    "unknown (no such tool)",
+    ["status"],
+)
+TOOL_SECONDS = Histogram(
+    "voxrelay_link_tool_seconds",
+    "How long a tool call ran, from the model's call to its result",
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)

@@ -120,6 +120,16 @@ class ResponseDone(ServerEvent, tag="response.done"):
     response: Response
 
 
+class FunctionCallArgumentsDone(ServerEvent, tag="response.function_call_arguments.done"):
+    """The model called a tool: its complete ``arguments`` (JSON text)."""
+
+    response_id: str
+    call_id: str
+    name: str
+    arguments: str = ""
+    item_id: str = ""
+
+
 class ServerError(ServerEvent, tag="error"):
     error: ErrorDetail
 
@@ -137,7 +147,8 @@ AnyServerEvent = (
     SessionCreated | SessionUpdated | SpeechStarted | SpeechStopped | InputCommitted
     | InputTranscriptionCompleted | InputTranscriptionFailed | ResponseCreated | OutputItemAdded
     | OutputAudioDelta | OutputTranscriptDelta | OutputTranscriptDone | OutputAudioStarted
-    | OutputAudioStopped | OutputAudioCleared | ResponseDone | ServerError
+    | OutputAudioStopped | OutputAudioCleared | ResponseDone | FunctionCallArgumentsDone
+    | ServerError
 )
 
 KNOWN_TYPES = frozenset({
@@ -149,7 +160,7 @@ KNOWN_TYPES = frozenset({
     "input_audio_buffer.dtmf_event_received", "input_audio_buffer.timeout_triggered",
     "mcp_list_tools.completed", "mcp_list_tools.failed", "mcp_list_tools.in_progress",
     "rate_limits.updated", "response.content_part.added", "response.content_part.done",
-    "response.function_call_arguments.delta", "response.function_call_arguments.done",
+    "response.function_call_arguments.delta",
     "response.mcp_call.completed", "response.mcp_call.failed", "response.mcp_call.in_progress",
     "response.mcp_call_arguments.delta", "response.mcp_call_arguments.done",
     "response.output_audio.done", "response.output_item.done", "response.output_text.delta",

@@ -48,13 +48,14 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import aiohttp
 
 from proto import audio, events, topics
 from services.runtime.metrics import frame_age
+from services.tools import Tool, ToolContext
 
 from . import realtime_events as rt
 from .attribution import Attribution
@@ -74,6 +75,7 @@ from .metrics import (
 )
 from .realtime_rtc import RealtimeConnection
 from .realtime_ws import RealtimeWsConnection
+from .tool_calls import ToolCalls
 from .translate import Translator
 from .turn_timing import TurnTiming
 
@@ -106,9 +108,13 @@ class LinkSession:
         publish_audio: Callable[[list[bytes]], bool],
         backoff: Backoff | None = None,
         rng: Callable[[], float] = random.random,
+        tools: Sequence[Tool] = (),
     ) -> None:
         self.id = session_id
-        self.settings = settings
+        self.tool_calls = ToolCalls(tools, ToolContext(session_id), spawn=spawn,
+                                    send=self._send_to_model, publish_event=publish_event)
+        "The tools the model may call, run here (see :mod:`.tool_calls`)."
+        self.settings = dataclasses.replace(settings, tools=self.tool_calls.schemas())
         self.mixer_audio = mixer_audio
         self.mix_topic = topics.aud_mix(session_id)
         self.model_topic = topics.aud_model(session_id)
@@ -418,12 +424,25 @@ class LinkSession:
             summary = self.timing.translated(produced)
             if summary is not None:
                 self._publish_event(summary)
+        self.tool_calls.observe(event)
+
+    def _send_to_model(self, event: dict[str, Any]) -> bool:
+        """A client event for the current call (False: no usable call, not sent)."""
+        connection = self._connection
+        if connection is None or not connection.send(event):
+            logger.warning("%r: no usable Realtime call for %s; not sent", self, event["type"],
+                           extra={"session_id": self.id})
+            return False
+        if event["type"] == "response.create":
+            self.timing.response_requested()
+        return True
 
     # -- closing ----------------------------------------------------------------
 
     async def close(self) -> None:
         """Stop reconnecting; hang up and close the connection, if any (idempotent)."""
         self._closed = True
+        self.tool_calls.close()
         rollover, self._rollover = self._rollover, None
         if rollover is not None and not rollover.done():
             rollover.cancel()

@@ -162,7 +162,8 @@ class Translator:
                 self.count_ignored("unknown_type", event.type)
                 return []
             case (rt.OtherEvent() | rt.SessionCreated() | rt.SessionUpdated() | rt.SpeechStopped()
-                  | rt.ResponseCreated() | rt.OutputAudioDelta()):
+                  | rt.ResponseCreated() | rt.OutputAudioDelta()
+                  | rt.FunctionCallArgumentsDone()):  # tool calls: the session's ToolCalls
                 return []
             case _:
                 assert_never(event)
