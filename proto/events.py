@@ -172,6 +172,16 @@ class RealtimeEvent(Event, tag="realtime.event"):
     "The event's JSON text."
 
 
+class QuestionReady(Event, tag="question.ready"):
+    """The interviewer moves to a question (the ``interview`` profile): clients show it."""
+
+    idx: int
+    "0-based position in the session's question list."
+    domain: str
+    difficulty_tier: str = msgspec.field(name="difficultyTier")
+    text: str
+
+
 class ToolCall(Event, tag="tool.call"):
     """The model called a tool; the link runs it."""
 
@@ -197,7 +207,8 @@ class ToolResult(Event, tag="tool.result"):
 AnyEvent = (
     SessionStarted | SessionEnded | ClientJoined | ClientLeft | ClientMuted | VoiceActivity
     | TurnStart | TurnEnd | AiState | AiInterrupted | TranscriptDelta | TranscriptDone
-    | ErrorEvent | LatencyPing | TurnHeard | TurnSummary | RealtimeEvent | ToolCall | ToolResult
+    | ErrorEvent | LatencyPing | TurnHeard | TurnSummary | RealtimeEvent | QuestionReady
+    | ToolCall | ToolResult
 )
 
 CLIENT_FACING = frozenset({
@@ -235,9 +246,10 @@ def decode(data: bytes) -> AnyEvent:
 
 
 def to_client_json(event: Event) -> str:
-    """The browser shape: ``{"type", "ts", "payload"}`` (payload: the event's own fields)."""
-    fields = msgspec.structs.asdict(event)
-    payload = {k: v for k, v in fields.items() if k not in _BASE_FIELDS and k != "ts"}
+    """The browser shape: ``{"type", "ts", "payload"}`` (payload: the event's own fields,
+    by their wire names)."""
+    fields = msgspec.to_builtins(event)
+    payload = {k: v for k, v in fields.items() if k not in _BASE_FIELDS and k not in ("ts", "type")}
     return _json_encoder.encode({"type": tag(event), "ts": event.ts, "payload": payload}).decode()
 
 

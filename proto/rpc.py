@@ -31,6 +31,14 @@ class TranscriptEntry(msgspec.Struct, frozen=True):
     turn_id: str = ""
 
 
+class Question(msgspec.Struct, frozen=True):
+    """One question of an interview (the ``interview`` profile)."""
+
+    domain: str
+    difficulty_tier: str
+    text: str
+
+
 class StartSession(Request, tag="start_session"):
     session_id: str
     tenant_id: str = "default"
@@ -45,6 +53,10 @@ class StartSession(Request, tag="start_session"):
     context: list[TranscriptEntry] = []
     """For the link: the conversation so far, oldest first, when a session is resumed on a
     link that does not know it (the one that held it was restarted or died)."""
+    profile: str = ""
+    "For the link: what kind of conversation ('' the default, 'interview')."
+    questions: list[Question] = []
+    "For the link, with the interview profile: what to ask, in order."
 
 
 class StopSession(Request, tag="stop_session"):

@@ -18,8 +18,9 @@ Read once at start from the environment:
 - ``VOXRELAY_OPENAI_WEBRTC_TIMEOUT_S``: with ``auto``, how long the WebRTC attempt may take
   before the session falls back to WebSocket; default the connect timeout.
 - ``VOXRELAY_TOOLS``: the modules whose tools the model is offered, comma-separated
-  (default ``services.tools.builtin``: ``get_time``; empty: none but the profiles' own
-  and the ``voxrelay.tools`` entry points); see :mod:`services.tools`.
+  (default ``services.tools.builtin,services.tools.interview``: ``get_time``, and
+  ``next_question`` for interviews; empty: only the ``voxrelay.tools`` entry points'); see
+  :mod:`services.tools`.
 - ``VOXRELAY_ICE_HOSTS`` / ``VOXRELAY_ICE_SERVERS``: as for every aiortc peer in voxrelay.
 - the common service settings (``VOXRELAY_INSTANCE``, ``VOXRELAY_RPC_BIND``,
   ``VOXRELAY_AUDIO_BIND``, the bus endpoints, …) through :func:`service_config`.

@@ -28,6 +28,7 @@ import aiohttp
 
 from proto import audio, events, ids, rpc
 from services import tools
+from services.tools import interview
 from services.runtime import ConfigError, configure_ice_hosts, prompt_triggered_checks
 from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
@@ -44,6 +45,9 @@ from .metrics import FRAMES_DROPPED, SESSIONS
 from .session import LinkSession
 
 logger = logging.getLogger(__name__)
+
+PROFILES = ("", interview.PROFILE)
+"The kinds of conversation the link holds ('': the default)."
 
 READY_TIMEOUT_S = 5.0
 "How long a request waits for the service to finish starting."
@@ -130,6 +134,8 @@ class Link:
         if not request.mixer_audio:
             raise rpc.RpcError("bad_request", "'mixer_audio' is required: the endpoint where "
                                "the session's mixer publishes aud/mix")
+        if request.profile not in PROFILES:
+            raise rpc.RpcError("bad_request", f"unknown profile {request.profile!r}")
         existing = self.sessions.get(sid)
         if existing is not None:
             if existing.mixer_audio != request.mixer_audio:  # the mixer was replaced
@@ -140,11 +146,16 @@ class Link:
             return rpc.Ok()
         self._follow_mixer(request.mixer_audio)
         assert self._http is not None
+        instructions = request.instructions
+        if request.profile == interview.PROFILE:
+            instructions = interview.instructions(instructions)
         session = LinkSession(
-            sid, CallSettings(instructions=request.instructions, voice=request.voice),
+            sid, CallSettings(instructions=instructions, voice=request.voice),
             request.mixer_audio, config=self.config, http=self._http, spawn=self._owner.spawn,
             publish_event=self.service.events.publish, publish_audio=self._publish_audio,
-            tools=self.tools.for_profile(""),
+            tools=self.tools.for_profile(request.profile),
+            tool_context=tools.ToolContext(sid, profile=request.profile,
+                                           settings={"questions": request.questions}),
         )
         session.history.seed((e.role, e.text, e.started_at) for e in request.context)
         self.sessions[sid] = session

@@ -109,9 +109,10 @@ class LinkSession:
         backoff: Backoff | None = None,
         rng: Callable[[], float] = random.random,
         tools: Sequence[Tool] = (),
+        tool_context: ToolContext | None = None,
     ) -> None:
         self.id = session_id
-        self.tool_calls = ToolCalls(tools, ToolContext(session_id), spawn=spawn,
+        self.tool_calls = ToolCalls(tools, tool_context or ToolContext(session_id), spawn=spawn,
                                     send=self._send_to_model, publish_event=publish_event)
         "The tools the model may call, run here (see :mod:`.tool_calls`)."
         self.settings = dataclasses.replace(settings, tools=self.tool_calls.schemas())

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -69,9 +70,12 @@ class ToolCalls:
                  publish_event: Callable[[events.Event], object]) -> None:
         self.tools = {t.name: t for t in tools}
         self.context = context
+        context.publish = self._publish_for_tool
         self._spawn = spawn
         self._send = send
         self._publish = publish_event
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._calls: dict[str, _Call] = {}
         "Calls not yet answered, in the order the model made them."
         self._done_responses: set[str] = set()
@@ -114,9 +118,18 @@ class ToolCalls:
 
     # -- running ------------------------------------------------------------------
 
+    def _publish_for_tool(self, event: events.Event) -> None:
+        """A tool's event for the bus, from the loop or from a sync tool's thread."""
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            self._publish(event)
+        else:
+            self._loop.call_soon_threadsafe(self._publish, event)
+
     def _start(self, call: _Call) -> None:
         if call.call_id in self._calls:
             return  # the same call reported twice
+        if self._loop is None:
+            self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self._calls[call.call_id] = call
         self._publish(events.ToolCall(
             session_id=self.context.session_id, call_id=call.call_id, name=call.name,

@@ -163,7 +163,7 @@ class Replier:
             output = FALLBACK_OUTPUT
             if pending.call_id is not None:
                 output = ctx.function_output(pending.call_id) or FALLBACK_OUTPUT
-            return SpeakReply(text=pending.turn.reply.replace("{output}", output))
+            return SpeakReply(text=fill_reply(pending.turn.reply, output))
         if ctx.tool_choice == "required" and ctx.tools:
             return CallReply(ctx.tools[0].get("name", "tool"), "{}")
         line = DEFAULT_LINES[self._next_line % len(DEFAULT_LINES)]
@@ -177,6 +177,22 @@ class Replier:
         self._next_turn += 1
         self._pending = _Pending(turn)
         return turn
+
+
+OUTPUT_FIELD = re.compile(r"\{output\.([A-Za-z0-9_]+)\}")
+
+
+def fill_reply(template: str, output: str) -> str:
+    """A scripted reply with the tool's output in it: ``{output}`` is the whole text,
+    ``{output.key}`` one field of a JSON object output (empty when it has none)."""
+    try:
+        fields = json.loads(output)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict):
+        fields = {}
+    text = OUTPUT_FIELD.sub(lambda m: str(fields.get(m.group(1), "")), template)
+    return text.replace("{output}", output)
 
 
 def _may_call(ctx: ReplyContext, name: str) -> bool:

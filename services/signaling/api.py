@@ -13,11 +13,13 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proto import events
 
+from . import interview
 from .auth import Authorizer
 from .conductor import ApiError, Conductor, JoinRequest
 from .history import add_history_routes
@@ -36,6 +38,8 @@ VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "
 MAX_TEXT = 16_384
 MAX_NAME = 64
 EVENTS_LIMIT = 10_000
+INTERVIEW_PAGES = 20
+"Pages of recorded events an interview's per-question transcript reads at most."
 TENANT = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 DEFAULT_TENANT = "default"
 
@@ -114,6 +118,7 @@ def create_api(conductor: Conductor, authorizer: Authorizer) -> web.Application:
     app.router.add_delete("/v1/sessions/{sid}/clients/{cid}", leave)
     app.router.add_get("/v1/sessions/{sid}/transcript", transcript)
     app.router.add_get("/v1/sessions/{sid}/events", event_log)
+    app.router.add_get("/v1/sessions/{sid}/interview", interview_transcript)
     add_history_routes(app, conductor, authorizer)
     add_recording_routes(app, config.recordings_dir, authorizer)
     app.router.add_get("/healthz", healthz)
@@ -195,12 +200,16 @@ async def create_session(request: web.Request) -> web.Response:
         raise refuse("tenant_sessions", 429, "too_many_sessions",
                      f"{tenant!r} has {limit} active sessions; end one first")
     request.app[SESSION_RATE].take(request.remote or "?")
+    profile = _choice(body, "profile", "", interview.PROFILES)
     session = await conductor.create_session(
         name=_text(body, "name", "", MAX_NAME),
         instructions=_text(body, "instructions", "", MAX_TEXT),
         voice=_choice(body, "voice", "alloy", VOICES),
         record=record,
         tenant_id=tenant,
+        profile=profile,
+        questions=interview.session_questions(body, profile,
+                                              conductor.config.interview_questions),
     )
     return web.json_response({"session_id": session.session_id, "tenant": tenant,
                               "token": session.token,
@@ -297,6 +306,25 @@ async def event_log(request: web.Request) -> web.StreamResponse:
     # The next page: GET …/events?after=<Voxrelay-Next-After>.
     return web.Response(text=text, content_type="application/x-ndjson",
                         headers={"Voxrelay-Next-After": str(cursor)})
+
+
+async def interview_transcript(request: web.Request) -> web.Response:
+    """Each question asked in the session, with what was said while it was current."""
+    access = await request.app[AUTH].readable(request)
+    sid = request.match_info["sid"]
+    conductor = request.app[CONDUCTOR]
+    recorded: list[dict[str, Any]] = []
+    after = 0
+    for _ in range(INTERVIEW_PAGES):
+        logged, after = await conductor.event_log(sid, after, EVENTS_LIMIT, access.tenant_filter)
+        recorded += [msgspec.to_builtins(e) for e in logged if isinstance(e, events.QuestionReady)]
+        if len(logged) < EVENTS_LIMIT:
+            break
+    entries = await conductor.transcript(sid, access.tenant_filter)
+    transcript = [{"speaker": e.speaker, "role": e.role, "text": e.text,
+                   "started_at": e.started_at, "ended_at": e.ended_at} for e in entries]
+    return web.json_response({"session_id": sid,
+                              "questions": interview.per_question(recorded, transcript)})
 
 
 async def healthz(request: web.Request) -> web.Response:

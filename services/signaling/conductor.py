@@ -75,7 +75,8 @@ class Conductor:
                    if s.tenant_id == tenant_id and s.state == "active")
 
     async def create_session(self, name: str, instructions: str, voice: str,
-                             record: bool, tenant_id: str = "default") -> Session:
+                             record: bool, tenant_id: str = "default", profile: str = "",
+                             questions: tuple[rpc.Question, ...] = ()) -> Session:
         """Place the session on a mixer, a link and a recorder and start it on all three.
 
         An instance killed a moment ago still beats fresh for up to a second and a half
@@ -96,13 +97,15 @@ class Conductor:
                                             self.config.token_ttl_s)
                 session = Session(session_id=session_id, tenant_id=tenant_id, token=token,
                                   name=name, instructions=instructions, voice=voice,
-                                  record=record, **fields)
+                                  record=record, profile=profile, questions=questions,
+                                  **fields)
             else:
                 session = dataclasses.replace(session, **fields)
             start = rpc.StartSession(session_id=session.session_id, tenant_id=tenant_id,
                                      name=name,
                                      instructions=instructions, voice=voice, record=record,
-                                     mixer_audio=mixer.audio, link_audio=link.audio)
+                                     mixer_audio=mixer.audio, link_audio=link.audio,
+                                     profile=profile, questions=list(questions))
             try:
                 await asyncio.gather(self._all(start, mixer, link),
                                      self._start_recording(start, recorder))

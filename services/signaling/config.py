@@ -11,6 +11,7 @@ from pathlib import Path
 
 import ifaddr
 
+from proto import rpc
 from services.runtime import recordings
 from services.runtime.config import (
     ConfigError,
@@ -62,6 +63,8 @@ class SignalingConfig:
     data_dir: str = "./data"
     recordings_dir: Path = Path("./data") / recordings.RECORDINGS_SUBDIR
     "``VOXRELAY_RECORDINGS_DIR``: where the recorder keeps sessions' audio (served read-only)."
+    interview_questions: tuple[rpc.Question, ...] = ()
+    "``VOXRELAY_INTERVIEW_QUESTIONS`` (a JSON or TOML file): an interview's default questions."
 
     @property
     def loopback_only(self) -> bool:
@@ -121,7 +124,19 @@ def from_env(env: Mapping[str, str] | None = None) -> SignalingConfig:
                                        minimum=0.1),
         cors_origins=tuple(o.strip().rstrip("/") for o in
                            env_str("VOXRELAY_CORS_ORIGINS", "", env).split(",") if o.strip()),
+        interview_questions=_interview_questions(env),
     )
+
+
+def _interview_questions(env: Mapping[str, str] | None) -> tuple[rpc.Question, ...]:
+    from .interview import QuestionsError, load_questions
+    path = env_str("VOXRELAY_INTERVIEW_QUESTIONS", "", env).strip()
+    if not path:
+        return ()
+    try:
+        return load_questions(path)
+    except QuestionsError as e:
+        raise ConfigError("VOXRELAY_INTERVIEW_QUESTIONS", str(e)) from e
 
 
 def _token_secret(env: Mapping[str, str] | None) -> Secret:

@@ -150,7 +150,8 @@ class Recovery:
                                 name=session.name,
                                 instructions=session.instructions, voice=session.voice,
                                 record=session.record, mixer_audio=mixer.audio,
-                                link_audio=link.audio)
+                                link_audio=link.audio, profile=session.profile,
+                                questions=list(session.questions))
 
     def _add(self, session: Session, client_id: str, edge: Heartbeat,
              link: Heartbeat) -> rpc.AddClient:

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from proto import rpc
+
 
 @dataclass
 class Client:
@@ -37,6 +39,9 @@ class Session:
     link: str
     recorder: str
     created_at: float = field(default_factory=time.time)
+    profile: str = ""
+    "'' (a conversation) or 'interview'."
+    questions: tuple[rpc.Question, ...] = ()
     state: str = "active"
     clients: dict[str, Client] = field(default_factory=dict)
 
@@ -49,6 +54,9 @@ class Session:
             "created_at": self.created_at,
             "voice": self.voice,
             "record": self.record,
+            "profile": self.profile,
+            "questions": [{"domain": q.domain, "difficulty_tier": q.difficulty_tier,
+                           "text": q.text} for q in self.questions],
             "clients": [c.to_json() for c in self.clients.values()],
             "mixer": self.mixer,
             "link": self.link,

@@ -19,7 +19,8 @@ never stalls the link's audio; every call has a timeout (``timeout_s``, default
 nothing once the user talks over the reply (it is then cancelled).
 
 Which modules register tools: ``VOXRELAY_TOOLS`` (comma-separated module names,
-default :data:`DEFAULT_MODULES`: the built-in ``get_time``), and every module named by
+default :data:`DEFAULT_MODULES`: the built-in ``get_time`` and the interview profile's
+``next_question``), and every module named by
 an entry point in the ``voxrelay.tools`` group of an installed package. Importing a
 module runs its ``@tool`` decorators. :func:`load` imports them and returns the
 :class:`ToolRegistry` of the tools defined in them.
@@ -36,7 +37,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 DEFAULT_TIMEOUT_S = 10.0
-DEFAULT_MODULES = ("services.tools.builtin",)
+DEFAULT_MODULES = ("services.tools.builtin", "services.tools.interview")
 ENTRY_POINT_GROUP = "voxrelay.tools"
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 "What the Realtime API accepts as a function name."
@@ -45,6 +46,10 @@ NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
 class ToolError(ValueError):
     """A tool that cannot be registered or loaded (a clear startup error)."""
+
+
+def _nowhere(event: Any) -> None:
+    pass
 
 
 @dataclass
@@ -57,6 +62,8 @@ class ToolContext:
     profile: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)
     "The session's profile settings (the interview's questions, say)."
+    publish: Callable[[Any], None] = _nowhere
+    "Put a voxrelay event on the bus for this session (safe from a tool's thread)."
 
 
 @dataclass(frozen=True)

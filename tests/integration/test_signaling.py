@@ -51,6 +51,10 @@ async def test_session_creation_without_services_is_503_with_a_reason(signaling)
         (b'{"voice": "bogus"}', "invalid_field"),
         (b'{"name": 42}', "invalid_field"),
         (b'{"record": "yes"}', "invalid_field"),
+        (b'{"profile": "quiz"}', "invalid_field"),
+        (b'{"profile": "interview"}', "invalid_field"),  # no questions here or in a file
+        (b'{"profile": "interview", "questions": [{"domain": "x"}]}', "invalid_field"),
+        (b'{"questions": [{"text": "Why?"}]}', "invalid_field"),  # not an interview
     ],
 )
 async def test_bad_session_bodies_get_400(signaling, body, code):

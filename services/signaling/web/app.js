@@ -30,6 +30,7 @@ const AI_LABELS = {
 const GONE = new Set(["session_ended", "session_not_found", "unauthorized", "invalid_token",
   "token_expired"]);
 
+const UI_LATENCY_KEPT = 200;
 const $ = (id) => document.getElementById(id);
 
 function defaultName() {
@@ -95,6 +96,7 @@ class Room {
     this.people = new Map();
     this.firstAudio = null; // {since, sawSilence} from the user's turn end to the AI's voice
     this.aiAudible = false;
+    this.uiLatency = []; // {type, ms}: a DataChannel event's receipt → its update painted
   }
 
   open() {
@@ -190,9 +192,17 @@ class Room {
   }
 
   #onEvent(event) {
+    const received = performance.now();
     this.transcript.handle(event);
     const p = event.payload ?? {};
     switch (event.type) {
+      case "question.ready":
+        $("question-meta").textContent =
+          `Question ${p.idx + 1} · ${p.domain || "general"} · ${p.difficultyTier || "any level"}`;
+        $("question-text").textContent = p.text ?? "";
+        $("question").hidden = false;
+        $("question").dataset.idx = String(p.idx);
+        break;
       case "ai.state":
         show($("ai-state"), AI_LABELS[p.state] ?? p.state);
         if (p.state === "speaking" && this.firstAudio && !this.meters.remote) this.#firstAudioHeard();
@@ -214,6 +224,11 @@ class Room {
       default:
         break;
     }
+    // How long the page took to show it: the next frame after the update is painted.
+    requestAnimationFrame(() => {
+      this.uiLatency.push({ type: event.type, ms: performance.now() - received });
+      if (this.uiLatency.length > UI_LATENCY_KEPT) this.uiLatency.shift();
+    });
   }
 
   #onRemoteStream(stream) {
@@ -360,6 +375,7 @@ function main() {
     get state() { return room.call?.state ?? "idle"; },
     get clientId() { return room.call?.clientId ?? null; },
     get transport() { return room.call?.transport ?? null; },
+    get uiLatency() { return room.uiLatency.slice(); },
     sessionId: match[1],
   });
 }
