@@ -102,13 +102,30 @@ async def spoken_turn(client: Listener, speech: bytes) -> float | None:
     return onset - spoken_end
 
 
+CREATE_ATTEMPTS = 5
+
+
+async def create_with_retry(http: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                            name: str) -> dict[str, Any]:
+    """``POST /v1/sessions``, waiting as told (``rate_limited``: many clients started at
+    once from one address) and trying again, a few times."""
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            return await create_session(http, url, headers=headers, name=name)
+        except AssertionError as e:
+            if "rate_limited" not in str(e) or attempt + 1 == CREATE_ATTEMPTS:
+                raise
+            await asyncio.sleep(1.0 + 0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
 async def conversation(url: str, headers: dict[str, str], seconds: float, number: int
                        ) -> ClientResult:
     result = ClientResult()
     phrases = [speak(p) for p in PHRASES]
     async with aiohttp.ClientSession() as http:
         try:
-            session = await create_session(http, url, headers=headers, name=f"load-{number}")
+            session = await create_with_retry(http, url, headers, f"load-{number}")
         except (AssertionError, aiohttp.ClientError) as e:
             return ClientResult(error=f"create: {e}")
         client = ListeningClient(f"load-{number}")
