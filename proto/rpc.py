@@ -124,9 +124,17 @@ class GetOutbox(Request, tag="get_outbox"):
     "At most this many events (0: none, only the bounds)."
 
 
+class MintClientSecret(Request, tag="mint_client_secret"):
+    """Link: an ephemeral Realtime key for the session's configuration (direct mode: the
+    browser talks to the Realtime API itself; the standard key stays in the link)."""
+
+    session_id: str
+    ttl_s: int = 600
+
+
 AnyRequest = (
     Ping | StartSession | StopSession | AddClient | RemoveClient | GetTranscript | GetEvents
-    | ListSessions
+    | ListSessions | MintClientSecret
 )
 "What a service's own handler is asked."
 
@@ -203,7 +211,14 @@ class Err(Reply, tag="err"):
     message: str
 
 
-AnyReply = Ok | Answer | Transcript | EventLog | SessionList | Outbox | Err
+class ClientSecret(Reply, tag="client_secret"):
+    value: str
+    "The ephemeral key (``ek_…``): a browser may hold it, until ``expires_at``."
+    expires_at: int
+    model: str = ""
+
+
+AnyReply = Ok | Answer | Transcript | EventLog | SessionList | Outbox | ClientSecret | Err
 
 
 class RpcError(Exception):

@@ -97,7 +97,8 @@ class MediaEdge:
                 return rpc.Ok()
             case rpc.StartSession(session_id=sid, link_audio=link_audio):
                 return self._follow_link(sid, link_audio)
-            case rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions():
+            case (rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions()
+                  | rpc.MintClientSecret()):
                 raise rpc.RpcError("bad_request",
                                    f"{self.instance} (media_edge) does not serve "
                                    f"{type(request).__name__}")

@@ -106,7 +106,8 @@ class Mixer:
                 self.add_client(request)
             case rpc.RemoveClient():
                 self.remove_client(request.session_id, request.client_id)
-            case rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions():
+            case (rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions()
+                  | rpc.MintClientSecret()):
                 raise rpc.RpcError("bad_request", f"{self.name} does not serve "
                                    f"{type(request).__name__}")
             case _:

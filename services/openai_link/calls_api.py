@@ -104,6 +104,36 @@ async def create_call(http: aiohttp.ClientSession, config: LinkConfig, offer_sdp
     return CallAnswer(sdp=body, call_id=call_id)
 
 
+@dataclass(frozen=True)
+class ClientSecret:
+    value: str
+    expires_at: int
+
+
+async def mint_client_secret(http: aiohttp.ClientSession, config: LinkConfig,
+                             settings: CallSettings, ttl_s: int) -> ClientSecret:
+    """An ephemeral key for a session like the link's own (``POST /realtime/client_secrets``
+    with the standard key); raises RealtimeUnavailable (CallRefused when refused)."""
+    body = {"expires_after": {"anchor": "created_at", "seconds": ttl_s},
+            "session": {**session_config(settings), "model": config.model}}
+    url = f"{config.base_url}/realtime/client_secrets"
+    try:
+        async with http.post(url, json=body, headers=_headers(config, "application/json"),
+                             timeout=aiohttp.ClientTimeout(total=config.connect_timeout_s)) as r:
+            text = await r.text()
+            if r.status != 200:
+                code, message = _error_of(text)
+                raise CallRefused(r.status, code, redact(message, config.api_key.reveal()))
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise RealtimeUnavailable(f"cannot reach the Realtime API at {url}: "
+                                  f"{e or type(e).__name__}") from e
+    try:
+        answer = json.loads(text)
+        return ClientSecret(value=str(answer["value"]), expires_at=int(answer["expires_at"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise RealtimeUnavailable(f"{url} answered without a client secret: {e}") from e
+
+
 async def hangup(http: aiohttp.ClientSession, config: LinkConfig, call_id: str) -> bool:
     """End the call server-side; False (logged) if that failed. Never raises on I/O."""
     url = f"{config.base_url}/realtime/calls/{call_id}/hangup"

@@ -38,6 +38,7 @@ from services.runtime.voice_codec import install_inline_decoding, install_prompt
 from services.runtime.zmq_loop import Rejected, SocketReader, send_nowait
 
 from .bus_events import SessionEvents
+from . import calls_api
 from .calls_api import CallSettings
 from .config import LinkConfig
 from .errors import RealtimeUnavailable
@@ -112,6 +113,9 @@ class Link:
                 return await self._add_client(request)
             case rpc.StopSession():
                 return await self._stop_session(request)
+            case rpc.MintClientSecret():
+                await self._ready()
+                return await self._mint(request)
             case rpc.RemoveClient() | rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions():
                 raise rpc.RpcError("bad_request",
                                    f"openai_link does not serve {type(request).__name__}")
@@ -176,6 +180,21 @@ class Link:
         except RealtimeUnavailable as e:
             raise rpc.RpcError("unavailable", str(e)) from e
         return rpc.Ok()
+
+    async def _mint(self, request: rpc.MintClientSecret) -> rpc.Reply:
+        session = self.sessions.get(request.session_id)
+        if session is None:
+            raise rpc.RpcError("not_found", f"no session {request.session_id}")
+        assert self._http is not None
+        try:
+            secret = await calls_api.mint_client_secret(self._http, self.config,
+                                                        session.settings, request.ttl_s)
+        except RealtimeUnavailable as e:
+            raise rpc.RpcError("unavailable", str(e)) from e
+        logger.info("%r minted an ephemeral key for %r (expires at %d)", self, session,
+                    secret.expires_at, extra={"session_id": session.id})
+        return rpc.ClientSecret(value=secret.value, expires_at=secret.expires_at,
+                                model=self.config.model)
 
     async def _stop_session(self, request: rpc.StopSession) -> rpc.Reply:
         session = self.sessions.pop(request.session_id, None)

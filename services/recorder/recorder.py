@@ -148,7 +148,7 @@ class Recorder:
                 return await self._events(request)
             case rpc.ListSessions():
                 return await self._sessions(request)
-            case rpc.AddClient() | rpc.RemoveClient():
+            case rpc.AddClient() | rpc.RemoveClient() | rpc.MintClientSecret():
                 raise rpc.RpcError("bad_request",
                                    f"the recorder does not serve {type(request).__name__}")
             case _:

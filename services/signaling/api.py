@@ -38,6 +38,8 @@ VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "
 MAX_TEXT = 16_384
 MAX_NAME = 64
 EVENTS_LIMIT = 10_000
+CLIENT_SECRET_TTL_S = 600
+"How long an ephemeral key lasts unless the request says (the Realtime API's default)."
 INTERVIEW_PAGES = 20
 "Pages of recorded events an interview's per-question transcript reads at most."
 TENANT = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
@@ -119,6 +121,7 @@ def create_api(conductor: Conductor, authorizer: Authorizer) -> web.Application:
     app.router.add_get("/v1/sessions/{sid}/transcript", transcript)
     app.router.add_get("/v1/sessions/{sid}/events", event_log)
     app.router.add_get("/v1/sessions/{sid}/interview", interview_transcript)
+    app.router.add_post("/v1/realtime/client_secrets", client_secret)
     add_history_routes(app, conductor, authorizer)
     add_recording_routes(app, config.recordings_dir, authorizer)
     app.router.add_get("/healthz", healthz)
@@ -306,6 +309,25 @@ async def event_log(request: web.Request) -> web.StreamResponse:
     # The next page: GET …/events?after=<Voxrelay-Next-After>.
     return web.Response(text=text, content_type="application/x-ndjson",
                         headers={"Voxrelay-Next-After": str(cursor)})
+
+
+async def client_secret(request: web.Request) -> web.Response:
+    """Direct mode: an ephemeral Realtime key for a session's configuration (the session
+    in ``session_id``, or the one a session token names)."""
+    auth = request.app[AUTH]
+    body = await _body(request)
+    sid = body.get("session_id") or auth.access(request).session_id
+    if not isinstance(sid, str) or not sid:
+        raise ApiError(400, "invalid_field", "'session_id' names the session (a session token "
+                       "names its own)")
+    session, _ = auth.session_named(request, sid)
+    ttl = body.get("ttl_s", CLIENT_SECRET_TTL_S)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 10 <= ttl <= 7200:
+        raise ApiError(400, "invalid_field", "'ttl_s' must be an integer of 10–7200 seconds")
+    secret = await request.app[CONDUCTOR].mint_client_secret(session, ttl)
+    return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
+                              "model": secret.model}, status=201,
+                             headers={"Cache-Control": "no-store"})
 
 
 async def interview_transcript(request: web.Request) -> web.Response:

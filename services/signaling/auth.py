@@ -104,8 +104,11 @@ class Authorizer:
 
     def session(self, request: web.Request) -> tuple[Session, Access]:
         """The held session of the request's ``{sid}``, if the credential opens it."""
+        return self.session_named(request, request.match_info["sid"])
+
+    def session_named(self, request: web.Request, sid: str) -> tuple[Session, Access]:
+        """The held session ``sid``, if the request's credential opens it."""
         access = self.access(request)
-        sid = request.match_info["sid"]
         self._check_session_token(access, sid)
         session = self.conductor.get(sid)  # 404 session_not_found
         if access.role == "tenant" and session.tenant_id != access.tenant:

@@ -295,6 +295,16 @@ class Conductor:
         found = await self.history(1, None, session_id=session_id)
         return found[0].tenant_id if found else None
 
+    async def mint_client_secret(self, session: Session, ttl_s: int) -> rpc.ClientSecret:
+        """An ephemeral Realtime key for ``session``, minted by its link (which holds the
+        standard key; signaling never does)."""
+        link = self.placement.instance(session.link)
+        [reply] = await self._all(rpc.MintClientSecret(session_id=session.session_id,
+                                                       ttl_s=ttl_s), link,
+                                  timeout=self.config.join_timeout_s)
+        assert isinstance(reply, rpc.ClientSecret)
+        return reply
+
     async def _recorder_call(self, request: rpc.Request) -> rpc.AnyReply:
         session = self.sessions.get(getattr(request, "session_id", ""))
         recorder = (self.placement.instance(session.recorder) if session
