@@ -105,6 +105,11 @@ def voice_packet(data: bytes, pts: int) -> Packet:
     return packet
 
 
+def _takes(function: Any, *names: str) -> bool:
+    """Whether an aiortc internal still has the parameters a patch of it relies on."""
+    return list(inspect.signature(function).parameters) == list(names)
+
+
 # -- inline decoding ----------------------------------------------------------------
 
 _installed = False
@@ -129,8 +134,7 @@ def install_inline_decoding() -> bool:
         return True
     from aiortc import rtcrtpreceiver
     stock = rtcrtpreceiver.decoder_worker
-    if list(inspect.signature(stock).parameters) != ["loop", "input_q", "output_q",
-                                                     "decode_error"]:
+    if not _takes(stock, "loop", "input_q", "output_q", "decode_error"):
         logger.warning("aiortc's decoder_worker changed shape: audio is decoded in threads")
         return False
 
@@ -214,8 +218,8 @@ def install_prompt_jitter() -> bool:
         return True
     from aiortc import jitterbuffer, rtcrtpreceiver
     stock = rtcrtpreceiver.JitterBuffer
-    if stock is not jitterbuffer.JitterBuffer or list(
-            inspect.signature(stock).parameters) != ["capacity", "prefetch", "is_video"]:
+    if stock is not jitterbuffer.JitterBuffer or not _takes(stock, "capacity", "prefetch",
+                                                            "is_video"):
         logger.warning("aiortc's JitterBuffer changed shape: audio keeps its prefetch")
         return False
 

@@ -16,8 +16,9 @@ from . import tool
                                               "description": "IANA time zone name"}}},
       timeout_s=2.0)
 def get_time(timezone: str = "UTC") -> dict[str, Any]:
-    try:
-        zone = zoneinfo.ZoneInfo(timezone)
+    zone: datetime.tzinfo
+    try:  # UTC needs no tz database (a slim image may have none)
+        zone = datetime.timezone.utc if timezone == "UTC" else zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return {"error": f"unknown time zone {timezone!r}"}
     now = datetime.datetime.now(zone)
