@@ -132,9 +132,23 @@ class MintClientSecret(Request, tag="mint_client_secret"):
     ttl_s: int = 600
 
 
+class DirectCall(Request, tag="direct_call"):
+    """Link: a browser's own WebRTC call to the Realtime API (direct mode). The link posts
+    ``sdp`` to the API with ``client_secret`` (the ephemeral key the browser was given),
+    attaches the call's sideband WebSocket with the standard key (so the session's events
+    are translated, recorded and its tools run here), and answers with the API's SDP
+    answer and the call id. ``RemoveClient`` of ``client_id`` hangs the call up."""
+
+    session_id: str
+    client_id: str
+    sdp: str
+    client_secret: str
+    name: str = ""
+
+
 AnyRequest = (
     Ping | StartSession | StopSession | AddClient | RemoveClient | GetTranscript | GetEvents
-    | ListSessions | MintClientSecret
+    | ListSessions | MintClientSecret | DirectCall
 )
 "What a service's own handler is asked."
 
@@ -156,6 +170,8 @@ class Ok(Reply, tag="ok"):
 class Answer(Reply, tag="answer"):
     sdp: str
     edge: str = ""
+    call_id: str = ""
+    "For ``DirectCall``: the Realtime API's id of the browser's call."
 
 
 class Transcript(Reply, tag="transcript"):

@@ -98,7 +98,7 @@ class MediaEdge:
             case rpc.StartSession(session_id=sid, link_audio=link_audio):
                 return self._follow_link(sid, link_audio)
             case (rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions()
-                  | rpc.MintClientSecret()):
+                  | rpc.MintClientSecret() | rpc.DirectCall()):
                 raise rpc.RpcError("bad_request",
                                    f"{self.instance} (media_edge) does not serve "
                                    f"{type(request).__name__}")

@@ -107,7 +107,7 @@ class Mixer:
             case rpc.RemoveClient():
                 self.remove_client(request.session_id, request.client_id)
             case (rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions()
-                  | rpc.MintClientSecret()):
+                  | rpc.MintClientSecret() | rpc.DirectCall()):
                 raise rpc.RpcError("bad_request", f"{self.name} does not serve "
                                    f"{type(request).__name__}")
             case _:

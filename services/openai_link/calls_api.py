@@ -5,6 +5,10 @@
 answers 201 with the SDP answer and ``Location: /v1/realtime/calls/<call id>``; any other
 status carries a JSON error body, which becomes a :class:`CallRefused` that says what
 the API said. ``POST {base}/realtime/calls/{call_id}/hangup`` ends the call.
+
+Direct mode uses the same surface for a browser: ``POST /realtime/client_secrets`` (standard
+key) mints the ephemeral key it holds, and its offer is posted as it would post it itself
+(``application/sdp``, that ephemeral key: :func:`create_direct_call`).
 """
 
 from __future__ import annotations
@@ -75,8 +79,8 @@ def call_session(model: str, settings: CallSettings) -> dict[str, Any]:
     return session
 
 
-def _headers(config: LinkConfig, accept: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {config.api_key.reveal()}", "Accept": accept}
+def _headers(config: LinkConfig, accept: str, key: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key or config.api_key.reveal()}", "Accept": accept}
 
 
 async def create_call(http: aiohttp.ClientSession, config: LinkConfig, offer_sdp: str,
@@ -86,22 +90,38 @@ async def create_call(http: aiohttp.ClientSession, config: LinkConfig, offer_sdp
     form.add_field("sdp", offer_sdp, content_type="application/sdp")
     form.add_field("session", json.dumps(call_session(config.model, settings)),
                    content_type="application/json")
+    return await _post_offer(http, config, form, None)
+
+
+async def create_direct_call(http: aiohttp.ClientSession, config: LinkConfig, offer_sdp: str,
+                             client_secret: str) -> CallAnswer:
+    """Post a browser's offer as the browser would: ``application/sdp`` with the ephemeral
+    key it was given (the key carries the session's configuration)."""
+    return await _post_offer(http, config, offer_sdp, client_secret)
+
+
+async def _post_offer(http: aiohttp.ClientSession, config: LinkConfig,
+                      body: str | aiohttp.FormData, key: str | None) -> CallAnswer:
     url = f"{config.base_url}/realtime/calls"
+    headers = _headers(config, "application/sdp", key)
+    if isinstance(body, str):
+        headers["Content-Type"] = "application/sdp"
     try:
-        async with http.post(url, data=form, headers=_headers(config, "application/sdp")) as r:
-            body = await r.text()
+        async with http.post(url, data=body, headers=headers) as r:
+            text = await r.text()
             if r.status != 201:
-                code, message = _error_of(body)
-                raise CallRefused(r.status, code, redact(message, config.api_key.reveal()))
+                code, message = _error_of(text)
+                message = redact(redact(message, config.api_key.reveal()), key or "")
+                raise CallRefused(r.status, code, message)
             location = r.headers.get("Location", "")
     except aiohttp.ClientError as e:
         raise RealtimeUnavailable(f"cannot reach the Realtime API at {url}: {e}") from e
     call_id = location.rstrip("/").rsplit("/", 1)[-1]
     if not call_id:
         raise RealtimeUnavailable(f"{url} answered 201 without a call id in Location")
-    if not body.startswith("v=0"):
+    if not text.startswith("v=0"):
         raise RealtimeUnavailable(f"{url} answered 201 without an SDP answer")
-    return CallAnswer(sdp=body, call_id=call_id)
+    return CallAnswer(sdp=text, call_id=call_id)
 
 
 @dataclass(frozen=True)

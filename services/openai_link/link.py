@@ -6,7 +6,9 @@ session's mixer was restarted or replaced, it follows that one; ``context``, the
 conversation of a session resumed here, becomes the first call's history); ``AddClient`` opens the
 Realtime connection when the first client joins and answers once it is usable
 (``unavailable`` if it cannot be had within the connect timeout); ``StopSession`` hangs
-up and forgets (idempotent).
+up and forgets (idempotent). Direct mode: ``MintClientSecret`` gets an ephemeral key for
+the session's configuration; ``DirectCall`` posts a browser's offer with that key and
+follows the call's sideband (``session.py``); ``RemoveClient`` of that browser hangs up.
 A call that drops under a conversation is reopened by the session itself, with backoff,
 while any of its clients is present, and given the conversation so far
 (``session.py``); no RPC is needed for that.
@@ -41,9 +43,9 @@ from .bus_events import SessionEvents
 from . import calls_api
 from .calls_api import CallSettings
 from .config import LinkConfig
-from .errors import RealtimeUnavailable
+from .errors import CallRefused, RealtimeUnavailable
 from .metrics import FRAMES_DROPPED, SESSIONS
-from .session import LinkSession
+from .session import DirectClient, LinkSession
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +118,12 @@ class Link:
             case rpc.MintClientSecret():
                 await self._ready()
                 return await self._mint(request)
-            case rpc.RemoveClient() | rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions():
+            case rpc.DirectCall():
+                await self._ready()
+                return await self._direct_call(request)
+            case rpc.RemoveClient():
+                return await self._remove_client(request)
+            case rpc.GetTranscript() | rpc.GetEvents() | rpc.ListSessions():
                 raise rpc.RpcError("bad_request",
                                    f"openai_link does not serve {type(request).__name__}")
             case _:
@@ -171,9 +178,10 @@ class Link:
         return rpc.Ok()
 
     async def _add_client(self, request: rpc.AddClient) -> rpc.Reply:
-        session = self.sessions.get(request.session_id)
-        if session is None:
-            raise rpc.RpcError("not_found", f"no session {request.session_id}")
+        session = self._session(request.session_id)
+        if session.direct is not None:
+            raise rpc.RpcError("exists", f"session {session.id} is a direct call: its audio "
+                               "goes from the browser to the Realtime API, not through voxrelay")
         session.add_client(request.client_id, request.name, request.role)
         try:
             await session.connect()
@@ -181,10 +189,14 @@ class Link:
             raise rpc.RpcError("unavailable", str(e)) from e
         return rpc.Ok()
 
-    async def _mint(self, request: rpc.MintClientSecret) -> rpc.Reply:
-        session = self.sessions.get(request.session_id)
+    def _session(self, session_id: str) -> LinkSession:
+        session = self.sessions.get(session_id)
         if session is None:
-            raise rpc.RpcError("not_found", f"no session {request.session_id}")
+            raise rpc.RpcError("not_found", f"no session {session_id}")
+        return session
+
+    async def _mint(self, request: rpc.MintClientSecret) -> rpc.Reply:
+        session = self._session(request.session_id)
         assert self._http is not None
         try:
             secret = await calls_api.mint_client_secret(self._http, self.config,
@@ -195,6 +207,37 @@ class Link:
                     secret.expires_at, extra={"session_id": session.id})
         return rpc.ClientSecret(value=secret.value, expires_at=secret.expires_at,
                                 model=self.config.model)
+
+    async def _direct_call(self, request: rpc.DirectCall) -> rpc.Reply:
+        """Post the browser's offer with its ephemeral key, then follow the call's sideband."""
+        session = self._session(request.session_id)
+        if session.direct is None and session.connected:
+            raise rpc.RpcError("exists", f"session {session.id} already talks to the Realtime "
+                               "API through voxrelay (relay clients are in it)")
+        assert self._http is not None
+        try:
+            answer = await calls_api.create_direct_call(self._http, self.config, request.sdp,
+                                                        request.client_secret)
+        except CallRefused as e:
+            code = "bad_request" if 400 <= e.status < 500 else "unavailable"
+            raise rpc.RpcError(code, str(e)) from e
+        except RealtimeUnavailable as e:
+            raise rpc.RpcError("unavailable", str(e)) from e
+        client = DirectClient(request.client_id, request.name or "guest", answer.call_id)
+        try:
+            await session.attach_direct(client)
+        except RealtimeUnavailable as e:
+            await calls_api.hangup(self._http, self.config, answer.call_id)
+            raise rpc.RpcError("unavailable", f"the call's sideband: {e}") from e
+        return rpc.Answer(sdp=answer.sdp, call_id=answer.call_id)
+
+    async def _remove_client(self, request: rpc.RemoveClient) -> rpc.Reply:
+        """A direct client left: its call is hung up. Relay clients leave through the edge
+        and the mixer; the link hears of that on the bus (idempotent either way)."""
+        session = self.sessions.get(request.session_id)
+        if session is not None:
+            await session.detach_direct(request.client_id)
+        return rpc.Ok()
 
     async def _stop_session(self, request: rpc.StopSession) -> rpc.Reply:
         session = self.sessions.pop(request.session_id, None)

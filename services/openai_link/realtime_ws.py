@@ -23,6 +23,12 @@ care which one it holds. What differs is the audio and who tracks playout:
 
 Control events (``session.update``, the replay, truncation) are written before any
 queued audio: an interrupt never waits behind the microphone.
+
+Sideband (``call_id``): the same connection attached to a WebRTC call a browser holds
+(direct mode): ``GET {base}/realtime?call_id=…`` with the standard key. The API sends it
+every event of the call and takes client events (``session.update``, tool outputs);
+the audio is on the browser's own tracks, so nothing is appended or played here. A 404
+(the call is over) is a :class:`~.errors.CallRefused`.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import msgspec
 from . import realtime_events as rt
 from .calls_api import CallSettings
 from .config import LinkConfig
-from .errors import RealtimeUnavailable, redact
+from .errors import CallRefused, RealtimeUnavailable, redact
 from .handshake import Connection, Handshake, event_id
 from .metrics import REALTIME_EVENTS_IGNORED
 from .ws_playout import Interrupted, ModelPlayout
@@ -73,22 +79,26 @@ class _AudioDelta(msgspec.Struct):
 _delta_decoder = msgspec.json.Decoder(_AudioDelta)
 
 
-def realtime_url(base_url: str, model: str) -> str:
-    """The WebSocket URL of a Realtime session for ``model`` under the API base."""
+def realtime_url(base_url: str, model: str = "", call_id: str = "") -> str:
+    """The WebSocket URL of a Realtime session for ``model`` under the API base, or of
+    the sideband of the WebRTC call ``call_id`` (which takes no model)."""
     url = urlsplit(base_url)
     scheme = "wss" if url.scheme == "https" else "ws"
-    return f"{scheme}://{url.netloc}{url.path}/realtime?{urlencode({'model': model})}"
+    query = urlencode({"call_id": call_id} if call_id else {"model": model})
+    return f"{scheme}://{url.netloc}{url.path}/realtime?{query}"
 
 
 class RealtimeWsConnection(Connection):
     def __init__(self, config: LinkConfig, http: aiohttp.ClientSession, settings: CallSettings,
                  *, name: str, on_event: EventHandler, on_audio: Callable[[bytes], None],
-                 context: Sequence[dict[str, Any]] = ()) -> None:
+                 context: Sequence[dict[str, Any]] = (), call_id: str = "") -> None:
         self.config = config
         self.http = http
         self.settings = settings
         self.name = name
-        self.url = realtime_url(config.base_url, config.model)
+        self.call_id = call_id
+        "Set: the sideband of a WebRTC call someone else holds (direct mode; no audio here)."
+        self.url = realtime_url(config.base_url, config.model, call_id)
         self._on_event = on_event
         self._wake = asyncio.Event()
         self.uplink = WsUplink(self._wake.set)
@@ -105,6 +115,8 @@ class RealtimeWsConnection(Connection):
         self._truncate_ids: set[str] = set()
 
     def __repr__(self) -> str:
+        if self.call_id:
+            return f"RealtimeWsConnection({self.name}, sideband of {self.call_id})"
         return f"RealtimeWsConnection({self.name})"
 
     async def run(self) -> None:
@@ -156,6 +168,8 @@ class RealtimeWsConnection(Connection):
                                               max_msg_size=MAX_MESSAGE_BYTES, compress=0)
         except aiohttp.WSServerHandshakeError as e:
             message = redact(e.message or "", self.config.api_key.reveal())
+            if self.call_id and e.status == 404:  # the call has ended
+                raise CallRefused(e.status, "call_id_not_found", message) from e
             raise RealtimeUnavailable(
                 f"the Realtime API refused the WebSocket at {self.url}: HTTP {e.status} "
                 f"{message}") from e

@@ -39,6 +39,17 @@ that names the session and why, and counts ``voxrelay_fallbacks_total{kind=
 answer to the call: bad key, quota, model) is not a transport problem and is not
 retried over WebSocket. Once a transport has worked for a session, its reconnects use
 that one only.
+
+Direct mode (:meth:`LinkSession.attach_direct`): a browser holds its own WebRTC call to
+the API (made with an ephemeral key, its offer proxied through signaling and the link);
+the session then carries that call's sideband WebSocket instead of a call of its own
+(``GET {base}/realtime?call_id=…``, standard key: :class:`.realtime_ws.RealtimeWsConnection`
+with ``call_id``), so the call's events are translated, recorded and its tools run here
+exactly as in relay mode. The link says ``client.joined`` / ``client.left`` for the browser
+(transport ``direct``); no roll-over (the browser's call is the browser's); a dropped
+sideband is re-attached with backoff while the call lives, and a 404 (the call is over)
+ends direct mode. ``detach_direct`` (the client left) and closing hang the call up.
+A session holds either relay clients or one direct call, not both.
 """
 
 from __future__ import annotations
@@ -60,6 +71,7 @@ from services.tools import Tool, ToolContext
 from . import realtime_events as rt
 from .attribution import Attribution
 from .backoff import Backoff
+from . import calls_api
 from .calls_api import CallSettings
 from .config import LinkConfig
 from .errors import CallRefused, RealtimeUnavailable
@@ -92,6 +104,15 @@ ROLLOVER_RETRY_S = 60.0
 Connection = RealtimeConnection | RealtimeWsConnection
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectClient:
+    """A browser in direct mode: its own WebRTC call to the API, whose sideband we hold."""
+
+    client_id: str
+    name: str
+    call_id: str
 
 
 class LinkSession:
@@ -147,6 +168,8 @@ class LinkSession:
         self._connect_lock = asyncio.Lock()
         self._model_seq = 0
         self._closed = False
+        self.direct: DirectClient | None = None
+        "The browser whose own call this session follows (direct mode), if any."
 
     def __repr__(self) -> str:
         return f"LinkSession({self.id})"
@@ -203,7 +226,10 @@ class LinkSession:
             return True
 
     async def _open_by_transport(self) -> Connection:
-        """A usable connection over this session's transport, or WebRTC then WebSocket."""
+        """A usable connection over this session's transport, or WebRTC then WebSocket
+        (the direct call's sideband, in direct mode)."""
+        if self.direct is not None:
+            return await self._attempt("sideband", self.config)
         if self.transport is not None:
             return await self._attempt(self.transport, self.config)
         rtc_config = dataclasses.replace(self.config,
@@ -230,7 +256,7 @@ class LinkSession:
         return connection
 
     async def _attempt(self, transport: str, config: LinkConfig) -> Connection:
-        kind = RealtimeWsConnection if transport == "websocket" else RealtimeConnection
+        kind = RealtimeWsConnection if transport in ("websocket", "sideband") else RealtimeConnection
         connection = self._new_connection(kind, config)
         self._connection = connection
         self._task = self._spawn(self._carry(connection), f"realtime-{self.id}")
@@ -246,9 +272,10 @@ class LinkSession:
 
     def _new_connection(self, kind: type[Connection], config: LinkConfig) -> Connection:
         """A call of this session (not opened yet), given the conversation so far."""
+        sideband = {"call_id": self.direct.call_id} if self.direct is not None else {}
         connection = kind(config, self._http, self.settings, name=self.id,
                           on_event=self._on_realtime_event, on_audio=self._on_model_audio,
-                          context=self.history.replay())
+                          context=self.history.replay(), **sideband)
         connection.uplink.on_sent = self._uplink_sent
         return connection
 
@@ -262,6 +289,15 @@ class LinkSession:
                     self._disconnected(connection)
 
     def _disconnected(self, connection: Connection) -> None:
+        if self.direct is not None:
+            # The sideband closed: the call ended (the usual way a direct call ends), or
+            # only the socket did. Attaching again tells which.
+            logger.info("%r: %r closed; attaching again while the call lives", self,
+                        connection, extra={"session_id": self.id})
+            for event in self.translator.reset():
+                self._publish_event(event)
+            self._start_reconnecting()
+            return
         DISCONNECTS.inc()
         self._dropped = True
         self._publish_event(events.ErrorEvent(
@@ -298,6 +334,9 @@ class LinkSession:
             try:
                 opened = await self._open()
             except RealtimeUnavailable as e:
+                if isinstance(e, CallRefused) and self.direct is not None:
+                    self._direct_over(self.direct, "call_ended", str(e))  # nothing to follow
+                    return
                 error = e
                 delay = outage.next_delay()
                 RECONNECTS.labels("failed" if delay is not None else "gave_up").inc()
@@ -318,10 +357,68 @@ class LinkSession:
             session_id=self.id, code="realtime_unavailable", message=message,
             source="openai_link"))
 
+    # -- direct mode --------------------------------------------------------------
+
+    async def attach_direct(self, client: DirectClient) -> None:
+        """Follow the browser's own call ``client.call_id`` through its sideband (a
+        direct call made again replaces the one before, which is hung up); raises
+        RealtimeUnavailable if the sideband cannot be had."""
+        previous = self.direct
+        async with self._connect_lock:
+            if self._closed:
+                raise RealtimeUnavailable(f"session {self.id} is stopping")
+            self._let_go()
+            self.direct = client
+            self._dropped = False
+        if previous is not None and previous.call_id != client.call_id:
+            self._spawn(self._hang_up(previous.call_id), f"hangup-{self.id}")
+        self.add_client(client.client_id, client.name)
+        self._publish_event(events.ClientJoined(
+            session_id=self.id, client_id=client.client_id, name=client.name,
+            transport="direct"))
+        try:
+            await self.connect()
+        except RealtimeUnavailable as e:
+            self._direct_over(client, "sideband_unavailable", str(e))
+            raise
+        logger.info("%r follows the direct call %s of %s", self, client.call_id, client.name,
+                    extra={"session_id": self.id})
+
+    async def detach_direct(self, client_id: str) -> bool:
+        """The direct client left: hang its call up. False if it is not this session's."""
+        client = self.direct
+        if client is None or client.client_id != client_id:
+            return False
+        self._direct_over(client, "left", "the client left")
+        await self._hang_up(client.call_id)
+        return True
+
+    def _direct_over(self, client: DirectClient, reason: str, detail: str) -> None:
+        """Stop following ``client``'s call (it is over, or it is being hung up)."""
+        if self.direct is not client:
+            return
+        self.direct = None
+        self._let_go()
+        self.attribution.present(client.client_id, False)
+        self._publish_event(events.ClientLeft(session_id=self.id, client_id=client.client_id,
+                                              reason=reason))
+        logger.info("%r no longer follows the direct call %s (%s)", self, client.call_id,
+                    detail, extra={"session_id": self.id})
+
+    def _let_go(self) -> None:
+        """Close the current connection without calling it a drop."""
+        task, self._task = self._task, None
+        self._connection = None  # not current: its end is not "dropped"
+        if task is not None and not task.done():
+            task.cancel()
+
+    async def _hang_up(self, call_id: str) -> None:
+        await calls_api.hangup(self._http, self.config, call_id)
+
     # -- rolling over before the API's session cap -------------------------------
 
     def _plan_rollover(self, connection: Connection, after_s: float) -> None:
-        if self.config.rollover_after_s <= 0 or self._closed:
+        if self.config.rollover_after_s <= 0 or self._closed or self.direct is not None:
             return
         if self._rollover is not None and not self._rollover.done():
             self._rollover.cancel()
@@ -399,6 +496,9 @@ class LinkSession:
         if connection is None or not connection.ready:
             FRAMES_DROPPED.labels("not_connected").inc()
             return
+        if self.direct is not None:  # the browser sends its own audio
+            FRAMES_DROPPED.labels("direct_call").inc()
+            return
         FRAMES.labels("uplink").inc()
         connection.uplink.push(pcm, capture_ns)
 
@@ -441,8 +541,12 @@ class LinkSession:
     # -- closing ----------------------------------------------------------------
 
     async def close(self) -> None:
-        """Stop reconnecting; hang up and close the connection, if any (idempotent)."""
+        """Stop reconnecting; hang up and close the connection, if any, and a direct
+        call (idempotent)."""
         self._closed = True
+        direct, self.direct = self.direct, None
+        if direct is not None:
+            await self._hang_up(direct.call_id)
         self.tool_calls.close()
         rollover, self._rollover = self._rollover, None
         if rollover is not None and not rollover.done():

@@ -148,7 +148,8 @@ class Recorder:
                 return await self._events(request)
             case rpc.ListSessions():
                 return await self._sessions(request)
-            case rpc.AddClient() | rpc.RemoveClient() | rpc.MintClientSecret():
+            case (rpc.AddClient() | rpc.RemoveClient() | rpc.MintClientSecret()
+                  | rpc.DirectCall()):
                 raise rpc.RpcError("bad_request",
                                    f"the recorder does not serve {type(request).__name__}")
             case _:

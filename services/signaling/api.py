@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from proto import events
 
 from . import interview
-from .auth import Authorizer
+from .auth import Authorizer, credential
 from .conductor import ApiError, Conductor, JoinRequest
 from .history import add_history_routes
 from .limits import REJECTED, RateLimited, RatePerAddress, check_offer, refuse
@@ -122,6 +122,7 @@ def create_api(conductor: Conductor, authorizer: Authorizer) -> web.Application:
     app.router.add_get("/v1/sessions/{sid}/events", event_log)
     app.router.add_get("/v1/sessions/{sid}/interview", interview_transcript)
     app.router.add_post("/v1/realtime/client_secrets", client_secret)
+    app.router.add_post("/v1/realtime/calls", realtime_call)
     add_history_routes(app, conductor, authorizer)
     add_recording_routes(app, config.recordings_dir, authorizer)
     app.router.add_get("/healthz", healthz)
@@ -324,10 +325,37 @@ async def client_secret(request: web.Request) -> web.Response:
     ttl = body.get("ttl_s", CLIENT_SECRET_TTL_S)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 10 <= ttl <= 7200:
         raise ApiError(400, "invalid_field", "'ttl_s' must be an integer of 10–7200 seconds")
-    secret = await request.app[CONDUCTOR].mint_client_secret(session, ttl)
+    name = _text(body, "name", "", MAX_NAME)
+    secret = await request.app[CONDUCTOR].mint_client_secret(session, ttl, name)
     return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
                               "model": secret.model}, status=201,
                              headers={"Cache-Control": "no-store"})
+
+
+async def realtime_call(request: web.Request) -> web.Response:
+    """Direct mode: a browser's SDP offer for its own call to the Realtime API, posted as
+    it would post it to the API (``application/sdp``, ``Authorization: Bearer`` the
+    ephemeral key signaling handed out); answered with the API's SDP answer."""
+    conductor = request.app[CONDUCTOR]
+    if request.content_type != "application/sdp":
+        raise ApiError(415, "unsupported_content_type", "send the SDP offer as application/sdp")
+    presented = credential(request) if request.headers.get("Authorization") else None
+    issued = conductor.issued_keys.redeem(presented) if presented else None
+    if issued is None:
+        raise ApiError(401, "invalid_client_secret", "present an unused, unexpired ephemeral "
+                       "key from POST /v1/realtime/client_secrets (Authorization: Bearer ek_…)")
+    session = conductor.get(issued.session_id)
+    try:
+        sdp = (await request.read()).decode()
+    except UnicodeDecodeError as e:
+        raise ApiError(400, "invalid_sdp", f"the offer is not UTF-8 text: {e}") from e
+    if not sdp.startswith("v=0"):
+        raise ApiError(400, "invalid_sdp", "the body must be an SDP offer (starting with v=0)")
+    check_offer(sdp, conductor.config.max_sdp_lines, conductor.config.max_candidates)
+    client, answer = await conductor.direct_call(session, sdp, presented or "", issued.name)
+    return web.Response(status=201, text=answer.sdp, content_type="application/sdp", headers={
+        "Location": f"/v1/realtime/calls/{answer.call_id}", "Cache-Control": "no-store",
+        "Voxrelay-Session-Id": session.session_id, "Voxrelay-Client-Id": client.client_id})
 
 
 async def interview_transcript(request: web.Request) -> web.Response:

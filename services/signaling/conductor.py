@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from proto import events, ids, rpc
@@ -18,6 +20,7 @@ from proto.heartbeat import Heartbeat
 from services.runtime.bus import EventPublisher
 
 from .config import SignalingConfig
+from .direct import IssuedKey, IssuedKeys
 from .placement import Placement
 from .sessions import Client, Session
 from .tokens import TokenSigner
@@ -63,6 +66,8 @@ class Conductor:
         self.sessions: dict[str, Session] = {}
         self._joining: collections.Counter[str] = collections.Counter()
         "Session id → joins in progress (they hold a place until answered or refused)."
+        self.issued_keys = IssuedKeys()
+        "The ephemeral keys handed out for direct calls, and their sessions."
 
     def get(self, session_id: str) -> Session:
         session = self.sessions.get(session_id) if ids.is_id(session_id) else None
@@ -141,16 +146,13 @@ class Conductor:
             raise ApiError(409, "session_ended", "the session has ended")
         if request.client_id in session.clients:
             return await self._rejoin(session, session.clients[request.client_id], request)
-        self._hold_place(session)
-        try:
+        with self._place(session):
             return await self._join(session, request)
-        finally:
-            self._joining[session.session_id] -= 1
-            if self._joining[session.session_id] <= 0:
-                del self._joining[session.session_id]
 
-    def _hold_place(self, session: Session) -> None:
-        """Count the join against the session's limit; 409 ``session_full`` beyond it.
+    @contextlib.contextmanager
+    def _place(self, session: Session) -> Iterator[None]:
+        """Count a join against the session's limit while it is made; 409
+        ``session_full`` beyond the limit.
 
         A client holds a place while connected, and while it may still be connecting;
         one that left (its peer closed or failed) frees its place.
@@ -163,6 +165,12 @@ class Conductor:
             raise ApiError(409, "session_full", f"the session already has {limit} clients "
                            "(VOXRELAY_MAX_CLIENTS_PER_SESSION)")
         self._joining[session.session_id] += 1
+        try:
+            yield
+        finally:
+            self._joining[session.session_id] -= 1
+            if self._joining[session.session_id] <= 0:
+                del self._joining[session.session_id]
 
     async def _join(self, session: Session, request: JoinRequest) -> tuple[Client, str]:
         edge = await self.placement.place("media_edge")
@@ -221,10 +229,7 @@ class Conductor:
         if client_id and client is None:
             raise ApiError(404, "client_not_found", f"no client {client_id!r} in this session "
                            "to reconnect as")
-        held = client is None
-        if held:
-            self._hold_place(session)
-        try:
+        with self._place(session) if client is None else contextlib.nullcontext():
             if client is None:
                 client = Client(ids.new_id(), name or "guest", "speaker", "websocket", instance)
             elif client.edge != instance:
@@ -237,11 +242,6 @@ class Conductor:
                                 transport="websocket", edge_audio=audio, link_audio=link.audio)
             await self._all(add, self.placement.instance(session.mixer), link,
                             timeout=self.config.join_timeout_s)
-        finally:
-            if held:
-                self._joining[session.session_id] -= 1
-                if self._joining[session.session_id] <= 0:
-                    del self._joining[session.session_id]
         client.edge, client.transport, client.joined_at = instance, "websocket", time.time()
         session.clients[client.client_id] = client
         return client
@@ -295,15 +295,39 @@ class Conductor:
         found = await self.history(1, None, session_id=session_id)
         return found[0].tenant_id if found else None
 
-    async def mint_client_secret(self, session: Session, ttl_s: int) -> rpc.ClientSecret:
+    async def mint_client_secret(self, session: Session, ttl_s: int,
+                                 name: str = "") -> rpc.ClientSecret:
         """An ephemeral Realtime key for ``session``, minted by its link (which holds the
-        standard key; signaling never does)."""
+        standard key; signaling never does), remembered for one direct call by ``name``."""
+        if session.state != "active":
+            raise ApiError(409, "session_ended", "the session has ended")
         link = self.placement.instance(session.link)
         [reply] = await self._all(rpc.MintClientSecret(session_id=session.session_id,
                                                        ttl_s=ttl_s), link,
                                   timeout=self.config.join_timeout_s)
         assert isinstance(reply, rpc.ClientSecret)
+        self.issued_keys.issue(reply.value, IssuedKey(session.session_id, name,
+                                                      float(reply.expires_at)))
         return reply
+
+    async def direct_call(self, session: Session, sdp: str, client_secret: str,
+                          name: str) -> tuple[Client, rpc.Answer]:
+        """A browser's own call to the Realtime API, placed through the session's link
+        (which follows its sideband); the browser is a client of the session (transport
+        ``direct``, held by the link) until it leaves."""
+        if session.state != "active":
+            raise ApiError(409, "session_ended", "the session has ended")
+        link = self.placement.instance(session.link)
+        client = Client(ids.new_id(), name or "guest", "speaker", "direct", link.instance,
+                        connected=True)
+        call = rpc.DirectCall(session_id=session.session_id, client_id=client.client_id,
+                              sdp=sdp, client_secret=client_secret, name=client.name)
+        with self._place(session):
+            [answer] = await self._all(call, link, timeout=self.config.join_timeout_s)
+        if not isinstance(answer, rpc.Answer):
+            raise ApiError(502, "bad_answer", f"{link.instance} did not answer with SDP")
+        session.clients[client.client_id] = client
+        return client, answer
 
     async def _recorder_call(self, request: rpc.Request) -> rpc.AnyReply:
         session = self.sessions.get(getattr(request, "session_id", ""))

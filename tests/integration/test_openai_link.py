@@ -531,7 +531,8 @@ async def test_requests_the_link_does_not_serve_are_bad_requests(tmp_path, sim):
         sid = ids.new_id()
         for request, code in [
             (rpc.GetTranscript(session_id=sid), "bad_request"),
-            (rpc.RemoveClient(session_id=sid, client_id=ids.new_id()), "bad_request"),
+            (rpc.DirectCall(session_id=sid, client_id=ids.new_id(), sdp="v=0\r\n",
+                            client_secret="ek_x"), "not_found"),
             (rpc.StartSession(session_id="not-an-id", mixer_audio=free_tcp_endpoint()),
              "bad_request"),
             (rpc.StartSession(session_id=sid), "bad_request"),
@@ -541,6 +542,9 @@ async def test_requests_the_link_does_not_serve_are_bad_requests(tmp_path, sim):
                 await client.call(request)
             assert refused.value.code == code, request
         assert isinstance(await client.call(rpc.StopSession(session_id=sid)), rpc.Ok)
+        # a direct call's client leaving (none here): idempotent
+        assert isinstance(await client.call(rpc.RemoveClient(session_id=sid,
+                                                             client_id=ids.new_id())), rpc.Ok)
 
 
 async def test_a_call_near_the_session_cap_is_replaced_at_a_quiet_moment_keeping_the_conversation(

@@ -36,27 +36,53 @@ export function leave(sessionId, token, clientId) {
     { token, keepalive: true });
 }
 
+// Direct mode: an ephemeral Realtime key for this session (the server's own key never
+// comes here), good for one call.
+export function clientSecret(sessionId, token, name) {
+  return request("POST", "/v1/realtime/client_secrets",
+    { body: { session_id: sessionId, name }, token });
+}
+
+// Direct mode: the offer for a call straight to the Realtime API, posted as the API takes
+// it (application/sdp, the ephemeral key as the bearer); the server places it and follows it.
+export async function directCall(ephemeralKey, sdp) {
+  const response = await send("POST", "/v1/realtime/calls",
+    { raw: sdp, contentType: "application/sdp", token: ephemeralKey });
+  return {
+    sdp: await response.text(),
+    clientId: response.headers.get("Voxrelay-Client-Id"),
+    callId: (response.headers.get("Location") ?? "").split("/").pop(),
+  };
+}
+
 async function request(method, path, { body, token, keepalive = false } = {}) {
+  const response = await send(method, path, {
+    raw: body === undefined ? undefined : JSON.stringify(body),
+    contentType: body === undefined ? undefined : "application/json",
+    token, keepalive,
+  });
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+// The response if it is a success; an ApiError a person can act on otherwise.
+async function send(method, path, { raw, contentType, token, keepalive = false }) {
   const headers = {};
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (contentType) headers["Content-Type"] = contentType;
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
-    response = await fetch(path, {
-      method, headers, keepalive, cache: "no-store",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    response = await fetch(path, { method, headers, keepalive, cache: "no-store", body: raw });
   } catch (e) {
     throw new ApiError(0, "unreachable", UNREACHABLE, String(e));
   }
-  if (response.status === 204) return null;
+  if (response.ok) return response;
   let payload = null;
   try {
     payload = await response.json();
   } catch {
     // not JSON (a proxy's error page): handled by the status below
   }
-  if (response.ok) return payload;
   const error = payload?.error ?? {};
   throw explain(response.status, error.code ?? "http_error", error.message ?? response.statusText);
 }

@@ -5,6 +5,7 @@
 
 import * as api from "./api.js";
 import { Call, MicError } from "./call.js";
+import { DirectCall } from "./direct-call.js";
 import { Meters } from "./meters.js";
 import { drawQr, encodeQr } from "./qr.js";
 import { Transcript } from "./transcript.js";
@@ -13,6 +14,8 @@ const NAME_KEY = "voxrelay.name";
 const MIC_KEY = "voxrelay.mic";
 const VOLUME_KEY = "voxrelay.volume";
 const ADMIN_KEY = "voxrelay.adminKey";
+const MODE_KEY = "voxrelay.mode";
+const MODES = new Set(["relay", "direct"]);
 const STATE_LABELS = {
   idle: "Not connected",
   connecting: "Connecting…",
@@ -20,6 +23,7 @@ const STATE_LABELS = {
   reconnecting: "Reconnecting…",
   failed: "Failed",
 };
+const VIA = { websocket: " (WebSocket)", direct: " (direct to the AI)" };
 const AI_LABELS = {
   idle: "The AI is ready",
   listening: "The AI is listening",
@@ -141,7 +145,11 @@ class Room {
     this.#error("");
     $("join").disabled = true;
     await this.meters.open(); // in the click: browsers start audio only after a gesture
-    this.call = new Call({
+    const mode = $("mode-select").value;
+    localStorage.setItem(MODE_KEY, mode);
+    $("mode-select").disabled = true;
+    const Kind = mode === "direct" ? DirectCall : Call;
+    this.call = new Kind({
       sessionId: this.sessionId,
       token: this.token,
       name,
@@ -178,8 +186,8 @@ class Room {
   #onState(state, reason, code) {
     const status = $("status");
     status.dataset.state = state;
-    const viaWs = state === "connected" && this.call?.transport === "websocket";
-    show($("status-text"), viaWs ? "Connected (WebSocket)" : STATE_LABELS[state] ?? state);
+    const via = state === "connected" ? VIA[this.call?.transport] ?? "" : "";
+    show($("status-text"), `${STATE_LABELS[state] ?? state}${via}`);
     show($("reason"), state === "reconnecting" || state === "idle" ? reason : "");
     if (state === "connected") {
       show($("ai-state"), AI_LABELS.listening);
@@ -286,6 +294,8 @@ class Room {
       localStorage.setItem(VOLUME_KEY, volume.value);
     });
     $("mic-select").addEventListener("change", (e) => this.#switchMic(e.target.value));
+    const stored = localStorage.getItem(MODE_KEY);
+    $("mode-select").value = MODES.has(stored) ? stored : "relay";
     navigator.mediaDevices?.addEventListener("devicechange", () => {
       if (this.call?.stream) this.#listMicrophones(this.call.stream);
     });
@@ -349,6 +359,7 @@ class Room {
     $("join").disabled = !this.token;
     show($("ai-state"), "Join to start talking");
     $("mic-select").disabled = true;
+    $("mode-select").disabled = false;
     show($("rtt"), "—");
     this.people.clear();
     this.#renderPeople();
@@ -375,6 +386,7 @@ function main() {
     get state() { return room.call?.state ?? "idle"; },
     get clientId() { return room.call?.clientId ?? null; },
     get transport() { return room.call?.transport ?? null; },
+    get callId() { return room.call?.callId ?? null; }, // direct mode: the AI service's call
     get uiLatency() { return room.uiLatency.slice(); },
     sessionId: match[1],
   });

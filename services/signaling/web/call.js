@@ -374,7 +374,7 @@ export class Call {
   }
 }
 
-function gatheringComplete(pc, timeoutMs) {
+export function gatheringComplete(pc, timeoutMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
