@@ -2,7 +2,10 @@
 
 It creates a session or joins one through signaling's HTTP API, offers one
 sendrecv audio track (a microphone playing PCM in real time) and the ``events``
-DataChannel, records what it hears, and collects the events it receives. Like the web
+DataChannel, records what it hears, and collects the events it receives. With
+``transport="datachannel"`` it offers no track: its microphone goes as 20 ms PCM16
+messages on an ``audio`` DataChannel and it hears the model's voice there
+(:mod:`proto.client_audio`), keeping when each message arrived and its ``seq``. Like the web
 client, it answers the edge's ``latency.ping`` at once with a ``latency.pong``.
 """
 
@@ -23,6 +26,8 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 
+from proto import client_audio
+from proto.audio import FRAME_BYTES
 from services.runtime.media import drain_track
 
 from .rtc import PcmTrack
@@ -57,12 +62,23 @@ def answer_ping(channel: RTCDataChannel, ping: dict[str, Any]) -> None:
 
 
 class VoxrelayClient:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, transport: str = "track") -> None:
         self.name = name
+        self.transport = transport
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = self.pc.createDataChannel("events")
         self.mic = PcmTrack()
-        self.pc.addTrack(self.mic)
+        self.audio: RTCDataChannel | None = None
+        "The datachannel transport's ``audio`` channel."
+        self.arrivals: list[tuple[float, int]] = []
+        "(time.monotonic(), seq) of each audio message received (datachannel transport)."
+        self._pump: asyncio.Task[None] | None = None
+        if transport == "datachannel":
+            self.audio = self.pc.createDataChannel(client_audio.LABEL)
+            self.audio.on("open", self._start_pump)
+            self.audio.on("message", self._on_audio)
+        else:
+            self.pc.addTrack(self.mic)
         self.events: list[dict[str, Any]] = []
         self.heard = bytearray()
         self.first_audio_at: float | None = None
@@ -78,7 +94,7 @@ class VoxrelayClient:
         """Join the session (with ``client_id``: reconnect as that client of it)."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
         body: dict[str, Any] = {"sdp": self.pc.localDescription.sdp, "type": "offer",
-                                "name": self.name}
+                                "name": self.name, "transport": self.transport}
         if client_id is not None:
             body["client_id"] = client_id
         async with http.post(f"{base}/v1/sessions/{session['session_id']}/clients",
@@ -91,7 +107,8 @@ class VoxrelayClient:
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
         async with asyncio.timeout(timeout):
-            while self.pc.connectionState != "connected" or self.channel.readyState != "open":
+            while self.pc.connectionState != "connected" or self.channel.readyState != "open" \
+                    or (self.audio is not None and self.audio.readyState != "open"):
                 await asyncio.sleep(0.02)
 
     async def wait_event(self, kind: str, timeout: float = 20.0, **payload: Any) -> dict[str, Any]:
@@ -105,9 +122,10 @@ class VoxrelayClient:
 
     async def close(self) -> None:
         await self.pc.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        for task in (self._reader, self._pump):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     def _on_message(self, message: str | bytes) -> None:
         try:
@@ -118,6 +136,25 @@ class VoxrelayClient:
         self.events.append(event)
         if isinstance(event, dict) and event.get("type") == "latency.ping" and not self.silent:
             answer_ping(self.channel, event)
+
+    def _start_pump(self) -> None:
+        if self._pump is None:
+            self._pump = asyncio.ensure_future(self._send_mic())
+
+    async def _send_mic(self) -> None:
+        """The microphone on the audio channel: one 20 ms message at real time."""
+        assert self.audio is not None
+        while self.audio.readyState == "open":
+            frame = await self.mic.recv()
+            if not self.silent:
+                self.audio.send(bytes(frame.planes[0])[:FRAME_BYTES])
+
+    def _on_audio(self, message: str | bytes) -> None:
+        if isinstance(message, str):
+            return
+        seq, _, pcm = client_audio.unpack(message)
+        self.arrivals.append((time.monotonic(), seq))
+        self._hear(pcm)
 
     def go_silent(self) -> None:
         """Send nothing more — no microphone RTP, no ping answers — as a device whose

@@ -171,7 +171,7 @@ class MediaEdge:
         clients[info.client_id] = peer
         replies = self._replies.get(info.session_id)
         if replies is not None and replies.armed:
-            peer.track.watch = self._reply_watch(peer)
+            peer.downlink.watch = self._reply_watch(peer)
         self._runs[peer] = self.owner.spawn(self._run_client(peer), f"client-{peer.name}")
 
     async def _run_client(self, peer: ClientPeer) -> None:
@@ -237,10 +237,12 @@ class MediaEdge:
         clients = self._sessions.get(session_id)
         if not clients:
             return
-        voice = self._voices.get(session_id)
-        if voice is None:
-            voice = self._voices[session_id] = VoiceEncoder()
-        packet = voice.encode(pcm)
+        packet = b""
+        if any(p.info.transport == "track" for p in clients.values()):
+            voice = self._voices.get(session_id)
+            if voice is None:
+                voice = self._voices[session_id] = VoiceEncoder()
+            packet = voice.encode(pcm)  # once for all of the session's track clients
         for peer in clients.values():
             peer.play(pcm, packet, capture_ns)
 
@@ -275,7 +277,7 @@ class MediaEdge:
         armed = replies.voice_activity(active, at)
         if armed or active:
             for peer in clients.values():
-                peer.track.watch = self._reply_watch(peer) if armed else None
+                peer.downlink.watch = self._reply_watch(peer) if armed else None
 
     def _reply_watch(self, peer: ClientPeer) -> FrameWatch:
         """Shown each model frame handed to ``peer``'s encoder until the reply is heard."""

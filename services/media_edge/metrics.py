@@ -54,5 +54,11 @@ DROPPED_STALE = FRAMES_DROPPED.labels("stale")
 DROPPED_GAP = FRAMES_DROPPED.labels("gap")
 CHANNEL_DROPPED_RATE = CHANNEL_DROPPED.labels("rate")
 CHANNEL_DROPPED_UNEXPECTED = CHANNEL_DROPPED.labels("unexpected_channel")
+DATACHANNEL_AUDIO_DROPPED = Counter(
+    "voxrelay_edge_datachannel_audio_dropped_total",
+    "Audio of datachannel-transport clients dropped: in = from the browser (size: not whole "
+    "10-200 ms of PCM16; ahead: running ahead of real time; text), out = to it (stale: "
+    "its queue overflowed; backpressure: its channel was not draining; interrupted: "
+    "barge-in; closed: no open channel)", ["direction", "reason"])
 LOST = Counter("voxrelay_edge_clients_lost_total",
                "Peers ended because the browser went silent (no audio, no channel message)")

@@ -2,7 +2,9 @@
 
 A :class:`ClientPeer` answers the browser's offer, drains its microphone into an
 :class:`Uplink` (``aud/in``), plays the model's voice on a :class:`DownlinkTrack`, and
-holds the ``events`` DataChannel the browser opened. It lives (``run()``) until it is
+holds the ``events`` DataChannel the browser opened. With the ``datachannel`` transport
+its audio goes both ways as PCM16 on an ``audio`` DataChannel instead
+(:mod:`.audio_channel`). It lives (``run()``) until it is
 ended — removed, replaced by a reconnect, its session stopped, the edge shutting
 down — or its connection fails, closes, never comes up, or goes silent (``lost``: no
 microphone frame and no channel message for ``LOSS_AFTER_S``); then it closes
@@ -28,10 +30,12 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
+from proto.client_audio import LABEL as AUDIO_LABEL
 from proto.ids import check_id
 from services.runtime import rtc_configuration, strip_mdns_candidates
 from services.runtime.ratelimit import TokenBucket
 
+from .audio_channel import ChannelDownlink, ChannelUplink
 from .channel import LABEL, PING_INTERVAL_S, EventsChannel, ignore_channel
 from .config import EdgeConfig
 from .ice_path import relayed
@@ -114,9 +118,17 @@ class ClientPeer:
         self._channel_limit = (config.channel_rate, config.channel_burst)
         self._ignored_channels = 0
         self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers))
-        self.track = DownlinkTrack(config.queue_frames)
         self.uplink = Uplink(info.session_id, info.client_id, publish,
                              enabled=info.role == "speaker", first_seq=first_seq)
+        self.downlink: DownlinkTrack | ChannelDownlink
+        "The model's voice to this client: an Opus track, or PCM16 on its audio channel."
+        if info.transport == "datachannel":
+            self.downlink = ChannelDownlink(config.queue_frames)
+            self._channel_uplink: ChannelUplink | None = ChannelUplink(self.uplink, self.name)
+        else:
+            self.downlink = DownlinkTrack(config.queue_frames)
+            self._channel_uplink = None
+        self.audio_channel: RTCDataChannel | None = None
         self.events: EventsChannel | None = None
         self.connected = False
         self.relay_counted = False
@@ -144,12 +156,16 @@ class ClientPeer:
             await self.pc.setRemoteDescription(offer)
         except OFFER_ERRORS as e:
             raise InvalidOffer(f"{type(e).__name__}: {e}") from e
-        if any(t.kind == "audio" for t in self.pc.getTransceivers()):
-            self.pc.addTrack(self.track)
-        elif self.info.transport == "track":
-            raise InvalidOffer("the offer has no audio section")
+        has_audio = any(t.kind == "audio" for t in self.pc.getTransceivers())
+        if self.info.transport == "track":
+            if not has_audio:
+                raise InvalidOffer("the offer has no audio section")
+            self.pc.addTrack(self.downlink)
+        elif has_audio:
+            raise InvalidOffer("with transport 'datachannel' the audio goes on the 'audio' "
+                               "DataChannel: the offer must not have an audio section")
         elif self.pc.sctp is None:
-            raise InvalidOffer("the offer has neither audio nor a data channel")
+            raise InvalidOffer("the offer has no data channel")
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except OFFER_ERRORS as e:
@@ -166,8 +182,12 @@ class ClientPeer:
                 for track in self._mics:
                     self._read(track)
                 pinger = tg.create_task(self._ping(), name=f"ping-{self.name}")
+                sender = (tg.create_task(self.downlink.run(), name=f"downlink-{self.name}")
+                          if isinstance(self.downlink, ChannelDownlink) else None)
                 await self._ended.wait()
                 pinger.cancel()
+                if sender is not None:
+                    sender.cancel()
                 await self.close()
                 for reader in self._readers:
                     reader.cancel()  # a track that never started never ends by itself
@@ -194,18 +214,18 @@ class ClientPeer:
         if self._closed:
             return
         self._closed = True
-        self.track.stop()
+        self.downlink.stop()
         await self.pc.close()
 
     def play(self, pcm: bytes, packet: bytes, capture_ns: int) -> None:
         """Queue one 20 ms frame of model audio (PCM and its Opus ``packet``) captured at
         ``capture_ns`` (ignored until connected)."""
         if self.connected and not self.ended:
-            self.track.push(pcm, packet, capture_ns)
+            self.downlink.push(pcm, packet, capture_ns)
 
     def interrupt(self) -> int:
         """Drop the queued model audio at once; returns the frames dropped."""
-        return self.track.clear()
+        return self.downlink.clear()
 
     def mute(self, muted: bool) -> None:
         """The client (un)muted its microphone: stop or resume publishing it."""
@@ -264,6 +284,10 @@ class ClientPeer:
             self._read(track)
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label == AUDIO_LABEL and self._channel_uplink is not None \
+                and self.audio_channel is None:
+            self._on_audio_channel(channel)
+            return
         if channel.label != LABEL or self.events is not None:
             self._ignored_channels += 1
             if self._ignored_channels == 1:  # once: a client may open thousands
@@ -274,6 +298,18 @@ class ClientPeer:
         self.events = EventsChannel(channel, self.name, on_mute=self.mute,
                                     limit=TokenBucket(*self._channel_limit))
         self._channel_opened.set()
+
+    def _on_audio_channel(self, channel: RTCDataChannel) -> None:
+        assert self._channel_uplink is not None and isinstance(self.downlink, ChannelDownlink)
+        if not channel.ordered or channel.maxRetransmits is not None \
+                or channel.maxPacketLifeTime is not None:
+            logger.warning("ClientPeer(%s) ignores its audio channel: it must be ordered and "
+                           "reliable", self.name)
+            ignore_channel(channel)
+            return
+        self.audio_channel = channel
+        channel.on("message", self._channel_uplink.on_message)
+        self.downlink.attach(channel)
 
     def _on_state(self) -> None:
         state = self.pc.connectionState

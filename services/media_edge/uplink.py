@@ -69,9 +69,10 @@ class Uplink:
             for chunk in framer.push(pcm):
                 self.publish(chunk)
 
-    def publish(self, pcm: bytes) -> None:
-        """Send one 20 ms frame; a frame the socket refuses is counted and its seq skipped."""
-        now = time.time_ns()
+    def publish(self, pcm: bytes, capture_ns: int | None = None) -> None:
+        """Send one 20 ms frame captured at ``capture_ns`` (default: now); a frame the
+        socket refuses is counted and its seq skipped."""
+        now = time.time_ns() if capture_ns is None else capture_ns
         if self.first_frame_ns is None:
             self.first_frame_ns = now
             logger.info("Uplink(%s): first frame", self.name)

@@ -31,10 +31,9 @@ Limits, per socket (what is over them is dropped and counted in
 - text: a token bucket of ``CLIENT_MESSAGES_PER_S`` (50) requests a second sustained and
   ``CLIENT_MESSAGE_BURST`` (100) at once, as on the edge's DataChannel; a message over it
   is dropped unread (``rate``);
-- binary: a size that is not whole 10 ms up to 200 ms (``size``); audio more than
-  ``UPLINK_AHEAD_S`` (2 s) ahead of real time — a token bucket of audio refilled at
-  ``UPLINK_PACE`` times real time — (``ahead``): a browser's microphone never runs ahead,
-  it only catches up after a stall, which the 2 s cover;
+- binary: a size that is not whole 10 ms up to 200 ms (``size``); audio more than 2 s
+  ahead of real time (``ahead``; :mod:`services.runtime.pcm_messages`, shared with the
+  media edge's DataChannel transport);
 - any message over ``MAX_MESSAGE_BYTES`` (64 KiB): aiohttp closes the socket with 1009
   (message too big), counted ``oversized``; another protocol error closes it too
   (``protocol``). The client may come back with ``?client_id=``.
@@ -65,7 +64,7 @@ import zmq
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from proto import audio, events, rpc, topics
-from services.runtime.media import Framer
+from services.runtime.pcm_messages import Dropped, PcmMessages
 from services.runtime.ratelimit import CLIENT_MESSAGE_BURST, CLIENT_MESSAGES_PER_S, TokenBucket
 
 from .conductor import Conductor
@@ -79,22 +78,11 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
 HEARTBEAT_S = 10.0
 "aiohttp pings the browser this often and closes a socket that stops answering."
-CHUNK_BYTES = audio.FRAME_BYTES // 2
-"10 ms of PCM16 24 kHz mono: uplink messages are whole multiples of it..."
-MAX_UPLINK_BYTES = 20 * CHUNK_BYTES
-"...up to 200 ms."
-UPLINK_BYTES_PER_S = audio.FRAME_BYTES * 1000 // audio.FRAME_MS
-UPLINK_AHEAD_S = 2.0
-"How far ahead of real time a socket's microphone may run before its audio is dropped..."
-UPLINK_PACE = 1.05
-"""...refilled at this many seconds of audio a second: real time, and room for a sound
-card's clock running a little fast."""
 AUDIO_BACKLOG_FRAMES = 5
 "Model frames (100 ms) queued per socket before newer ones are dropped."
 EVENT_BACKLOG = 1000
 MAX_NAME = 64
 WELCOME = "ws.welcome"
-FRAME_NS = audio.FRAME_MS * 1_000_000
 
 
 class PingPayload(msgspec.Struct):
@@ -133,16 +121,14 @@ class WsClient:
     topic: bytes
     next_seq: int = 0
     muted: bool = False
-    framer: Framer = field(default_factory=Framer)
     events: collections.deque[str] = field(default_factory=collections.deque)
     frames: collections.deque[bytes] = field(default_factory=collections.deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     requests: TokenBucket = field(default_factory=lambda: TokenBucket(
         CLIENT_MESSAGES_PER_S, CLIENT_MESSAGE_BURST))
     "One token per text message."
-    uplink: TokenBucket = field(default_factory=lambda: TokenBucket(
-        UPLINK_BYTES_PER_S * UPLINK_PACE, UPLINK_BYTES_PER_S * UPLINK_AHEAD_S))
-    "One token per byte of microphone audio."
+    uplink: PcmMessages = field(default_factory=PcmMessages)
+    "The microphone's messages, checked, paced and framed."
 
     def queue_event(self, text: str) -> None:
         if len(self.events) < EVENT_BACKLOG:
@@ -283,18 +269,17 @@ class WsBridge:
     # -- audio and events ---------------------------------------------------------------
 
     def _uplink(self, conn: WsClient, pcm: bytes) -> None:
-        if not pcm or len(pcm) % CHUNK_BYTES or len(pcm) > MAX_UPLINK_BYTES:
-            WS_DROPPED.labels("size").inc()
-            return
-        if not conn.uplink.take(len(pcm)):
-            WS_DROPPED_AHEAD.inc()
+        try:
+            frames = conn.uplink.frames(pcm, time.time_ns())
+        except Dropped as e:
+            if e.reason == "ahead":
+                WS_DROPPED_AHEAD.inc()
+            else:
+                WS_DROPPED.labels(e.reason).inc()
             return
         if conn.muted:
             return
-        frames = conn.framer.push(pcm)
-        now = time.time_ns()
-        for i, frame in enumerate(frames):
-            capture_ns = now - (len(frames) - 1 - i) * FRAME_NS
+        for frame, capture_ns in frames:
             seq, conn.next_seq = conn.next_seq, conn.next_seq + 1
             if self.audio.publish(audio.pack(conn.topic, seq, capture_ns, frame)):
                 WS_FRAMES.labels("uplink").inc()

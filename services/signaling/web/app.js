@@ -15,7 +15,7 @@ const MIC_KEY = "voxrelay.mic";
 const VOLUME_KEY = "voxrelay.volume";
 const ADMIN_KEY = "voxrelay.adminKey";
 const MODE_KEY = "voxrelay.mode";
-const MODES = new Set(["relay", "direct"]);
+const MODES = new Set(["relay", "datachannel", "direct"]);
 const STATE_LABELS = {
   idle: "Not connected",
   connecting: "Connecting…",
@@ -23,7 +23,7 @@ const STATE_LABELS = {
   reconnecting: "Reconnecting…",
   failed: "Failed",
 };
-const VIA = { websocket: " (WebSocket)", direct: " (direct to the AI)" };
+const VIA = { websocket: " (WebSocket)", datachannel: " (PCM)", direct: " (direct to the AI)" };
 const AI_LABELS = {
   idle: "The AI is ready",
   listening: "The AI is listening",
@@ -150,6 +150,7 @@ class Room {
     $("mode-select").disabled = true;
     const Kind = mode === "direct" ? DirectCall : Call;
     this.call = new Kind({
+      audio: mode === "datachannel" ? "datachannel" : "track",
       sessionId: this.sessionId,
       token: this.token,
       name,
@@ -387,6 +388,7 @@ function main() {
     get clientId() { return room.call?.clientId ?? null; },
     get transport() { return room.call?.transport ?? null; },
     get callId() { return room.call?.callId ?? null; }, // direct mode: the AI service's call
+    get framesLost() { return room.call?.framesLost ?? 0; }, // PCM transport: dropped by the edge
     get uiLatency() { return room.uiLatency.slice(); },
     sessionId: match[1],
   });

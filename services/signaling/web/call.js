@@ -13,8 +13,14 @@
 // Fallback: when WebRTC is not connected within 8 s of joining (or failed twice before
 // ever connecting), the call switches to the WebSocket transport (ws-call.js) under the
 // same session and client id, logs INT_V2_WEBRTC_FALLBACK and stays on it.
+// Audio: an Opus track each way (`audio: "track"`, the default: Chromium's echo
+// cancellation works on it), or (`audio: "datachannel"`) PCM16 on an `audio`
+// DataChannel through the page's own pipeline (pcm-audio.js): 20 ms frames up, and down
+// 20 ms frames behind an 8-byte header whose `seq` shows frames the edge dropped
+// (counted in `framesLost`).
 
 import * as api from "./api.js";
+import { PcmAudio } from "./pcm-audio.js";
 import { WsTransport } from "./ws-call.js";
 
 const GATHER_TIMEOUT_MS = 2000;
@@ -26,6 +32,9 @@ const MAX_RECONNECTS = 3;
 const RECONNECT_STEP_MS = 250;
 const FALLBACK_AFTER_MS = 8000;
 const FALLBACK_AFTER_FAILURES = 2;
+const AUDIO_LABEL = "audio";
+const AUDIO_HEADER_BYTES = 8;
+const AUDIO_MESSAGE_BYTES = AUDIO_HEADER_BYTES + 960;
 const FINAL_CODES = new Set(["session_ended", "session_not_found", "unauthorized", "invalid_token",
   "token_expired", "session_full"]);
 
@@ -82,8 +91,13 @@ function micError(e) {
 }
 
 export class Call {
-  constructor({ sessionId, token, name, onState, onEvent, onRtt, onRemoteStream }) {
+  constructor({ sessionId, token, name, onState, onEvent, onRtt, onRemoteStream, audio = "track" }) {
     Object.assign(this, { sessionId, token, name, onState, onEvent, onRtt, onRemoteStream });
+    this.audioTransport = audio;
+    this.pcm = null;
+    this.audioChannel = null;
+    this.lastSeq = null;
+    this.framesLost = 0;
     this.state = "idle";
     this.pc = null;
     this.channel = null;
@@ -97,7 +111,7 @@ export class Call {
     this.pings = new Map();
     this.lastPong = 0;
     this.ended = false;
-    this.transport = "webrtc";
+    this.transport = audio === "datachannel" ? "datachannel" : "webrtc";
     this.ws = null;
     this.rtcConnected = false;
     this.rtcFailures = 0;
@@ -109,6 +123,10 @@ export class Call {
     this.#setState("connecting");
     try {
       this.stream = await openMic(deviceId);
+      if (this.audioTransport === "datachannel") {
+        this.pcm = new PcmAudio((buffer) => this.#sendPcm(buffer));
+        this.onRemoteStream(await this.pcm.start(this.stream));
+      }
       this.fallbackTimer = setTimeout(() => {
         if (!this.rtcConnected) this.#fallback("WebRTC did not connect within 8 s");
       }, FALLBACK_AFTER_MS);
@@ -158,6 +176,7 @@ export class Call {
     const [track] = stream.getAudioTracks();
     track.enabled = !this.muted;
     if (this.sender) await this.sender.replaceTrack(track);
+    this.pcm?.setStream(stream);
     this.ws?.setStream(stream);
     for (const old of this.stream?.getTracks() ?? []) old.stop();
     this.stream = stream;
@@ -172,11 +191,19 @@ export class Call {
     this.pc = pc;
     const [track] = this.stream.getAudioTracks();
     track.enabled = !this.muted;
-    this.sender = pc.addTrack(track, this.stream);
+    const current = () => generation === this.generation && !this.ended;
+    if (this.audioTransport === "datachannel") {
+      const audio = pc.createDataChannel(AUDIO_LABEL); // ordered and reliable
+      audio.binaryType = "arraybuffer";
+      audio.onmessage = (e) => current() && this.#onAudio(e.data);
+      this.audioChannel = audio;
+      this.lastSeq = null; // a new peer at the edge numbers its frames afresh
+    } else {
+      this.sender = pc.addTrack(track, this.stream);
+      pc.ontrack = (e) => current() && this.onRemoteStream(e.streams[0] ?? new MediaStream([e.track]));
+    }
     const channel = pc.createDataChannel("events");
     this.channel = channel;
-    const current = () => generation === this.generation && !this.ended;
-    pc.ontrack = (e) => current() && this.onRemoteStream(e.streams[0] ?? new MediaStream([e.track]));
     pc.onconnectionstatechange = () => current() && this.#onConnectionState(pc.connectionState);
     channel.onopen = () => {
       if (!current()) return;
@@ -188,7 +215,8 @@ export class Call {
     await pc.setLocalDescription(await pc.createOffer());
     await gatheringComplete(pc, GATHER_TIMEOUT_MS);
     if (!current()) return;
-    const offer = { sdp: pc.localDescription.sdp, type: "offer", name: this.name };
+    const offer = { sdp: pc.localDescription.sdp, type: "offer", name: this.name,
+      transport: this.audioTransport };
     if (this.clientId) offer.client_id = this.clientId; // reconnecting: the same client
     const answer = await api.join(this.sessionId, this.token, offer);
     if (!current()) return;
@@ -256,6 +284,8 @@ export class Call {
     if (this.ended || this.ws || this.state === "failed") return;
     console.warn("INT_V2_WEBRTC_FALLBACK", { sessionId: this.sessionId, clientId: this.clientId, reason });
     this.#shutdown({ keepMic: true });
+    this.pcm?.close(); // the WebSocket transport has its own
+    this.pcm = null;
     this.transport = "websocket";
     const ws = new WsTransport({
       sessionId: this.sessionId,
@@ -318,6 +348,7 @@ export class Call {
       }
       return;
     }
+    if (event?.type === "ai.interrupted") this.pcm?.flush();
     if (event?.type === "latency.pong") {
       const sent = this.pings.get(event.payload?.ping_id);
       this.lastPong = performance.now();
@@ -328,6 +359,20 @@ export class Call {
       return;
     }
     if (typeof event?.type === "string") this.onEvent(event);
+  }
+
+  // -- PCM on the audio channel ------------------------------------------------------
+
+  #sendPcm(buffer) {
+    if (!this.muted && this.audioChannel?.readyState === "open") this.audioChannel.send(buffer);
+  }
+
+  #onAudio(data) {
+    if (!(data instanceof ArrayBuffer) || data.byteLength !== AUDIO_MESSAGE_BYTES) return;
+    const seq = new DataView(data).getUint32(0, true);
+    if (this.lastSeq !== null) this.framesLost += (seq - this.lastSeq - 1) >>> 0;
+    this.lastSeq = seq;
+    this.pcm?.play(data.slice(AUDIO_HEADER_BYTES));
   }
 
   // -- plumbing ---------------------------------------------------------------------
@@ -361,9 +406,12 @@ export class Call {
     this.pc?.close();
     this.pc = null;
     this.channel = null;
+    this.audioChannel = null;
     this.sender = null;
     if (!keepMic) { // a rebuilt connection keeps the microphone and the client id
       this.clientId = null;
+      this.pcm?.close();
+      this.pcm = null;
       for (const track of this.stream?.getTracks() ?? []) track.stop();
     }
   }

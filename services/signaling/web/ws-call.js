@@ -3,9 +3,8 @@
 // (/v1/sessions/<sid>/ws), the AI's voice back as frames of the same kind, and the
 // session's events as the same JSON text the `events` DataChannel carries.
 //
-// Audio runs through one AudioContext at 24 kHz with the processors of pcm-worklet.js;
-// the AI's voice is handed to the page as a MediaStream (onRemoteStream), like a
-// WebRTC track.
+// Audio runs through the page's own pipeline (pcm-audio.js); the AI's voice is handed
+// to the page as a MediaStream (onRemoteStream), like a WebRTC track.
 //
 // A socket that drops (the network, a proxy) is opened again as the same client (the
 // server's first message, ws.welcome, says its id): after 0.25, 0.5, 1, 2, 2... s, for
@@ -13,8 +12,8 @@
 // closes nothing (packets silently lost) is noticed as on WebRTC: a latency.ping every
 // second, and no latency.pong for PONG_SILENCE_MS means the socket is gone.
 
-const SAMPLE_RATE = 24000;
-const WORKLET_URL = "/static/pcm-worklet.js";
+import { PcmAudio } from "./pcm-audio.js";
+
 const RECONNECT_FOR_MS = 15000;
 const FIRST_RETRY_MS = 250;
 const MAX_RETRY_MS = 2000;
@@ -29,10 +28,7 @@ export class WsTransport {
       onRemoteStream, onClose, onReconnecting, onRtt });
     this.pings = new Map();
     this.ws = null;
-    this.context = null;
-    this.source = null;
-    this.capture = null;
-    this.player = null;
+    this.audio = new PcmAudio((buffer) => this.#sendAudio(buffer));
     this.muted = false;
     this.closed = false;
     this.lastPong = 0;
@@ -41,25 +37,13 @@ export class WsTransport {
 
   // Start audio and open the socket; resolves once it is open, rejects if it cannot.
   async start(stream) {
-    const context = new AudioContext({ sampleRate: SAMPLE_RATE });
-    this.context = context;
-    await context.audioWorklet.addModule(WORKLET_URL);
-    this.capture = new AudioWorkletNode(context, "pcm-capture");
-    this.capture.port.onmessage = (e) => this.#sendAudio(e.data);
-    this.player = new AudioWorkletNode(context, "pcm-player");
-    const out = context.createMediaStreamDestination();
-    this.player.connect(out);
-    this.setStream(stream);
-    if (context.state === "suspended") await context.resume().catch(() => {});
-    this.onRemoteStream(out.stream);
+    this.onRemoteStream(await this.audio.start(stream));
     await this.#open();
   }
 
-  // Capture another microphone stream (the previous source is disconnected).
+  // Capture another microphone stream.
   setStream(stream) {
-    this.source?.disconnect();
-    this.source = this.context.createMediaStreamSource(stream);
-    this.source.connect(this.capture);
+    this.audio.setStream(stream);
   }
 
   setMuted(muted) {
@@ -75,10 +59,8 @@ export class WsTransport {
     this.closed = true;
     clearInterval(this.pinger);
     this.ws?.close();
-    this.source?.disconnect();
-    this.context?.close().catch(() => {});
+    this.audio.close();
     this.ws = null;
-    this.context = null;
   }
 
   #open() {
@@ -108,7 +90,7 @@ export class WsTransport {
         if (typeof e.data === "string") {
           this.#onText(e.data);
         } else {
-          this.player?.port.postMessage(e.data, [e.data]);
+          this.audio.play(e.data);
         }
       };
       ws.onclose = () => {
@@ -169,7 +151,7 @@ export class WsTransport {
       // not JSON: the call's handler drops it as the DataChannel's does
     }
     if (type === "latency.pong") this.#pong(JSON.parse(text).payload?.ping_id);
-    if (type === "ai.interrupted") this.player?.port.postMessage("flush");
+    if (type === "ai.interrupted") this.audio.flush();
     if (type !== "ws.welcome") this.onMessage(text);
   }
 
