@@ -23,14 +23,10 @@ from tests.support.rtc_client import RealtimeRtcClient
 from tests.support.speech import silence, speak
 from tests.support.up import Up, running_up
 
+from .test_tools import SCRIPT
+
 pytestmark = pytest.mark.timeout(180)
 
-SCRIPT = """
-[[turn]]
-user = "What time is it in Paris"
-reply = "Here it is. {output}"
-function_call = { name = "get_time", arguments = { timezone = "Europe/Paris" } }
-"""
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +44,14 @@ async def mint(http: aiohttp.ClientSession, up: Up, token: str, **body: Any) -> 
                          headers={"Authorization": f"Bearer {token}"}) as r:
         assert r.status == 201, await r.text()
         return await r.json()
+
+
+async def place_call(http: aiohttp.ClientSession, up: Up, key: str, sdp: str
+                     ) -> tuple[int, str, Any]:
+    """Post an offer to signaling as a browser in direct mode does: (status, body, headers)."""
+    async with http.post(f"{up.url}/v1/realtime/calls", data=sdp, headers={
+            "Authorization": f"Bearer {key}", "Content-Type": "application/sdp"}) as r:
+        return r.status, await r.text(), r.headers
 
 
 async def recorded(http: aiohttp.ClientSession, up: Up, sid: str) -> list[dict[str, Any]]:
@@ -112,24 +116,18 @@ async def test_a_direct_call_is_placed_through_voxrelay_and_followed_by_its_side
         client = RealtimeRtcClient()
         try:
             offer = await client.offer()
-            calls_url = f"{stack.url}/v1/realtime/calls"
-            async with http.post(calls_url, data=offer, headers={
-                    "Authorization": f"Bearer {secret['value']}",
-                    "Content-Type": "application/sdp"}) as r:
-                answer = await r.text()
-                assert r.status == 201, answer
-                call_id = r.headers["Location"].rsplit("/", 1)[-1]
-                client_id = r.headers["Voxrelay-Client-Id"]
+            status, answer, headers = await place_call(http, stack, secret["value"], offer)
+            assert status == 201, answer
+            call_id = headers["Location"].rsplit("/", 1)[-1]
+            client_id = headers["Voxrelay-Client-Id"]
             await client.accept(answer)
             await asyncio.wait_for(client.opened.wait(), 10)
 
             # a key opens one call; a made-up one none
             for key in (secret["value"], "ek_made_up"):
-                async with http.post(calls_url, data=offer, headers={
-                        "Authorization": f"Bearer {key}",
-                        "Content-Type": "application/sdp"}) as r:
-                    assert r.status == 401, await r.text()
-                    assert (await r.json())["error"]["code"] == "invalid_client_secret"
+                status, body, _ = await place_call(http, stack, key, offer)
+                assert status == 401, body
+                assert json.loads(body)["error"]["code"] == "invalid_client_secret"
 
             # the browser holds the call: the simulator has exactly this one
             assert [c["call_id"] for c in await sim_calls(http, stack)] == [call_id]
@@ -196,12 +194,11 @@ async def test_a_direct_call_that_ends_on_its_own_leaves_the_conversation(stack:
         secret = await mint(http, stack, token, name="Tablet")
         client = RealtimeRtcClient()
         try:
-            async with http.post(f"{stack.url}/v1/realtime/calls", data=await client.offer(),
-                                 headers={"Authorization": f"Bearer {secret['value']}",
-                                          "Content-Type": "application/sdp"}) as r:
-                assert r.status == 201, await r.text()
-                call_id = r.headers["Location"].rsplit("/", 1)[-1]
-                await client.accept(await r.text())
+            status, answer, headers = await place_call(http, stack, secret["value"],
+                                                       await client.offer())
+            assert status == 201, answer
+            call_id = headers["Location"].rsplit("/", 1)[-1]
+            await client.accept(answer)
             await asyncio.wait_for(client.opened.wait(), 10)
             async with http.post(f"{stack.sim_url}/_sim/drop", json={"call_id": call_id}) as r:
                 assert r.status == 200
@@ -223,9 +220,8 @@ async def test_a_direct_call_that_ends_on_its_own_leaves_the_conversation(stack:
         again = await mint(http, stack, token, name="Tablet")
         client = RealtimeRtcClient()
         try:
-            async with http.post(f"{stack.url}/v1/realtime/calls", data=await client.offer(),
-                                 headers={"Authorization": f"Bearer {again['value']}",
-                                          "Content-Type": "application/sdp"}) as r:
-                assert r.status == 201, await r.text()
+            status, answer, _ = await place_call(http, stack, again["value"],
+                                                 await client.offer())
+            assert status == 201, answer
         finally:
             await client.close()

@@ -36,6 +36,16 @@ export function leave(sessionId, token, clientId) {
     { token, keepalive: true });
 }
 
+// Leave, when there may be nothing left to release (the conversation already ended).
+export async function leaveQuietly(sessionId, token, clientId) {
+  if (!clientId) return;
+  try {
+    await leave(sessionId, token, clientId);
+  } catch {
+    // already gone on the server: nothing left to release
+  }
+}
+
 // Direct mode: an ephemeral Realtime key for this session (the server's own key never
 // comes here), good for one call.
 export function clientSecret(sessionId, token, name) {

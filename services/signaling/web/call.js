@@ -150,13 +150,7 @@ export class Call {
     const clientId = this.clientId;
     this.#shutdown();
     this.#setState("idle", "You left the conversation.");
-    if (clientId) {
-      try {
-        await api.leave(this.sessionId, this.token, clientId);
-      } catch {
-        // already gone on the server (session ended): nothing left to release
-      }
-    }
+    await api.leaveQuietly(this.sessionId, this.token, clientId);
   }
 
   // A muted track sends silence; the edge is told too, so it stops publishing it.

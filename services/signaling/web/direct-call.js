@@ -74,13 +74,7 @@ export class DirectCall {
     const clientId = this.clientId;
     this.#shutdown();
     this.#setState("idle", "You left the conversation.");
-    if (clientId) {
-      try {
-        await api.leave(this.sessionId, this.token, clientId); // the server hangs the call up
-      } catch {
-        // the conversation already ended: the call went with it
-      }
-    }
+    await api.leaveQuietly(this.sessionId, this.token, clientId); // the server hangs up
   }
 
   setMuted(muted) {
