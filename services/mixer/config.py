@@ -1,6 +1,7 @@
 """mixer configuration: the common service settings and ``VOXRELAY_MIXER_*``.
 
 ``VOXRELAY_MIXER_JITTER_FRAMES``     frames buffered per client before playout (default 2)
+``VOXRELAY_MIXER_PROMPT_LONE``       mix a lone client's frames as they arrive (default 1)
 ``VOXRELAY_MIXER_MAX_DEPTH_FRAMES``  frames a client's buffer holds at most (default 6)
 ``VOXRELAY_MIXER_STALE_MS``          drop frames captured this long before the client's
                                      newest (default 150)
@@ -43,7 +44,8 @@ class MixerConfig:
 def from_env(env: Mapping[str, str] | None = None) -> MixerConfig:
     return MixerConfig(
         service=service_config("mixer", env),
-        session=SessionSettings(jitter=_jitter(env), echo=_echo(env), activity=_activity(env)),
+        session=SessionSettings(jitter=_jitter(env), echo=_echo(env), activity=_activity(env),
+                                prompt_lone=env_bool("VOXRELAY_MIXER_PROMPT_LONE", True, env)),
     )
 
 

@@ -93,6 +93,9 @@ class JitterBuffer:
         self._window_min = self.settings.max_frames + 1
         self.shed = 0
         "Frames dropped to bring latency back to the target (counted as stale by the caller)."
+        self._settle_target = settings.target_frames
+        "The depth (counted before each pop) that latency is brought back to."
+        self._prompt = False
 
     @property
     def depth(self) -> int:
@@ -121,11 +124,24 @@ class JitterBuffer:
             dropped.append(DropReason.OVERFLOW)
         return dropped
 
+    def mix_on_arrival(self, on: bool) -> None:
+        """Whether frames are mixed as they arrive (:meth:`ready`): then latency is brought
+        back to one frame, not the target, and running dry does not re-prime (nothing
+        needs to build up again: the next frame goes when it comes)."""
+        self._prompt = on
+        self._settle_target = 1 if on else self.settings.target_frames
+
+    def ready(self) -> bool:
+        """Whether the next frame in sequence is here, playout having started: it can be
+        mixed now, as it arrives, rather than wait for the tick."""
+        return self._primed and self._played is not None and self._played + 1 in self._frames
+
     def pop(self) -> Frame | None:
         """The frame for this tick, or None (silence) if there is none yet or none left."""
         if not self._frames:
-            self._primed = False
-            self._waited = 0
+            if not self._prompt:
+                self._primed = False
+                self._waited = 0
             return None
         if not self._primed:
             self._waited += 1
@@ -144,7 +160,7 @@ class JitterBuffer:
         self._window_ticks += 1
         if self._window_ticks < SETTLE_TICKS:
             return
-        if self._window_min > self.settings.target_frames and len(self._frames) > 1:
+        if self._window_min > self._settle_target and len(self._frames) > 1:
             seq = min(self._frames)
             del self._frames[seq]
             self._played = seq

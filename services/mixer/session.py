@@ -12,6 +12,16 @@ judges every client frame first; a frame that carries only the AI's own voice is
 (attenuated by ``duck_db``) before mixing. Each client's :class:`.activity.VoiceActivity`
 then hears what is left, and its transitions go to ``on_activity``.
 
+Prompt mix of a lone client (``prompt_lone``, on by default): a session with one client
+mixes each of its frames the moment it arrives, if it is the next in sequence and playout
+has started, instead of holding it for the clock (0-20 ms) behind a buffered frame
+(20 ms more); that slot's clock tick is then skipped, so the mix stays one frame per
+20 ms. Its buffer is brought back to one frame (counted before the pop) rather than the
+target, and running dry does not re-prime it. A late frame still gets silence at its tick
+and plays on arrival after, one frame deeper, until the once-a-second shedding takes the
+extra frame back. With a second
+client the session ticks on the clock again: mixing must wait for everyone's frame.
+
 :meth:`MixerSession.tick` does one tick at a time given the wall clock, so tests drive
 it without real time; :meth:`MixerSession.start` runs it on a :class:`.clock.SharedClock`
 (the mixer's one clock for all of its sessions, or a clock of its own).
@@ -65,6 +75,8 @@ class SessionSettings:
     jitter: JitterSettings = field(default_factory=JitterSettings)
     echo: EchoSettings = field(default_factory=EchoSettings)
     activity: ActivitySettings = field(default_factory=ActivitySettings)
+    prompt_lone: bool = True
+    "Mix a lone client's frames as they arrive (see :class:`MixerSession`)."
 
 
 class MixerSession:
@@ -86,6 +98,10 @@ class MixerSession:
         self._clock: SharedClock | None = None
         self._publish: Callable[[MixFrame], None] | None = None
         self._ticking = asyncio.Event()
+        self._ahead = False
+        "The coming slot's frame was mixed when it arrived: its clock tick is skipped."
+        self.prompt_frames = 0
+        "Frames mixed as they arrived (prompt mix of a lone client)."
 
     def __repr__(self) -> str:
         return f"MixerSession({self.session_id})"
@@ -101,6 +117,7 @@ class MixerSession:
         self._clients[client_id] = _Client(JitterBuffer(self.settings.jitter),
                                            VoiceActivity(self.settings.activity))
         self._gating.add_client(client_id)
+        self._mix_on_arrival()
         logger.info("MixerSession(%s): client %s added (%d clients)", self.session_id,
                     client_id, len(self._clients), extra={"session_id": self.session_id})
         return True
@@ -111,6 +128,7 @@ class MixerSession:
         if client is None:
             return False
         self._gating.remove_client(client_id)
+        self._mix_on_arrival()
         self._report(client_id, client.activity.end())
         logger.info("MixerSession(%s): client %s removed (%d clients)", self.session_id,
                     client_id, len(self._clients), extra={"session_id": self.session_id})
@@ -127,6 +145,19 @@ class MixerSession:
             self._count(dropped)
         if self.settings.echo.enabled:
             self._gating.hear(client_id, seq, pcm)
+        if self._prompt and not self._ahead and self._clock is not None \
+                and client.buffer.ready():
+            self._ahead = True
+            self.prompt_frames += 1
+            self._emit()
+
+    @property
+    def _prompt(self) -> bool:
+        return self.settings.prompt_lone and len(self._clients) == 1
+
+    def _mix_on_arrival(self) -> None:
+        for client in self._clients.values():
+            client.buffer.mix_on_arrival(self._prompt)
 
     def receive_model(self, pcm: bytes) -> None:
         """A frame of the model's voice (the echo reference)."""
@@ -210,6 +241,12 @@ class MixerSession:
     def _on_clock(self, skipped: int) -> None:
         if skipped:
             self.skip(skipped)
+        if self._ahead:  # this slot's frame was mixed when it arrived
+            self._ahead = False
+            return
+        self._emit()
+
+    def _emit(self) -> None:
         assert self._publish is not None
         began = time.perf_counter()
         frame = self.tick(self.wall_clock())

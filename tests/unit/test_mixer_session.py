@@ -262,6 +262,42 @@ async def test_a_started_session_publishes_one_frame_per_20_ms():
     assert len(published) == count  # stopped means stopped
 
 
+async def test_a_lone_clients_frames_are_mixed_as_they_arrive_one_per_slot():
+    """Once playout has started, a lone client's next frame is mixed on arrival and that
+    slot's tick is skipped; with a second client, frames wait for the tick again."""
+    published: list = []
+    session = MixerSession(ids.new_id())
+    client, other = ids.new_id(), ids.new_id()
+    session.add_client(client)
+    session.start(published.append)
+    try:
+        async with asyncio.timeout(2):
+            await session.wait_ticking()
+        for seq in range(3):  # primes the buffer: played on the clock
+            session.receive(client, seq, T0 + seq * FRAME_NS, level(seq + 1))
+            await asyncio.sleep(PERIOD_S)
+        async with asyncio.timeout(2):
+            while not any(value_of(f.pcm) == {3} for f in published):
+                await asyncio.sleep(0.002)
+        for seq in range(3, 13):
+            before = len(published)
+            session.receive(client, seq, T0 + seq * FRAME_NS, level(seq + 1))
+            # out at once (a frame buffered before it, if any, goes first)
+            assert len(published) == before + 1
+            await asyncio.sleep(PERIOD_S)
+        assert session.prompt_frames >= 10
+        session.add_client(other)
+        before = len(published)
+        session.receive(client, 13, T0 + 13 * FRAME_NS, level(14))
+        assert len(published) == before  # two clients: the tick mixes
+    finally:
+        session.stop()
+    seqs = [f.seq for f in published]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # one frame per slot, no gaps
+    heard = [min(value_of(f.pcm)) for f in published if value_of(f.pcm) != {0}]
+    assert heard == sorted(heard) and heard[-1] >= 12  # in order, nothing repeated
+
+
 async def test_sessions_on_one_shared_clock_tick_together_and_it_stops_with_the_last():
     clock = SharedClock("mixer")
     first, second = MixerSession(ids.new_id()), MixerSession(ids.new_id())
