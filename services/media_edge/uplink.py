@@ -17,8 +17,7 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from proto import audio, topics
-from services.runtime.media import Framer, resample
-from services.runtime.media import mono_resampler as new_resampler
+from services.runtime.media import Framer, MonoResampler
 
 from .metrics import DROPPED_DECODE, DROPPED_HWM, FRAMES_IN
 
@@ -47,7 +46,7 @@ class Uplink:
 
     async def run(self, track: MediaStreamTrack) -> None:
         """Drain ``track`` until it ends, publishing its audio if enabled."""
-        resampler = new_resampler()
+        resample = MonoResampler()
         framer = Framer()
         while True:
             try:
@@ -59,12 +58,12 @@ class Uplink:
             if not self.enabled or self.muted:
                 continue
             try:
-                pcm = resample(resampler, frame)
+                pcm = resample(frame)
             except (ValueError, av.FFmpegError) as e:
                 DROPPED_DECODE.inc()
                 logger.warning("Uplink(%s): dropped a frame it could not resample: %s",
                                self.name, e)
-                resampler = new_resampler()
+                resample = MonoResampler()
                 continue
             for chunk in framer.push(pcm):
                 self.publish(chunk)

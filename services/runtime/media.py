@@ -152,37 +152,52 @@ class Framer:
         return frames
 
 
-def mono_resampler() -> AudioResampler:
-    return AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-
-
 DECODED_SAMPLES = 960
 "What aiortc's Opus decoder hands out: 20 ms at 48 kHz."
 
 
-def resample(resampler: AudioResampler, frame: AudioFrame) -> bytes:
-    """One decoded frame as PCM16 24 kHz mono (possibly empty while the filter fills).
+class MonoResampler:
+    """Decoded frames → PCM16 24 kHz mono, one frame's worth out for each frame in.
+
+    libswresample's filter holds back a few samples (16 from 48 kHz), so its first
+    output is short: a :class:`Framer` behind it would then complete each 20 ms frame
+    only when the next decoded frame arrives, 20 ms late on every frame of the stream.
+    The first output is padded in front to its full length instead, so each decoded
+    20 ms frame becomes exactly one 20 ms frame at once, delayed by the filter's
+    0.7 ms only.
 
     A silent 20 ms frame (every sample within :data:`AUDIBLE_PEAK`: codec noise) skips
-    the resampler and comes out as 20 ms of zeros; whatever the filter still held of
-    the audio before it (under a millisecond) is left behind, inaudibly.
+    the filter and comes out as 20 ms of zeros; what the filter still held of the
+    audio before it (under a millisecond) comes out ahead of the next sound.
     """
-    if frame.samples == DECODED_SAMPLES and frame.format.name == "s16" \
-            and not audible(frame.planes[0]):
-        return SILENCE
-    return b"".join(out.to_ndarray().tobytes() for out in resampler.resample(frame))
+
+    def __init__(self) -> None:
+        self._resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        self._aligned = False
+
+    def __call__(self, frame: AudioFrame) -> bytes:
+        if frame.samples == DECODED_SAMPLES and frame.format.name == "s16" \
+                and not audible(frame.planes[0]):
+            return SILENCE
+        pcm = b"".join(out.to_ndarray().tobytes() for out in self._resampler.resample(frame))
+        if not self._aligned:
+            self._aligned = False
+            short = frame.samples * SAMPLE_RATE // frame.sample_rate * 2 - len(pcm)
+            if short > 0:
+                pcm = bytes(short) + pcm
+        return pcm
 
 
 async def drain_track(track: MediaStreamTrack,
                       on_pcm: Callable[[bytes], Awaitable[None] | None]) -> None:
     """Read ``track`` until it ends, handing each decoded frame as PCM16 24 kHz mono."""
-    resampler = mono_resampler()
+    resample = MonoResampler()
     while True:
         try:
             frame = await track.recv()
         except MediaStreamError:
             return
-        pcm = resample(resampler, frame)
+        pcm = resample(frame)
         if pcm:
             result = on_pcm(pcm)
             if result is not None:

@@ -69,13 +69,34 @@ async def test_uplink_publishes_24k_mono_frames_with_consecutive_seq():
     await uplink.run(DecodedOpus(50))
 
     decoded = [audio.unpack(parts) for parts in sent]
-    assert 48 <= len(decoded) <= 50, "20 ms in, 20 ms out (less the resampler's delay)"
+    assert len(decoded) == 50, "20 ms in, 20 ms out"
     assert {topic for topic, _, _ in decoded} == {topics.aud_in(session_id, client_id)}
     assert [h.seq for _, h, _ in decoded] == list(range(7, 7 + len(decoded)))
     assert all(len(pcm) == audio.FRAME_BYTES and h.samples == 480 for _, h, pcm in decoded)
     assert uplink.next_seq == 7 + len(decoded)
     level = rms_dbfs(b"".join(pcm for _, _, pcm in decoded[5:]))
     assert level == pytest.approx(-15.0, abs=1.0), "a -12 dBFS peak sine is -15 dBFS RMS"
+
+
+async def test_each_decoded_frame_is_published_before_the_next_is_read():
+    """The resampler's filter delay must not make the framer wait a frame: every frame
+    leaves as soon as its decoded frame came in, not 20 ms later with the next."""
+    track = DecodedOpus(30)
+    read_when_published: list[int] = []
+    published: list[bytes] = []
+
+    def publish(parts: list[bytes]) -> bool:
+        read_when_published.append(track.sent)
+        published.append(audio.unpack(parts)[2])
+        return True
+
+    await Uplink(ids.new_id(), ids.new_id(), publish).run(track)
+    assert read_when_published == list(range(1, 31))
+    heard = np.frombuffer(b"".join(published), dtype="<i2").astype(np.float64)
+    t = np.arange(heard.size) / audio.SAMPLE_RATE
+    lags = [float(np.dot(heard[100:-100], np.sin(2 * np.pi * 440 * (t[100:-100] - lag / audio.SAMPLE_RATE))))
+            for lag in range(48)]
+    assert int(np.argmax(lags)) < 24, "the audio itself is delayed by the filter only (< 1 ms)"
 
 
 async def test_listener_uplink_drains_its_track_and_publishes_nothing():
