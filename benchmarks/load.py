@@ -13,7 +13,10 @@ half the time each, as in a real conversation. What it hears is recorded frame b
   the reply (voice to voice, as the client hears it).
 
 The clients run in ``processes`` worker processes (spawned, so nothing is shared with
-the measuring process) whose CPU is not counted against the server. The same clients
+the measuring process) whose CPU is not counted against the server. They cost what
+browsers would (native-like voice Opus encoding, decoding on the loop; the jitter buffer
+stays aiortc's), so at high counts the machine's two cores go to the server rather than
+to its load generator. The same clients
 drive voxrelay and the baseline bridge: both answer ``POST /v1/sessions`` and
 ``POST /v1/sessions/{sid}/clients``.
 """
@@ -33,6 +36,7 @@ import numpy as np
 from services.client.rtc import PcmTrack
 from services.client.voxrelay import VoxrelayClient, create_session
 from services.runtime import configure_ice_hosts
+from services.runtime.voice_codec import install_inline_decoding
 from tests.support.speech import duration_ms, silence, speak
 
 PHRASES = ("What is the weather like today", "Tell me something about the sea",
@@ -165,6 +169,7 @@ def _worker(url: str, headers: dict[str, str], seconds: float, numbers: list[int
             ice_hosts: list[str] | None) -> list[dict[str, Any]]:
     if ice_hosts:
         configure_ice_hosts(ice_hosts)
+    install_inline_decoding()  # as a browser decodes: no thread per received track
 
     async def run() -> list[ClientResult]:
         return list(await asyncio.gather(*(conversation(url, headers, seconds, n)

@@ -27,7 +27,6 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 
 from proto import client_audio
-from proto.audio import FRAME_BYTES
 from services.runtime.media import drain_track
 
 from .rtc import PcmTrack
@@ -145,9 +144,9 @@ class VoxrelayClient:
         """The microphone on the audio channel: one 20 ms message at real time."""
         assert self.audio is not None
         while self.audio.readyState == "open":
-            frame = await self.mic.recv()
+            pcm, _ = await self.mic.next_frame()
             if not self.silent:
-                self.audio.send(bytes(frame.planes[0])[:FRAME_BYTES])
+                self.audio.send(pcm)
 
     def _on_audio(self, message: str | bytes) -> None:
         if isinstance(message, str):

@@ -3,7 +3,10 @@
 The outbound track plays model audio in real time, 20 ms a frame, and silence in
 between. It is the server-side output buffer of the Realtime API: it reports when
 a response's audio starts playing, when it has drained, and what was played when
-it is cleared, which is where ``output_audio_buffer.*`` events come from.
+it is cleared, which is where ``output_audio_buffer.*`` events come from. It encodes
+its frames itself (voice Opus, :class:`~services.runtime.voice_codec.VoiceEncoder`) and
+hands aiortc packets: the API's servers are not on this machine, so the simulator
+should take as little of its CPU as it can.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from collections.abc import Callable
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
+from av import Packet
 
 from proto.audio import FRAME_BYTES, FRAME_MS
-from services.runtime.media import SILENCE, Pacer, drain_track, pcm_frame
+from services.runtime.media import SILENCE, Pacer, drain_track
+from services.runtime.voice_codec import VoiceEncoder, voice_packet
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class ModelAudioTrack(MediaStreamTrack):
         self._playing: str | None = None
         self._played_ms: dict[str, int] = {}
         self._pacer = Pacer()
+        self._encoder = VoiceEncoder()
 
     @property
     def playing(self) -> str | None:
@@ -89,7 +94,7 @@ class ModelAudioTrack(MediaStreamTrack):
         self._finished.discard(current)
         return current, self._played_ms.pop(current, 0)
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._pacer.next()
@@ -108,7 +113,7 @@ class ModelAudioTrack(MediaStreamTrack):
                 self._finished.discard(done)
                 self._played_ms.pop(done, None)
                 self._on_stopped(done)
-        return pcm_frame(pcm, pts)
+        return voice_packet(self._encoder.encode(pcm), pts)
 
 
 read_microphone = drain_track

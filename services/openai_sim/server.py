@@ -9,6 +9,7 @@ import sys
 from aiohttp import web
 
 from services.runtime import configure_ice_hosts
+from services.runtime.voice_codec import install_inline_decoding
 
 from .app import create_app
 from .config import SimConfig
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 async def serve(config: SimConfig) -> None:
     configure_ice_hosts(config.ice_hosts)
+    install_inline_decoding()  # callers' audio decoded on the loop, not a thread per call
     runner = web.AppRunner(create_app(config), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)

@@ -21,13 +21,11 @@ import aiohttp
 import numpy as np
 import zmq
 from aiortc import RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
 
 from proto import audio, topics
 from services.client.rtc import PcmTrack
 from services.client.voxrelay import VoxrelayClient, create_session
-from services.runtime.media import Pacer, pcm_frame
+from services.runtime.media import Pacer
 from services.runtime.sockets import Role, make_socket
 from services.runtime.zmq_loop import SocketReader
 from tests.support.sim_process import SimProcess
@@ -77,18 +75,16 @@ class RoomMic(PcmTrack):
         self._pacer = pacer
         self._running.set()
 
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
+    async def next_frame(self) -> tuple[bytes, int]:
         await self._running.wait()
-        frame = await super().recv()
+        pcm, pts = await super().next_frame()
         if not self._echo_gain or len(self._echo) < audio.FRAME_BYTES:
-            return frame
+            return pcm, pts
         echo = np.frombuffer(bytes(self._echo[:audio.FRAME_BYTES]), dtype="<i2")
         del self._echo[:audio.FRAME_BYTES]
-        voice = frame.to_ndarray().reshape(-1).astype(np.float32)
+        voice = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
         total = np.clip(voice + echo * np.float32(self._echo_gain), -32768, 32767)
-        return pcm_frame(total.astype("<i2").tobytes(), frame.pts)
+        return total.astype("<i2").tobytes(), pts
 
 
 class Device(VoxrelayClient):
