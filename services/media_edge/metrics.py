@@ -21,8 +21,10 @@ FRAMES = Counter("voxrelay_edge_frames_total",
                  "out = model audio played to a browser", ["direction"])
 FRAMES_DROPPED = Counter("voxrelay_edge_frames_dropped_total",
                          "Audio frames dropped: hwm = publish queue full, decode = unusable "
-                         "frame, stale = a client's playout queue overflowed, gap = model "
-                         "audio lost on the way from the link (sequence gaps)", ["reason"])
+                         "frame, stale = a client's playout queue overflowed, catch_up = a "
+                         "silent frame skipped to shorten a client's playout backlog, gap = "
+                         "model audio lost on the way from the link (sequence gaps)",
+                         ["reason"])
 CHANNEL_DROPPED = Counter("voxrelay_edge_channel_messages_dropped_total",
                           "DataChannel messages dropped: from a browser, rate (over its "
                           "channel's limit), binary, oversized, malformed, unexpected_channel "
@@ -51,6 +53,7 @@ FRAMES_OUT = FRAMES.labels("out")
 DROPPED_HWM = FRAMES_DROPPED.labels("hwm")
 DROPPED_DECODE = FRAMES_DROPPED.labels("decode")
 DROPPED_STALE = FRAMES_DROPPED.labels("stale")
+DROPPED_CATCH_UP = FRAMES_DROPPED.labels("catch_up")
 DROPPED_GAP = FRAMES_DROPPED.labels("gap")
 CHANNEL_DROPPED_RATE = CHANNEL_DROPPED.labels("rate")
 CHANNEL_DROPPED_UNEXPECTED = CHANNEL_DROPPED.labels("unexpected_channel")

@@ -6,7 +6,9 @@ VoiceEncoder`, for all of its clients), and leave at aiortc's: ``recv()`` hands 
 Opus packet every 20 ms of the track's own clock, and the constant silence packet when
 nothing is queued; aiortc only packetizes them. The queue is short on purpose: when it is full the
 oldest frame goes (counted ``stale``), so a client that fell behind hears the present,
-not a growing backlog. ``clear()`` (on ``ai.interrupted``) drops everything at once.
+not a growing backlog, and a backlog left by a stall loses its silent frames (counted
+``catch_up``) so the delay falls back in the next pause. ``clear()`` (on
+``ai.interrupted``) drops everything at once.
 
 Each queued frame keeps its capture time (``capture_ns`` from the bus: when the link
 received it), so the frame's age when ``recv()`` hands it to aiortc's encoder is
@@ -26,11 +28,11 @@ from aiortc.mediastreams import MediaStreamError
 from av import Packet
 
 from proto.audio import FRAME_BYTES
-from services.runtime.media import ArrivalPacer
+from services.runtime.media import ArrivalPacer, skip_silent_backlog
 from services.runtime.metrics import frame_age
 from services.runtime.voice_codec import SILENCE_PACKET, voice_packet
 
-from .metrics import DROPPED_STALE, FRAMES_OUT
+from .metrics import DROPPED_CATCH_UP, DROPPED_STALE, FRAMES_OUT
 
 MAX_CATCH_UP_S = 0.2
 "After a stall longer than this the clock restarts instead of bursting frames to catch up."
@@ -88,6 +90,8 @@ class DownlinkTrack(MediaStreamTrack):
         pts = await self._pacer.next(self._queue)
         if not self._queue:
             return voice_packet(SILENCE_PACKET, pts)
+        if len(self._queue) > 1 and (skipped := skip_silent_backlog(self._queue)):
+            DROPPED_CATCH_UP.inc(skipped)
         pcm, packet, capture_ns = self._queue.popleft()
         FRAMES_OUT.inc()
         if capture_ns:

@@ -5,7 +5,8 @@ ours, and an :class:`~services.runtime.media.ArrivalPacer` lets each go the mome
 arrives within its 20 ms slot rather than at the slot's end. A small queue between them
 absorbs jitter; when the clocks drift apart it stays bounded (the oldest frame is
 dropped and counted) or runs dry (silence is sent), so the model always hears the
-newest audio with at most ``MAX_QUEUED`` frames of delay.
+newest audio with at most ``MAX_QUEUED`` frames of delay; a backlog loses its silent
+frames (``uplink_catch_up``), so that delay falls back in the next pause.
 
 Frames are encoded here, as they leave (:class:`~services.runtime.voice_codec.
 VoiceEncoder`: mono voice Opus; silence is a constant packet), so aiortc only
@@ -22,7 +23,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import Packet
 
-from services.runtime.media import SILENCE, ArrivalPacer
+from services.runtime.media import SILENCE, ArrivalPacer, skip_silent_backlog
 from services.runtime.voice_codec import VoiceEncoder, voice_packet
 
 from .metrics import FRAMES_DROPPED
@@ -65,6 +66,8 @@ class UplinkTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         pts = await self._pacer.next(self._queue)
+        if len(self._queue) > 1 and (skipped := skip_silent_backlog(self._queue)):
+            FRAMES_DROPPED.labels("uplink_catch_up").inc(skipped)
         if self._queue:
             pcm, capture_ns = self._queue.popleft()
             if self.on_sent is not None and capture_ns:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sized
+from typing import Any
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -131,6 +133,23 @@ class ArrivalPacer(Pacer):
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def skip_silent_backlog(queue: deque[Any], pcm_at: int = 0) -> int:
+    """Drop silent frames from the head of a paced playout queue while others wait
+    behind them; returns how many went. ``pcm_at`` is the PCM's index in an item.
+
+    A queue drained one frame per 20 ms and filled at the same rate keeps whatever
+    backlog a stall gave it (a slow loop, a burst off the bus): its delay would stay up
+    to the queue's length for the rest of the conversation. Skipping the silent frames
+    of a backlog drains it in the next pause, inaudibly, and never touches speech; the
+    newest frame always stays.
+    """
+    skipped = 0
+    while len(queue) > 1 and not audible(queue[0][pcm_at]):
+        queue.popleft()
+        skipped += 1
+    return skipped
 
 
 class Framer:

@@ -31,6 +31,11 @@ def stale_drops() -> float:
                                      {"reason": "stale"}) or 0.0
 
 
+def catch_up_drops() -> float:
+    return REGISTRY.get_sample_value("voxrelay_edge_frames_dropped_total",
+                                     {"reason": "catch_up"}) or 0.0
+
+
 def client_ages() -> tuple[float, float]:
     """(count, sum) of voxrelay_frame_age_seconds{at="client"}."""
     labels = {"at": "client"}
@@ -66,6 +71,24 @@ async def test_clear_drops_everything_queued_at_once():
         push(track, n)
     assert track.clear() == 6 and track.queued == 0
     assert bytes(await track.recv()) == SILENCE_PACKET
+
+
+async def test_a_backlog_loses_its_silent_frames_in_the_next_pause_never_its_speech():
+    """Frames arrive at the rate they leave, so a backlog left by a stall would keep its
+    delay for good; the pause after the speech drains it."""
+    now = [100.0]
+    track = DownlinkTrack(max_frames=10, clock=lambda: now[0])
+    before = catch_up_drops()
+    for n in range(1, 6):  # a stall: 100 ms of speech arrive at once
+        push(track, n)
+    played = []
+    for _ in range(12):  # then a frame every 20 ms: silence (frame 0), the reply is over
+        push(track, 0)
+        played.append(bytes(await track.recv()))
+        now[0] += 0.02
+    assert played[:6] == [packet(n) for n in (1, 2, 3, 4, 5, 0)], "all speech, in order"
+    assert track.queued == 0, "the backlog is gone: each frame leaves as it arrives"
+    assert catch_up_drops() - before == 5
 
 
 async def test_after_a_stall_the_track_resumes_instead_of_bursting():
