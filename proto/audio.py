@@ -32,6 +32,9 @@ class AudioHeader(msgspec.Struct, array_like=True, frozen=True):
     samples: int = FRAME_SAMPLES
     sent_ns: int = 0
     "Wall clock (time.time_ns) when the publisher sent this frame (0: unknown)."
+    silent_before: int = 0
+    """Frames of silence just before this one that were not sent (their seqs are skipped):
+    a receiver plays them as silence and does not count them lost."""
 
 
 class FrameError(ValueError):
@@ -42,10 +45,12 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AudioHeader)
 
 
-def pack(topic: bytes, seq: int, capture_ns: int, pcm: bytes) -> list[bytes]:
-    """The multipart message for one 20 ms frame, stamped as sent now."""
+def pack(topic: bytes, seq: int, capture_ns: int, pcm: bytes,
+         silent_before: int = 0) -> list[bytes]:
+    """The multipart message for one 20 ms frame, stamped as sent now; ``silent_before``
+    silent frames just before it were kept off the bus."""
     header = AudioHeader(VERSION, seq, capture_ns, SAMPLE_RATE, CHANNELS, len(pcm) // 2,
-                         time.time_ns())
+                         time.time_ns(), silent_before)
     return [topic, _encoder.encode(header), pcm]
 
 

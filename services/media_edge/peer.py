@@ -119,7 +119,8 @@ class ClientPeer:
         self._ignored_channels = 0
         self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers))
         self.uplink = Uplink(info.session_id, info.client_id, publish,
-                             enabled=info.role == "speaker", first_seq=first_seq)
+                             enabled=info.role == "speaker", first_seq=first_seq,
+                             skip_silence=config.service.skip_silence)
         self.downlink: DownlinkTrack | ChannelDownlink
         "The model's voice to this client: an Opus track, or PCM16 on its audio channel."
         if info.transport == "datachannel":

@@ -3,7 +3,8 @@
 aiortc hands out Opus decoded as 48 kHz stereo s16, 960 samples a frame, whatever the
 browser sent. Each frame is resampled to 24 kHz mono, cut into exact 20 ms frames
 (480 samples, 960 bytes) and published on ``aud/in/<session>/<client>`` with the
-capture time taken here. The remote track's queue is unbounded, so it is always
+capture time taken here; with ``skip_silence`` silence between turns stays off the bus
+(:class:`SilenceGate`, the next frame's ``silent_before`` says how much). The remote track's queue is unbounded, so it is always
 drained, even for listeners and muted clients, whose audio is not published.
 """
 
@@ -17,7 +18,7 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from proto import audio, topics
-from services.runtime.media import Framer, MonoResampler
+from services.runtime.media import Framer, MonoResampler, SilenceGate
 
 from .metrics import DROPPED_DECODE, DROPPED_HWM, FRAMES_IN
 
@@ -31,7 +32,7 @@ class Uplink:
     """One client's microphone stream: ``aud/in/<session>/<client>``, seq per client."""
 
     def __init__(self, session_id: str, client_id: str, publish: Publish, *,
-                 enabled: bool = True, first_seq: int = 0) -> None:
+                 enabled: bool = True, first_seq: int = 0, skip_silence: bool = False) -> None:
         self.name = f"{session_id[:8]}/{client_id[:8]}"
         self.topic = topics.aud_in(session_id, client_id)
         self.enabled = enabled
@@ -43,6 +44,7 @@ class Uplink:
         self.heard_at: float | None = None
         "time.monotonic() of the newest frame received from the browser (the loss watchdog)."
         self._publish = publish
+        self._gate = SilenceGate(skip_silence)
 
     async def run(self, track: MediaStreamTrack) -> None:
         """Drain ``track`` until it ends, publishing its audio if enabled."""
@@ -69,14 +71,18 @@ class Uplink:
                 self.publish(chunk)
 
     def publish(self, pcm: bytes, capture_ns: int | None = None) -> None:
-        """Send one 20 ms frame captured at ``capture_ns`` (default: now); a frame the
-        socket refuses is counted and its seq skipped."""
+        """Send one 20 ms frame captured at ``capture_ns`` (default: now), unless it is
+        silence kept off the bus (:class:`SilenceGate`); a frame the socket refuses is
+        counted and its seq skipped."""
         now = time.time_ns() if capture_ns is None else capture_ns
         if self.first_frame_ns is None:
             self.first_frame_ns = now
             logger.info("Uplink(%s): first frame", self.name)
         seq, self.next_seq = self.next_seq, self.next_seq + 1
-        if self._publish(audio.pack(self.topic, seq, now, pcm)):
+        silent_before = self._gate.admit(pcm)
+        if silent_before is None:
+            return
+        if self._publish(audio.pack(self.topic, seq, now, pcm, silent_before)):
             FRAMES_IN.inc()
         else:
             DROPPED_HWM.inc()

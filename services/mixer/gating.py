@@ -15,10 +15,13 @@ import collections
 import logging
 from dataclasses import dataclass, field
 
+from proto.audio import FRAME_BYTES
+
 from .echo import FRAME, QUIET, EchoGate, EchoSettings, Heard, ModelReference, Verdict
 from .metrics import MODEL_FRAMES_DROPPED
 
 logger = logging.getLogger(__name__)
+SILENCE = bytes(FRAME_BYTES)
 
 RESTART_SEQS = 50
 "A seq this far behind the newest means the client's stream started over."
@@ -53,8 +56,17 @@ class EchoGating:
     def remove_client(self, client_id: str) -> None:
         self._mics.pop(client_id, None)
 
-    def hear_model(self, pcm: bytes) -> None:
-        """A frame of the model's voice (``aud/model``)."""
+    def hear_model(self, pcm: bytes, silent_before: int = 0) -> None:
+        """A frame of the model's voice (``aud/model``), after ``silent_before`` frames of
+        silence the link kept off the bus: a pause shorter than the reference's history
+        goes into it as silence, so the reference stays in step with the microphones (a
+        longer one has emptied it already)."""
+        if silent_before < self._model_backlog:
+            for _ in range(silent_before):
+                self._hear_model(SILENCE)
+        self._hear_model(pcm)
+
+    def _hear_model(self, pcm: bytes) -> None:
         if len(self._model) >= self._model_backlog:
             self._model.popleft()  # older than anything the history keeps
             MODEL_FRAMES_DROPPED.labels("overflow").inc()

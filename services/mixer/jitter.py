@@ -20,6 +20,8 @@ good, since frames come in exactly as fast as they go out. So the buffer watches
 smallest depth over each second of playout; when even that stayed above the target, the
 extra frames were pure delay, and one (20 ms) is dropped (``stale``) — at most one a
 second, so the cut is inaudible.
+Silence an edge keeps off the bus (``silent_before`` on the next frame) is not a loss: the
+frame after it is next in sequence.
 A frame with an old ``seq`` but a capture time newer than anything seen means the edge
 restarted the client's stream (a rebuilt peer connection): the buffer starts over.
 """
@@ -101,10 +103,19 @@ class JitterBuffer:
     def depth(self) -> int:
         return len(self._frames)
 
-    def push(self, frame: Frame) -> list[DropReason]:
-        """Buffer ``frame``; returns what was dropped (it, or older frames), usually nothing."""
+    def push(self, frame: Frame, silent_before: int = 0) -> list[DropReason]:
+        """Buffer ``frame``; returns what was dropped (it, or older frames), usually nothing.
+
+        ``silent_before``: frames of silence just before it that its edge kept off the
+        bus. When they are all that is missing since the last frame played, they count
+        as played (as silence, while the buffer was dry), so the frame is next in
+        sequence: mixed on arrival for a lone client, as a continuous stream would be.
+        """
         if self._restarted(frame):
             self.reset()
+        if silent_before and not self._frames and self._played is not None \
+                and 0 < frame.seq - self._played - 1 <= silent_before:
+            self._played = frame.seq - 1
         if (self._played is not None and frame.seq <= self._played) or frame.seq in self._frames:
             return [DropReason.STALE]
         newest = self._newest

@@ -230,7 +230,7 @@ class Mixer:
                     MODEL_FRAMES_DROPPED.labels("unknown").inc()
                 else:
                     self._model_hops.observe(raw_topic, header)
-                    session.receive_model(pcm)
+                    session.receive_model(pcm, header.silent_before)
             case _:
                 MODEL_FRAMES_DROPPED.labels("decode").inc()
                 raise Rejected("kind", f"a {header.samples}-sample frame on {raw_topic[:80]!r}")
@@ -257,7 +257,8 @@ class Mixer:
                     DROPPED[DropReason.UNKNOWN].inc()
                 else:
                     self._in_hops.observe(raw_topic, header)
-                    session.receive(client_id, header.seq, header.capture_ns, pcm)
+                    session.receive(client_id, header.seq, header.capture_ns, pcm,
+                                    header.silent_before)
             case _:
                 DROPPED[DropReason.DECODE].inc()
                 raise Rejected("kind", f"a {header.samples}-sample frame on {raw_topic[:80]!r}")

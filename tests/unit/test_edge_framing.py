@@ -120,5 +120,34 @@ async def test_a_refused_send_skips_its_seq():
 
     uplink = Uplink(ids.new_id(), ids.new_id(), publish)
     for _ in range(6):
-        uplink.publish(bytes(audio.FRAME_BYTES))
+        uplink.publish(TONE)
     assert accepted == [0, 2, 4] and uplink.next_seq == 6
+
+
+TONE = (np.sin(np.arange(audio.FRAME_SAMPLES) / 5) * 8000).astype("<i2").tobytes()
+QUIET = np.full(audio.FRAME_SAMPLES, 40, dtype="<i2").tobytes()
+"Below the audible peak (-50 dBFS): a microphone between turns."
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_silence_between_turns_stays_off_the_bus_and_the_next_frame_says_how_much(skip):
+    sent: list[tuple[int, int, bytes]] = []
+
+    def publish(parts: list[bytes]) -> bool:
+        _, header, pcm = audio.unpack(parts)
+        sent.append((header.seq, header.silent_before, pcm))
+        return True
+
+    uplink = Uplink(ids.new_id(), ids.new_id(), publish, skip_silence=skip)
+    stream = [QUIET] * 3 + [TONE] * 2 + [QUIET] * 6 + [TONE]
+    for pcm in stream:
+        uplink.publish(pcm)
+    if not skip:
+        assert [(seq, before) for seq, before, _ in sent] == [(n, 0) for n in range(12)]
+        return
+    # the quiet start is never sent; after speech, two quiet frames let it end, then
+    # nothing until the next speech, which counts the four frames skipped
+    assert [(seq, before) for seq, before, _ in sent] == [
+        (3, 3), (4, 0), (5, 0), (6, 0), (11, 4)]
+    assert [pcm for _, _, pcm in sent] == [TONE, TONE, QUIET, QUIET, TONE]
+    assert uplink.next_seq == 12

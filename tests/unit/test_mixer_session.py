@@ -298,6 +298,28 @@ async def test_a_lone_clients_frames_are_mixed_as_they_arrive_one_per_slot():
     assert heard == sorted(heard) and heard[-1] >= 12  # in order, nothing repeated
 
 
+def test_silence_kept_off_the_bus_is_not_a_gap_a_lone_client_resumes_on_arrival():
+    buffer = JitterBuffer(JitterSettings())
+    buffer.mix_on_arrival(True)
+    for seq in range(3):
+        buffer.push(frame(seq))
+    assert drain(buffer, 6) == [0, 1, 2, None, None, None]  # then its edge sends nothing
+    buffer.push(frame(40), silent_before=37)
+    assert buffer.ready() and drain(buffer, 1) == [40]
+    buffer.push(frame(50), silent_before=3)  # 6 frames lost besides the silence
+    assert not buffer.ready() and drain(buffer, 1) == [50]
+
+
+def test_model_silence_kept_off_the_bus_keeps_the_echo_reference_in_step():
+    session = MixerSession(ids.new_id(), SessionSettings(echo=EchoSettings(enabled=True)))
+    gating = session._gating
+    session.receive_model(level(500))
+    session.receive_model(level(500), silent_before=3)
+    assert [value_of(pcm) for pcm in gating._model] == [{500}, {0}, {0}, {0}, {500}]
+    session.receive_model(level(500), silent_before=10_000)  # the reference emptied by then
+    assert len(gating._model) == 6
+
+
 async def test_sessions_on_one_shared_clock_tick_together_and_it_stops_with_the_last():
     clock = SharedClock("mixer")
     first, second = MixerSession(ids.new_id()), MixerSession(ids.new_id())

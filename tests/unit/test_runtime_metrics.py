@@ -47,6 +47,19 @@ def test_gaps_are_counted_per_stream_and_restarts_are_not():
     assert sample("voxrelay_bus_frames_lost_total", "edge_to_mixer") == lost + 2
 
 
+def test_silence_kept_off_the_bus_is_not_counted_lost():
+    gaps: list[int] = []
+    meter = HopMeter("link_to_edge", on_gap=gaps.append)
+    topic = TOPIC[:-1] + b"d"
+    lost = sample("voxrelay_bus_frames_lost_total", "link_to_edge")
+    meter.observe(topic, header(1, 1))
+    meter.observe(topic, AudioHeader(VERSION, 60, 1, sent_ns=1, silent_before=58))  # pause
+    meter.observe(topic, AudioHeader(VERSION, 70, 1, sent_ns=1, silent_before=5))  # 4 lost
+    meter.observe(topic, AudioHeader(VERSION, 2000, 1, sent_ns=1, silent_before=1929))
+    assert gaps == [4]
+    assert sample("voxrelay_bus_frames_lost_total", "link_to_edge") == lost + 4
+
+
 def test_unknown_stage_is_refused():
     with pytest.raises(ValueError, match="unknown stage"):
         HopMeter("edge_to_moon")
