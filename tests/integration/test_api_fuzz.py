@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.up import Up, running_up
@@ -97,6 +97,10 @@ def test_no_request_gets_a_server_error_and_nothing_goes_down(up):
     seen: set[int] = set()
 
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    # always tried, whatever the draw: a malformed body, no credential, an unknown path
+    @example("POST", "/v1/sessions", "admin", b"{not json")
+    @example("POST", "/v1/sessions", None, b"{}")
+    @example("GET", "/v1/no-such-thing", "admin", None)
     @given(st.sampled_from(["GET", "POST", "DELETE", "PUT", "PATCH"]), paths, credentials,
            bodies)
     def fuzz(method: str, path: str, credential: str | None, body: bytes | None) -> None:
