@@ -49,6 +49,22 @@ def paced(count: int, rate: float, send: Any) -> float:
     return cpu_s() - began
 
 
+def receive(wait: Any, read: Any, empty: type[Exception], frames: int, seconds: float,
+            out: Any) -> None:
+    """Until ``frames`` arrived or ``seconds`` passed: ``wait(ms)`` for input, then
+    ``read()`` (frames in one message) until it raises ``empty``; puts (frames, CPU
+    seconds) on ``out``."""
+    got, began, deadline = 0, cpu_s(), time.monotonic() + seconds
+    while got < frames and time.monotonic() < deadline:
+        if wait(100):
+            try:
+                while True:
+                    got += read()
+            except empty:
+                pass
+    out.put((got, cpu_s() - began))
+
+
 def zmq_receiver(endpoint: str, frames: int, seconds: float, out: Any) -> None:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.SUB)
@@ -56,15 +72,8 @@ def zmq_receiver(endpoint: str, frames: int, seconds: float, out: Any) -> None:
     sock.connect(endpoint)
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
-    got, began, deadline = 0, cpu_s(), time.monotonic() + seconds
-    while got < frames and time.monotonic() < deadline:
-        if poller.poll(100):
-            while True:
-                try:
-                    got += len(sock.recv_multipart(zmq.NOBLOCK)) // 3
-                except zmq.Again:
-                    break
-    out.put((got, cpu_s() - began))
+    receive(poller.poll, lambda: len(sock.recv_multipart(zmq.NOBLOCK)) // 3, zmq.Again,
+            frames, seconds, out)
     sock.close(0)
     ctx.term()
 
@@ -75,16 +84,8 @@ def datagram_receiver(path: str, frames: int, seconds: float, out: Any) -> None:
     sock.setblocking(False)
     poll = select.poll()
     poll.register(sock, select.POLLIN)
-    got, began, deadline = 0, cpu_s(), time.monotonic() + seconds
-    while got < frames and time.monotonic() < deadline:
-        if poll.poll(100):
-            while True:
-                try:
-                    sock.recv(4096)
-                    got += 1
-                except BlockingIOError:
-                    break
-    out.put((got, cpu_s() - began))
+    receive(poll.poll, lambda: len(sock.recv(4096)) and 1, BlockingIOError, frames, seconds,
+            out)
     sock.close()
 
 
