@@ -4,8 +4,9 @@ aiortc hands out Opus decoded as 48 kHz stereo s16, 960 samples a frame, whateve
 browser sent. Each frame is resampled to 24 kHz mono, cut into exact 20 ms frames
 (480 samples, 960 bytes) and published on ``aud/in/<session>/<client>`` with the
 capture time taken here; with ``skip_silence`` silence between turns stays off the bus
-(:class:`SilenceGate`, the next frame's ``silent_before`` says how much). The remote track's queue is unbounded, so it is always
-drained, even for listeners and muted clients, whose audio is not published.
+(:class:`SilenceGate`, the next frame's ``silent_before`` says how much). The remote
+track's queue is unbounded, so it is always drained, even for listeners and muted
+clients, whose audio is not published.
 """
 
 from __future__ import annotations

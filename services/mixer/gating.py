@@ -15,13 +15,11 @@ import collections
 import logging
 from dataclasses import dataclass, field
 
-from proto.audio import FRAME_BYTES
-
 from .echo import FRAME, QUIET, EchoGate, EchoSettings, Heard, ModelReference, Verdict
 from .metrics import MODEL_FRAMES_DROPPED
+from .mix import SILENCE
 
 logger = logging.getLogger(__name__)
-SILENCE = bytes(FRAME_BYTES)
 
 RESTART_SEQS = 50
 "A seq this far behind the newest means the client's stream started over."
