@@ -24,8 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proto import audio, events, ids, rpc, topics
 from services.runtime.bus import EventPublisher
+from services.runtime.media import audible
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.zmq_loop import SocketReader, send_nowait
+from tests.support.frames import assert_one_stream, played
 from tests.support.ports import free_tcp_endpoint
 from tests.support.sim_process import SimProcess
 from tests.support.speech import BYTES_PER_MS, rms_dbfs, silence, speak
@@ -41,6 +43,8 @@ TURN_TIMEOUT_S = 20.0
 RECONNECT_TIMEOUT_S = 5.0
 "A dropped call is reopened by the link well within this (its first retry is within 0.25 s)."
 AUDIBLE_DBFS = -40.0
+PAUSE_SETTLES_S = 0.3
+"A stream quiet this long past a time has sent everything it had before it."
 TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
 
 
@@ -91,13 +95,24 @@ class ModelListener:
         self.frames.append((header, pcm))
 
     def pcm_between(self, start: float, end: float) -> bytes:
-        """The audio the link received between two wall-clock times (capture_ns)."""
-        return b"".join(pcm for header, pcm in self.frames
-                        if start <= header.capture_ns / 1e9 <= end)
+        """The audio the link sent between two wall-clock times (capture_ns), with the
+        silence it kept off the bus."""
+        return played([(header, pcm) for header, pcm in self.frames
+                       if start <= header.capture_ns / 1e9 <= end])
 
     async def wait_until(self, wall_time: float, timeout: float = 10.0) -> None:
+        """Until the stream has reached ``wall_time``: a frame captured then or later, or
+        the clock past it while the stream pauses (its last frame quiet: silence kept off
+        the bus)."""
+        def reached() -> bool:
+            if not self.frames:
+                return False
+            header, pcm = self.frames[-1]
+            return header.capture_ns / 1e9 >= wall_time or (
+                time.time() >= wall_time + PAUSE_SETTLES_S and not audible(pcm))
+
         async with asyncio.timeout(timeout):
-            while not self.frames or self.frames[-1][0].capture_ns / 1e9 < wall_time:
+            while not reached():
                 await asyncio.sleep(0.02)
 
     def close(self) -> None:
@@ -272,8 +287,7 @@ async def check_model_audio(listener: ModelListener, ai_start: events.TurnStart,
     """The model's voice came out on aud/model: valid 20 ms frames, in order, audible."""
     await listener.wait_until(ai_end.ts + 0.2)
     assert listener.malformed == 0 and len(listener.frames) > 50
-    seqs = [header.seq for header, _ in listener.frames]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert_one_stream(listener.frames)
     assert {len(pcm) for _, pcm in listener.frames} == {audio.FRAME_BYTES}
     reply = listener.pcm_between(ai_start.ts, ai_end.ts)
     print(f"reply: {len(reply) // BYTES_PER_MS} ms at {rms_dbfs(reply):.1f} dBFS; "

@@ -46,11 +46,18 @@ def rms_dbfs(pcm: bytes) -> float:
 def best_correlation(reference: bytes, recording: bytes, step: int = 240) -> float:
     """Highest normalised correlation of ``reference``'s envelope within ``recording``.
 
-    Compares 10 ms RMS envelopes, so it survives Opus coding and resampling.
+    Compares 10 ms RMS envelopes, so it survives Opus coding and resampling. Only the
+    reference's sound counts, not the quiet around it, and a recording that ends sooner
+    is heard as followed by silence: a microphone kept off the bus while quiet
+    (``VOXRELAY_BUS_SKIP_SILENCE``) is recorded from its first sound to its last.
     """
     ref, rec = _envelope(reference, step), _envelope(recording, step)
-    if ref.size == 0 or rec.size < ref.size:
+    sound = np.nonzero(ref > QUIET_ENVELOPE * (ref.max(initial=0.0) or 1.0))[0]
+    if sound.size == 0:
         return 0.0
+    ref = ref[sound[0]:sound[-1] + 1]
+    if rec.size < ref.size:
+        rec = np.concatenate([rec, np.zeros(ref.size - rec.size)])
     ref = (ref - ref.mean()) / (ref.std() or 1.0)
     best = 0.0
     for offset in range(rec.size - ref.size + 1):
@@ -61,6 +68,10 @@ def best_correlation(reference: bytes, recording: bytes, step: int = 240) -> flo
         score = float(np.mean(ref * (window - window.mean()) / std))
         best = max(best, score)
     return best
+
+
+QUIET_ENVELOPE = 0.01
+"Envelope below this share of its peak is the quiet around a reference's sound."
 
 
 def _envelope(pcm: bytes, step: int) -> np.ndarray:
