@@ -7,6 +7,19 @@ goes, in ``seq`` order, through that client's :class:`.echo.EchoGate` (a lost fr
 counts as silence). Frames are judged once per tick, before mixing; the mix then asks
 for the verdict of the frame it plays (``verdict(client, seq)``), which was received
 at least a tick earlier or in this one.
+
+The link may keep the model's silence off the bus (``VOXRELAY_BUS_SKIP_SILENCE``): after a
+reply it sends two quiet frames, then nothing until the model speaks again, whose first
+frame says how many it skipped (``silent_before``). Those come into the reference as
+silence; and while the pause lasts, the reference goes on in step with the clock: once
+the last model frame was quiet and :data:`PAUSE_TICKS` ticks brought none, each tick adds
+a frame of silence (the first ones at once), as the frames kept off the bus would have.
+Otherwise the model's last words would stay the newest thing the reference holds, and a
+microphone speaking after the reply would be compared with them as if they had just been
+played (a false echo verdict ducks real speech). A stall after a quiet frame is taken
+for a pause too: the late frames then come with fewer skipped than were put in, and that
+many quiet ones are left out to bring the reference back in step (were they not quiet, it
+stays ahead by the stall, which the lag search absorbs up to ``max_lag_ms``).
 """
 
 from __future__ import annotations
@@ -14,6 +27,8 @@ from __future__ import annotations
 import collections
 import logging
 from dataclasses import dataclass, field
+
+from services.runtime.media import audible
 
 from .echo import FRAME, QUIET, EchoGate, EchoSettings, Heard, ModelReference, Verdict
 from .metrics import MODEL_FRAMES_DROPPED
@@ -25,6 +40,10 @@ RESTART_SEQS = 50
 "A seq this far behind the newest means the client's stream started over."
 KEPT_VERDICTS = 64
 "Verdicts kept per client for frames not played yet (over a second of audio)."
+PAUSE_TICKS = 5
+"""Ticks without a model frame, after a quiet one, that make a pause (100 ms): longer than
+arrivals bunched by a busy loop (a few ticks)."""
+SILENT = Heard.of(SILENCE)
 
 
 @dataclass
@@ -41,11 +60,18 @@ class EchoGating:
         self.settings = settings
         self.name = name
         self.reference = ModelReference(settings)
-        self._model: collections.deque[bytes] = collections.deque()
+        self._model: collections.deque[tuple[bytes, int]] = collections.deque()
+        "Model frames received since the last tick: (pcm, silent_before)."
         self._model_backlog = len(self.reference.history) // FRAME
         self._idle_limit = self._model_backlog
         "Ticks without any model frame after which the model counts as silent."
         self._idle = 0
+        self._model_quiet = True
+        "Whether the last model frame was quiet (a pause may follow)."
+        self._filled = 0
+        "Frames of silence put into the reference for the pause under way."
+        self._ahead = 0
+        "Silence put in for a pause that turned out a stall: quiet frames to leave out."
         self._mics: dict[str, _Microphone] = {}
 
     def add_client(self, client_id: str) -> None:
@@ -56,19 +82,15 @@ class EchoGating:
 
     def hear_model(self, pcm: bytes, silent_before: int = 0) -> None:
         """A frame of the model's voice (``aud/model``), after ``silent_before`` frames of
-        silence the link kept off the bus: a pause shorter than the reference's history
-        goes into it as silence, so the reference stays in step with the microphones (a
-        longer one has emptied it already)."""
-        if silent_before < self._model_backlog:
-            for _ in range(silent_before):
-                self._hear_model(SILENCE)
-        self._hear_model(pcm)
-
-    def _hear_model(self, pcm: bytes) -> None:
+        silence the link kept off the bus."""
         if len(self._model) >= self._model_backlog:
             self._model.popleft()  # older than anything the history keeps
             MODEL_FRAMES_DROPPED.labels("overflow").inc()
-        self._model.append(pcm)
+        self._model.append((pcm, silent_before))
+
+    def _push_silence(self, frames: int) -> None:
+        for _ in range(frames):
+            self.reference.push(SILENT)
 
     def hear(self, client_id: str, seq: int, pcm: bytes) -> None:
         """A frame of a client's microphone, as received (before its jitter buffer)."""
@@ -81,9 +103,28 @@ class EchoGating:
         if self._model:
             self._idle = 0
             while self._model:
-                self.reference.push(Heard.of(self._model.popleft()))
+                pcm, silent_before = self._model.popleft()
+                quiet = not audible(pcm)
+                if self._filled:
+                    # the pause's silence not put in yet (a longer one than the history:
+                    # all), or what was put in beyond it
+                    self._push_silence(min(silent_before - self._filled, self._model_backlog))
+                    self._ahead = max(0, self._filled - silent_before)
+                    self._filled = 0
+                elif silent_before:
+                    self._push_silence(min(silent_before, self._model_backlog))
+                if self._ahead and quiet:
+                    self._ahead -= 1
+                    continue
+                self._ahead = 0
+                self.reference.push(Heard.of(pcm))
+                self._model_quiet = quiet
         else:
             self._idle += 1
+            if self._model_quiet and self._idle >= PAUSE_TICKS \
+                    and self._filled < self._model_backlog:
+                self._push_silence(self._idle - self._filled)
+                self._filled = self._idle
             if self._idle == self._idle_limit:
                 self.reference.reset()
         for client_id, mic in self._mics.items():

@@ -12,7 +12,9 @@ from proto import ids
 from proto.audio import FRAME_SAMPLES
 from services.mixer.activity import Transition
 from services.mixer.clock import PERIOD_S, SKIP_AFTER_TICKS, SharedClock, next_tick
+from services.mixer.echo import FRAME as ECHO_FRAME
 from services.mixer.echo import EchoSettings
+from services.mixer.gating import PAUSE_TICKS, EchoGating
 from services.mixer.jitter import DropReason, Frame, JitterBuffer, JitterSettings
 from services.mixer.mix import SILENCE
 from services.mixer.session import MixerSession, SessionSettings
@@ -310,14 +312,66 @@ def test_silence_kept_off_the_bus_is_not_a_gap_a_lone_client_resumes_on_arrival(
     assert not buffer.ready() and drain(buffer, 1) == [50]
 
 
+def newest_in_reference(gating: EchoGating, frames: int) -> list[int]:
+    """The level of each of the reference's newest ``frames`` (oldest first)."""
+    history = gating.reference.history.reshape(-1, ECHO_FRAME)[-frames:]
+    return [round(float(f.mean())) for f in history]
+
+
 def test_model_silence_kept_off_the_bus_keeps_the_echo_reference_in_step():
     session = MixerSession(ids.new_id(), SessionSettings(echo=EchoSettings(enabled=True)))
     gating = session._gating
     session.receive_model(level(500))
     session.receive_model(level(500), silent_before=3)
-    assert [value_of(pcm) for pcm in gating._model] == [{500}, {0}, {0}, {0}, {500}]
+    gating.update()
+    assert newest_in_reference(gating, 5) == [500, 0, 0, 0, 500]
     session.receive_model(level(500), silent_before=10_000)  # the reference emptied by then
-    assert len(gating._model) == 6
+    gating.update()
+    assert not gating.reference.history[:-ECHO_FRAME].any()
+
+
+def test_the_echo_reference_goes_on_with_the_clock_while_the_model_pauses():
+    gating = EchoGating(EchoSettings(enabled=True))
+    gating.hear_model(level(500))
+    gating.hear_model(SILENCE)  # the link's quiet tail, then nothing
+    gating.update()
+    for _ in range(PAUSE_TICKS - 1):  # arrivals may bunch: no pause yet
+        gating.update()
+    assert newest_in_reference(gating, 2) == [500, 0]
+    gating.update()
+    assert newest_in_reference(gating, PAUSE_TICKS + 2) == [500] + [0] * (PAUSE_TICKS + 1)
+    for _ in range(5):
+        gating.update()
+    assert newest_in_reference(gating, 1) == [0]
+    # The model speaks again; the link skipped the pause's 12 frames: 2 still to put in.
+    gating.hear_model(level(700), silent_before=PAUSE_TICKS + 5 + 2)
+    gating.update()
+    assert newest_in_reference(gating, PAUSE_TICKS + 5 + 5) == [500, 0] + [0] * (
+        PAUSE_TICKS + 5 + 2) + [700]
+
+
+def test_a_stall_after_a_quiet_model_frame_is_undone_by_its_late_quiet_frames():
+    gating = EchoGating(EchoSettings(enabled=True))
+    gating.hear_model(level(500))
+    gating.hear_model(SILENCE)
+    gating.update()
+    for _ in range(PAUSE_TICKS + 2):  # a stall, taken for a pause
+        gating.update()
+    for _ in range(PAUSE_TICKS + 2):  # every frame in it arrives late, none skipped
+        gating.hear_model(SILENCE)
+    gating.hear_model(level(700))
+    gating.update()
+    assert newest_in_reference(gating, PAUSE_TICKS + 5) == [500] + [0] * (PAUSE_TICKS + 3) + [
+        700], "in step again: as many silent frames as the model sent"
+
+
+def test_frames_stopping_after_sound_are_a_stall_not_a_pause():
+    gating = EchoGating(EchoSettings(enabled=True))
+    gating.hear_model(level(500))
+    gating.update()
+    for _ in range(PAUSE_TICKS * 3):
+        gating.update()
+    assert newest_in_reference(gating, 1) == [500]
 
 
 async def test_sessions_on_one_shared_clock_tick_together_and_it_stops_with_the_last():
