@@ -54,9 +54,9 @@ class ServiceConfig:
     "...and at most this many bytes of them (``VOXRELAY_OUTBOX_BYTES``)."
     curve: ClusterKey | None = None
     "CURVE on every socket (``VOXRELAY_BUS_CURVE_SECRET_KEY``); None: none."
-    skip_silence: bool = False
-    """Audio publishers keep silence off the bus (``VOXRELAY_BUS_SKIP_SILENCE=1``; see
-    SilenceGate). Off by default until every receiver is proven with it (see the README)."""
+    skip_silence: bool = True
+    """Audio publishers keep silence off the bus (``VOXRELAY_BUS_SKIP_SILENCE``, on by
+    default; ``0`` sends every frame): see SilenceGate."""
 
 
 def service_config(service: str, env: Mapping[str, str] | None = None) -> ServiceConfig:
@@ -79,7 +79,7 @@ def service_config(service: str, env: Mapping[str, str] | None = None) -> Servic
         outbox_bytes=env_int("VOXRELAY_OUTBOX_BYTES", DEFAULT_MAX_BYTES, env, minimum=1024),
         curve=cluster_key_from_env({"VOXRELAY_RPC_BIND": rpc_bind,
                                     "VOXRELAY_AUDIO_BIND": audio_bind}, env),
-        skip_silence=env_bool("VOXRELAY_BUS_SKIP_SILENCE", False, env),
+        skip_silence=env_bool("VOXRELAY_BUS_SKIP_SILENCE", True, env),
     )
 
 
