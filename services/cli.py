@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -103,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bench(argv: Sequence[str]) -> int:
+    """``benchmarks/`` is not installed with the package: it is found in the checkout the
+    command runs from."""
+    checkout = os.getcwd()
+    if os.path.isfile(os.path.join(checkout, "benchmarks", "bench.py")) \
+            and checkout not in sys.path:
+        sys.path.insert(0, checkout)
     try:
         from benchmarks import bench
     except ImportError:
