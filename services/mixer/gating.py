@@ -105,14 +105,11 @@ class EchoGating:
             while self._model:
                 pcm, silent_before = self._model.popleft()
                 quiet = not audible(pcm)
+                # the pause's silence not put in yet (a longer one than the history: all),
+                # or what was put in beyond it
+                self._push_silence(min(silent_before - self._filled, self._model_backlog))
                 if self._filled:
-                    # the pause's silence not put in yet (a longer one than the history:
-                    # all), or what was put in beyond it
-                    self._push_silence(min(silent_before - self._filled, self._model_backlog))
-                    self._ahead = max(0, self._filled - silent_before)
-                    self._filled = 0
-                elif silent_before:
-                    self._push_silence(min(silent_before, self._model_backlog))
+                    self._ahead, self._filled = max(0, self._filled - silent_before), 0
                 if self._ahead and quiet:
                     self._ahead -= 1
                     continue
