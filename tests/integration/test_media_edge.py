@@ -387,6 +387,7 @@ async def test_client_speech_reaches_aud_in_as_frames(stack, edge, browsers, tap
 
     joined.browser.mic.play(silence(200) + speech + silence(400))
     await until(joined.browser.mic.drained.is_set, 15.0, "the mic to play the phrase")
+
     def past_the_phrase() -> bool:
         frames = tap.of(session_id, joined.client_id)
         loud = [i for i, f in enumerate(frames) if not quiet(f)]
