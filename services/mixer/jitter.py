@@ -20,6 +20,11 @@ good, since frames come in exactly as fast as they go out. So the buffer watches
 smallest depth over each second of playout; when even that stayed above the target, the
 extra frames were pure delay, and one (20 ms) is dropped (``stale``) — at most one a
 second, so the cut is inaudible.
+
+Mixing on arrival (:meth:`JitterBuffer.mix_on_arrival`, a lone client) nothing is built
+up: the first frame is ready at once, and the buffer should hold no frame between
+arrivals. A quiet frame that waits ahead of another is then dropped at once, so the delay
+of a bunched arrival goes in the next pause in speech.
 Silence an edge keeps off the bus (``silent_before`` on the next frame) is not a loss: the
 frame after it is next in sequence.
 A frame with an old ``seq`` but a capture time newer than anything seen means the edge
@@ -32,6 +37,7 @@ import enum
 from dataclasses import dataclass
 
 from proto.audio import FRAME_MS
+from services.runtime.media import audible
 
 TARGET_FRAMES = 2
 MAX_FRAMES = 6
@@ -137,15 +143,18 @@ class JitterBuffer:
 
     def mix_on_arrival(self, on: bool) -> None:
         """Whether frames are mixed as they arrive (:meth:`ready`): then latency is brought
-        back to one frame, not the target, and running dry does not re-prime (nothing
-        needs to build up again: the next frame goes when it comes)."""
+        back to one frame, not the target, and nothing is built up first, at the start or
+        after running dry: each frame goes when it comes."""
         self._prompt = on
         self._settle_target = 1 if on else self.settings.target_frames
 
     def ready(self) -> bool:
-        """Whether the next frame in sequence is here, playout having started: it can be
-        mixed now, as it arrives, rather than wait for the tick."""
-        return self._primed and self._played is not None and self._played + 1 in self._frames
+        """Whether the next frame in sequence is here, playout having started (or the first
+        frame, mixing on arrival): it can be mixed now, as it arrives, rather than wait for
+        the tick."""
+        if self._played is None:
+            return self._prompt and bool(self._frames)
+        return (self._primed or self._prompt) and self._played + 1 in self._frames
 
     def pop(self) -> Frame | None:
         """The frame for this tick, or None (silence) if there is none yet or none left."""
@@ -154,16 +163,29 @@ class JitterBuffer:
                 self._primed = False
                 self._waited = 0
             return None
-        if not self._primed:
+        if not self._primed and not self._prompt:
             self._waited += 1
             target = self.settings.target_frames
             if len(self._frames) < target and self._waited <= target:
                 return None
             self._primed = True
         self._settle()
+        if self._prompt:
+            self._skip_quiet_backlog()
         frame = self._frames.pop(min(self._frames))
         self._played = frame.seq
         return frame
+
+    def _skip_quiet_backlog(self) -> None:
+        """Mixing on arrival, drop quiet frames that wait ahead of another: a frame's
+        delay (a bunched arrival) goes in the next pause, not after a second of it."""
+        while len(self._frames) > 1:
+            seq = min(self._frames)
+            if audible(self._frames[seq].pcm):
+                return
+            del self._frames[seq]
+            self._played = seq
+            self.shed += 1
 
     def _settle(self) -> None:
         """Shed one frame a second while the buffer never drained to its target."""

@@ -15,12 +15,16 @@ then hears what is left, and its transitions go to ``on_activity``.
 Prompt mix of a lone client (``prompt_lone``, on by default): a session with one client
 mixes each of its frames the moment it arrives, if it is the next in sequence and playout
 has started, instead of holding it for the clock (0-20 ms) behind a buffered frame
-(20 ms more); that slot's clock tick is then skipped, so the mix stays one frame per
-20 ms. Its buffer is brought back to one frame (counted before the pop) rather than the
-target, and running dry does not re-prime it. A late frame still gets silence at its tick
-and plays on arrival after, one frame deeper, until the once-a-second shedding takes the
-extra frame back. With a second
-client the session ticks on the clock again: mixing must wait for everyone's frame.
+(20 ms more). The client's arrivals then pace the mix, not the clock: a tick mixes
+nothing while the last frame mixed on arrival is under :data:`LATE_AFTER_S` (a frame
+and a half) old, so a client whose frames arrive near the clock's phase, a little early
+one time and a little late the next, is never cut in by a tick's silence. Once its frames
+stop (a pause its edge keeps off the bus, a stall) the ticks take over, silence first and
+a buffered frame when there is one. A frame that arrives under :data:`EARLY_S` after the
+last one mixed on arrival (two arriving together) waits in the buffer rather than
+speed the mix up; the buffer drops such a backlog's quiet frames, so that frame of delay
+goes in the next pause. With a second client the session ticks on the clock again:
+mixing must wait for everyone's frame.
 
 :meth:`MixerSession.tick` does one tick at a time given the wall clock, so tests drive
 it without real time; :meth:`MixerSession.start` runs it on a :class:`.clock.SharedClock`
@@ -40,7 +44,7 @@ from proto import topics
 from proto.ids import check_id
 
 from .activity import ActivitySettings, Transition, VoiceActivity, power
-from .clock import SharedClock
+from .clock import PERIOD_S, SharedClock
 from .echo import QUIET, EchoSettings
 from .gating import EchoGating
 from .jitter import DropReason, Frame, JitterBuffer, JitterSettings
@@ -48,6 +52,11 @@ from .metrics import DROPPED, FRAMES_DUCKED, TICK_SECONDS
 from .mix import attenuate, mix
 
 logger = logging.getLogger(__name__)
+
+EARLY_S = PERIOD_S / 2
+"A lone client's frame this soon after the last one mixed on arrival waits in its buffer."
+LATE_AFTER_S = PERIOD_S * 3 / 2
+"A lone client's frame this long after the last one mixed on arrival is late: ticks mix."
 
 OnActivity = Callable[[str, Transition], None]
 "Called with (client id, transition) when a client starts or stops speaking."
@@ -82,11 +91,14 @@ class SessionSettings:
 class MixerSession:
     def __init__(self, session_id: str, settings: SessionSettings | None = None,
                  wall_clock: Callable[[], int] = time.time_ns,
-                 on_activity: OnActivity | None = None) -> None:
+                 on_activity: OnActivity | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.session_id = check_id(session_id, "session_id")
         self.topic = topics.aud_mix(session_id)
         self.settings = settings or SessionSettings()
         self.wall_clock = wall_clock
+        self.monotonic = monotonic
+        "Paces the prompt mix (seconds); the clock's ticks run on the event loop's time."
         self.on_activity = on_activity
         self.frames = 0
         self.ducked = 0
@@ -98,8 +110,8 @@ class MixerSession:
         self._clock: SharedClock | None = None
         self._publish: Callable[[MixFrame], None] | None = None
         self._ticking = asyncio.Event()
-        self._ahead = False
-        "The coming slot's frame was mixed when it arrived: its clock tick is skipped."
+        self._arrived_at: float | None = None
+        "When the last frame was mixed on arrival (None: the last mix was a tick's)."
         self.prompt_frames = 0
         "Frames mixed as they arrived (prompt mix of a lone client)."
 
@@ -147,17 +159,19 @@ class MixerSession:
             self._count(dropped)
         if self.settings.echo.enabled:
             self._gating.hear(client_id, seq, pcm)
-        if self._prompt and not self._ahead and self._clock is not None \
-                and client.buffer.ready():
-            self._ahead = True
-            self.prompt_frames += 1
-            self._emit()
+        if self._prompt and self._clock is not None and client.buffer.ready():
+            now = self.monotonic()
+            if self._arrived_at is None or now - self._arrived_at >= PERIOD_S - EARLY_S:
+                self._arrived_at = now
+                self.prompt_frames += 1
+                self._emit()
 
     @property
     def _prompt(self) -> bool:
         return self.settings.prompt_lone and len(self._clients) == 1
 
     def _mix_on_arrival(self) -> None:
+        self._arrived_at = None
         for client in self._clients.values():
             client.buffer.mix_on_arrival(self._prompt)
 
@@ -197,7 +211,7 @@ class MixerSession:
         shed = buffer.shed
         frame = buffer.pop()
         if buffer.shed != shed:
-            self._count([DropReason.STALE])
+            self._count([DropReason.STALE] * (buffer.shed - shed))
         return frame
 
     def _gated(self, client_id: str, frame: Frame) -> tuple[bytes, bool]:
@@ -244,9 +258,12 @@ class MixerSession:
     def _on_clock(self, skipped: int) -> None:
         if skipped:
             self.skip(skipped)
-        if self._ahead:  # this slot's frame was mixed when it arrived
-            self._ahead = False
-            return
+        if self._arrived_at is not None:
+            since = self.monotonic() - self._arrived_at
+            if since < LATE_AFTER_S:  # the lone client's next frame mixes when it comes
+                return
+            self._arrived_at = None
+            self._seq += int(since / PERIOD_S) - 1  # the slot its late frame left empty
         self._emit()
 
     def _emit(self) -> None:

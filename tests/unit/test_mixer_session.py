@@ -4,6 +4,7 @@ driven by an injected clock."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from services.mixer.echo import EchoSettings
 from services.mixer.gating import PAUSE_TICKS, EchoGating
 from services.mixer.jitter import DropReason, Frame, JitterBuffer, JitterSettings
 from services.mixer.mix import SILENCE
-from services.mixer.session import MixerSession, SessionSettings
+from services.mixer.session import MixerSession, MixFrame, SessionSettings
 from tests.support.speech import rms_dbfs, speak
 
 FRAME_NS = 20_000_000
@@ -29,12 +30,21 @@ def level(value: int) -> bytes:
     return np.full(FRAME_SAMPLES, value, dtype="<i2").tobytes()
 
 
+MARK = 1000
+"""Added to a frame's seq to make its sample value: recognisable, and audible (a quiet
+frame is one a lone client's buffer may skip)."""
+
+
+def marked(seq: int) -> bytes:
+    return level(MARK + seq)
+
+
 def value_of(pcm: bytes) -> set[int]:
     return set(np.frombuffer(pcm, dtype="<i2").tolist())
 
 
 def frame(seq: int, value: int | None = None) -> Frame:
-    return Frame(seq, T0 + seq * FRAME_NS, level(seq + 1 if value is None else value))
+    return Frame(seq, T0 + seq * FRAME_NS, marked(seq) if value is None else level(value))
 
 
 def drain(buffer: JitterBuffer, ticks: int) -> list[int | None]:
@@ -211,10 +221,10 @@ def test_a_late_frame_is_dropped_and_counted():
     client = ids.new_id()
     session = session_with(client)
     for seq in (0, 1, 3):
-        session.receive(client, seq, T0 + seq * FRAME_NS, level(seq + 1))
+        session.receive(client, seq, T0 + seq * FRAME_NS, marked(seq))
     played = [value_of(session.tick(T0).pcm) for _ in range(3)]
-    assert played == [{1}, {2}, {4}]
-    session.receive(client, 2, T0 + 2 * FRAME_NS, level(3))  # frame 2 shows up too late
+    assert played == [{MARK}, {MARK + 1}, {MARK + 3}]
+    session.receive(client, 2, T0 + 2 * FRAME_NS, marked(2))  # frame 2 shows up too late
     assert session.dropped[DropReason.STALE] == 1
     assert session.tick(T0).pcm == SILENCE
 
@@ -233,12 +243,12 @@ def test_skipped_ticks_leave_a_seq_gap_and_trim_the_backlog():
     client = ids.new_id()
     session = session_with(client, target=2)
     for seq in range(6):
-        session.receive(client, seq, T0 + seq * FRAME_NS, level(seq + 1))
+        session.receive(client, seq, T0 + seq * FRAME_NS, marked(seq))
     assert session.tick(T0).seq == 0
     session.skip(4)
     after = session.tick(T0)
     assert after.seq == 5
-    assert value_of(after.pcm) == {5}  # frames 1-3 were too late to play; 4 and 5 remain
+    assert value_of(after.pcm) == {MARK + 4}  # frames 1-3 were too late to play; 4 and 5 remain
     assert session.dropped[DropReason.STALE] == 3
 
 
@@ -264,40 +274,109 @@ async def test_a_started_session_publishes_one_frame_per_20_ms():
     assert len(published) == count  # stopped means stopped
 
 
-async def test_a_lone_clients_frames_are_mixed_as_they_arrive_one_per_slot():
-    """Once playout has started, a lone client's next frame is mixed on arrival and that
-    slot's tick is skipped; with a second client, frames wait for the tick again."""
+class ManualClock:
+    """Stands in for the mixer's SharedClock: the test runs each tick."""
+
+    def __init__(self) -> None:
+        self.listeners: dict[object, Callable[[int], None]] = {}
+
+    def add(self, key: object, on_tick: Callable[[int], None]) -> None:
+        self.listeners[key] = on_tick
+
+    def remove(self, key: object) -> None:
+        self.listeners.pop(key, None)
+
+    def tick(self) -> None:
+        for on_tick in list(self.listeners.values()):
+            on_tick(0)
+
+
+class PromptMix:
+    """A started lone-client session on a manual clock and a manual monotonic time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.published: list[MixFrame] = []
+        self.clock = ManualClock()
+        self.session = MixerSession(ids.new_id(), monotonic=lambda: self.now)
+        self.client = ids.new_id()
+        self.session.add_client(self.client)
+        self.session.start(self.published.append, clock=self.clock)  # type: ignore[arg-type]
+
+    def tick_at(self, ms: float) -> None:
+        self.now = ms / 1000
+        self.clock.tick()
+
+    def arrive_at(self, ms: float, seq: int, pcm: bytes | None = None,
+                  silent_before: int = 0) -> int:
+        """How many frames the arrival published."""
+        self.now = ms / 1000
+        before = len(self.published)
+        self.session.receive(self.client, seq, T0 + seq * FRAME_NS,
+                             marked(seq) if pcm is None else pcm, silent_before)
+        return len(self.published) - before
+
+    def heard(self) -> list[int]:
+        return [min(value_of(f.pcm)) for f in self.published]
+
+
+def test_a_lone_clients_frames_are_mixed_as_they_arrive_whatever_the_clocks_phase():
+    """Frames arriving just before the tick one time and just after it the next all go on
+    arrival, one per slot, with no tick's silence cut in between."""
+    mix = PromptMix()
+    mixed_on_arrival = []
+    for seq in range(12):
+        slot = 20 * (seq + 1)
+        if seq % 2:
+            mixed_on_arrival.append(mix.arrive_at(slot - 1, seq))
+            mix.tick_at(slot)
+        else:
+            mix.tick_at(slot)
+            mixed_on_arrival.append(mix.arrive_at(slot + 1, seq))
+    assert mixed_on_arrival == [1] * 12
+    assert mix.heard() == [0] + [MARK + seq for seq in range(12)]  # silence, then the client
+    assert [f.seq for f in mix.published] == list(range(13))
+    assert mix.session.prompt_frames == 12
+
+
+def test_a_lone_clients_pause_is_filled_by_the_ticks_and_leaves_no_lasting_delay():
+    mix = PromptMix()
+    for seq in range(3):
+        assert mix.arrive_at(20 * seq + 5, seq) == 1
+    for slot in range(3, 8):  # then its edge sends nothing: the ticks mix silence
+        mix.tick_at(20 * slot)
+    # At 60 ms its next frame was not late yet (15 ms after the last): that tick mixed
+    # nothing, the one at 80 ms mixed silence in its place.
+    assert mix.heard() == [MARK, MARK + 1, MARK + 2, 0, 0, 0, 0]
+    assert [f.seq for f in mix.published] == list(range(7))
+    assert mix.arrive_at(165, 8, level(700), silent_before=5) == 1  # speech: on arrival
+    assert mix.arrive_at(166, 9, level(800)) == 0  # together with it: waits
+    mix.tick_at(180)  # the client is not late: the tick leaves it to the next arrival
+    assert mix.heard()[-1] == 700
+    assert mix.arrive_at(185, 10, level(900)) == 1
+    assert mix.heard()[-1] == 800  # a frame behind, until a quiet frame drops it
+    assert mix.arrive_at(205, 11, level(0)) == 1
+    assert mix.arrive_at(225, 12, level(0)) == 1
+    assert mix.heard()[-2:] == [900, 0] and mix.session.dropped[DropReason.STALE] == 1
+    assert mix.arrive_at(245, 13, level(1000)) == 1
+    assert mix.heard()[-1] == 1000  # on arrival again
+
+
+async def test_with_a_second_client_frames_wait_for_the_tick():
     published: list = []
     session = MixerSession(ids.new_id())
     client, other = ids.new_id(), ids.new_id()
     session.add_client(client)
+    session.add_client(other)
     session.start(published.append)
     try:
         async with asyncio.timeout(2):
             await session.wait_ticking()
-        for seq in range(3):  # primes the buffer: played on the clock
-            session.receive(client, seq, T0 + seq * FRAME_NS, level(seq + 1))
-            await asyncio.sleep(PERIOD_S)
-        async with asyncio.timeout(2):
-            while not any(value_of(f.pcm) == {3} for f in published):
-                await asyncio.sleep(0.002)
-        for seq in range(3, 13):
-            before = len(published)
-            session.receive(client, seq, T0 + seq * FRAME_NS, level(seq + 1))
-            # out at once (a frame buffered before it, if any, goes first)
-            assert len(published) == before + 1
-            await asyncio.sleep(PERIOD_S)
-        assert session.prompt_frames >= 10
-        session.add_client(other)
         before = len(published)
-        session.receive(client, 13, T0 + 13 * FRAME_NS, level(14))
-        assert len(published) == before  # two clients: the tick mixes
+        session.receive(client, 0, T0, marked(0))
+        assert len(published) == before
     finally:
         session.stop()
-    seqs = [f.seq for f in published]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # one frame per slot, no gaps
-    heard = [min(value_of(f.pcm)) for f in published if value_of(f.pcm) != {0}]
-    assert heard == sorted(heard) and heard[-1] >= 12  # in order, nothing repeated
 
 
 def test_silence_kept_off_the_bus_is_not_a_gap_a_lone_client_resumes_on_arrival():
@@ -310,6 +389,35 @@ def test_silence_kept_off_the_bus_is_not_a_gap_a_lone_client_resumes_on_arrival(
     assert buffer.ready() and drain(buffer, 1) == [40]
     buffer.push(frame(50), silent_before=3)  # 6 frames lost besides the silence
     assert not buffer.ready() and drain(buffer, 1) == [50]
+
+
+def test_mixing_on_arrival_a_backlog_goes_in_the_next_pause_not_in_speech():
+    """Two frames arrived together leave a lone client a frame behind; its speech keeps
+    that frame of delay (nothing audible is cut), its next quiet frame gives it back."""
+    buffer = JitterBuffer(JitterSettings())
+    buffer.mix_on_arrival(True)
+    buffer.push(frame(0))
+    buffer.push(frame(1))  # together: frame 1 waits for the next tick
+    assert drain(buffer, 1) == [0]
+    depths = []
+    for seq in range(2, 6):  # then speech, one in, one out
+        buffer.push(frame(seq))
+        depths.append(buffer.depth)
+        assert buffer.pop() is not None
+    assert depths == [2, 2, 2, 2] and buffer.shed == 0
+    for seq in range(6, 9):  # a pause: the quiet frame ahead goes
+        buffer.push(frame(seq, value=0))
+        buffer.pop()
+    assert buffer.shed == 1 and buffer.depth == 0
+    buffer.push(frame(9))
+    assert buffer.ready() and drain(buffer, 1) == [9]  # speech again: mixed on arrival
+
+
+def test_a_ticked_buffer_keeps_its_quiet_frames():
+    buffer = JitterBuffer(JitterSettings(target_frames=2))
+    for seq in range(4):
+        buffer.push(frame(seq, value=0))
+    assert drain(buffer, 4) == [0, 1, 2, 3] and buffer.shed == 0
 
 
 def newest_in_reference(gating: EchoGating, frames: int) -> list[int]:
