@@ -82,6 +82,9 @@ class Pacer:
 
 
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+REALIGN_MARGIN_S = 0.005
+"""When an ArrivalPacer's slots move to follow its frames, a slot opens this long before
+its frame is due: a frame that much early goes at once, and one 15 ms late still fits."""
 
 
 class ArrivalPacer(Pacer):
@@ -94,12 +97,30 @@ class ArrivalPacer(Pacer):
     until its due time: 0–20 ms, 10 on average, on every paced hop. No frame leaves
     more than one slot early, so the stream stays real-time. The track calls
     :meth:`arrived` when it queues a frame.
+
+    The slots follow the frames. A frame that arrives after the one before it went, yet
+    before its own slot opens, finds the slots lagging its source: a late frame took
+    the slot after its own (its own was filled with silence), or the source put a frame
+    of silence just ahead of it (the mixer's tick before a client's first word). Held
+    back, it and every frame after it would each wait for their slot, a slot behind for
+    as long as the stream went on without a gap: 0-20 ms more on every frame,
+    ``voxrelay_frame_age_seconds`` measured at the link's uplink and the edges'
+    downlinks. So it goes at once and the slots move with it (to open
+    :data:`REALIGN_MARGIN_S` before its successors are due); the stream then runs a
+    frame ahead of real time, by the silence put in before it, which a receiver's
+    playout absorbs and a model's turn detection only counts as silence. A frame
+    queued while the one before it went (a burst, or a source that queues ahead, like
+    the simulator's model voice) still waits for its slot.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  max_catch_up_s: float | None = None) -> None:
         super().__init__(clock, max_catch_up_s)
         self._waiter: asyncio.Future[None] | None = None
+        self._went_alone = False
+        "Nothing was queued behind the last frame as it went: the next one came after it."
+        self.realigned = 0
+        "Times the slots moved to follow the frames."
 
     def arrived(self) -> None:
         """A frame was queued: a :meth:`next` waiting for one goes on."""
@@ -121,8 +142,14 @@ class ArrivalPacer(Pacer):
                 self._waiter = None
             wait = self._due_in()
         early = wait - FRAME_S
-        if early > 0:  # queued before its slot opened: it waits for it
-            await asyncio.sleep(early)
+        if early > 0 and queue:
+            if self._went_alone:  # the slots lag the frames: move them
+                assert self._start is not None
+                self._start -= early + REALIGN_MARGIN_S
+                self.realigned += 1
+            else:  # queued with the one before it: it waits for its slot
+                await asyncio.sleep(early)
+        self._went_alone = len(queue) <= 1
         return self.pts
 
     def _due_in(self) -> float:

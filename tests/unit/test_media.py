@@ -60,12 +60,45 @@ async def test_arrival_pacer_lets_a_frame_go_as_soon_as_it_arrives_in_its_slot()
 async def test_arrival_pacer_holds_a_frame_queued_before_its_slot_and_fills_empty_slots():
     clock = FakeClock()
     pacer = ArrivalPacer(clock)
-    assert await pacer.next() == 0
-    assert await pacer.next(["queued"]) == FRAME_SAMPLES  # in its slot: at once
-    early = asyncio.create_task(pacer.next(["queued"]))  # slot 2 opens 20 ms on
+    assert await pacer.next(["queued"]) == 0
+    assert await pacer.next(["1", "2"]) == FRAME_SAMPLES  # in its slot: at once
+    early = asyncio.create_task(pacer.next(["2"]))  # queued with 1: slot 2 opens 20 ms on
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert not early.done()
     assert await asyncio.wait_for(early, 1) == 2 * FRAME_SAMPLES
     # nothing arrives: the slot ends on its timer and the track fills it
     assert await asyncio.wait_for(pacer.next([]), 1) == 3 * FRAME_SAMPLES
+
+
+async def test_arrival_pacer_follows_the_frames_after_a_late_one_instead_of_a_slot_behind():
+    clock = FakeClock()
+    pacer = ArrivalPacer(clock)
+    assert await pacer.next(["queued"]) == 0  # frame 0 opens the stream at 100.000
+    clock.now += 0.010
+    assert await pacer.next(["queued"]) == FRAME_SAMPLES  # frame 1, on arrival (slot 1)
+    clock.now += 0.031  # frame 2 is late: slot 2 (100.020-100.040) ended empty
+    assert await pacer.next([]) == 2 * FRAME_SAMPLES
+    clock.now += 0.002
+    assert await asyncio.wait_for(pacer.next(["late"]), 0.001) == 3 * FRAME_SAMPLES  # slot 3
+    clock.now += 0.007  # frame 3 on time (100.050), before slot 4 opens (100.060)
+    assert await asyncio.wait_for(pacer.next(["on time"]), 0.001) == 4 * FRAME_SAMPLES
+    assert pacer.realigned == 1
+    clock.now += 0.020  # and the ones after it go on arrival too, nothing realigned again
+    assert await asyncio.wait_for(pacer.next(["on time"]), 0.001) == 5 * FRAME_SAMPLES
+    clock.now += 0.019
+    assert await asyncio.wait_for(pacer.next(["a little early"]), 0.001) == 6 * FRAME_SAMPLES
+    assert pacer.realigned == 1
+
+
+async def test_arrival_pacer_moves_its_slots_when_a_frame_comes_a_slot_early():
+    """The source put a frame of silence just ahead of this one: it came after the frame
+    before it went, but before its slot opened."""
+    clock = FakeClock()
+    pacer = ArrivalPacer(clock)
+    assert await pacer.next(["0"]) == 0
+    clock.now += 0.010
+    assert await pacer.next(["silence"]) == FRAME_SAMPLES  # alone, in slot 1
+    clock.now += 0.002  # slot 2 opens at 100.020
+    assert await asyncio.wait_for(pacer.next(["speech"]), 0.001) == 2 * FRAME_SAMPLES
+    assert pacer.realigned == 1
