@@ -1,7 +1,10 @@
 """Audio over the simulator's WebRTC calls: the model's outbound track and the mic reader.
 
 The outbound track plays model audio in real time, 20 ms a frame, and silence in
-between. It is the server-side output buffer of the Realtime API: it reports when
+between; a reply's first frame goes as soon as it is generated, not at the next tick of
+the track's own 20 ms grid (:class:`~services.runtime.media.ArrivalPacer`), so the time to
+a reply does not depend on where a session's grid happens to fall (0-20 ms, fixed for
+the session: enough to hide what ``benchmarks/latency_probe.py`` compares). It is the server-side output buffer of the Realtime API: it reports when
 a response's audio starts playing, when it has drained, and what was played when
 it is cleared, which is where ``output_audio_buffer.*`` events come from. It encodes
 its frames itself (voice Opus, :class:`~services.runtime.voice_codec.VoiceEncoder`) and
@@ -21,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import Packet
 
 from proto.audio import FRAME_BYTES, FRAME_MS
-from services.runtime.media import SILENCE, Pacer, drain_track
+from services.runtime.media import SILENCE, ArrivalPacer, drain_track
 from services.runtime.voice_codec import VoiceEncoder, voice_packet
 
 logger = logging.getLogger(__name__)
@@ -49,7 +52,7 @@ class ModelAudioTrack(MediaStreamTrack):
         self._cleared: set[str] = set()
         self._playing: str | None = None
         self._played_ms: dict[str, int] = {}
-        self._pacer = Pacer()
+        self._pacer = ArrivalPacer()
         self._encoder = VoiceEncoder()
 
     @property
@@ -70,6 +73,7 @@ class ModelAudioTrack(MediaStreamTrack):
         if len(pcm) < FRAME_BYTES:
             pcm = pcm + bytes(FRAME_BYTES - len(pcm))
         self._queue.append((response_id, pcm))
+        self._pacer.arrived()
 
     def finish(self, response_id: str) -> None:
         """No more audio comes for ``response_id``; report ``stopped`` once it has played."""
@@ -97,7 +101,7 @@ class ModelAudioTrack(MediaStreamTrack):
     async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
-        pts = await self._pacer.next()
+        pts = await self._pacer.next(self._queue)
         if self._queue:
             response_id, pcm = self._queue.popleft()
             self._space.set()
