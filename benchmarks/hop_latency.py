@@ -9,6 +9,9 @@ subscriber. For every frame it takes ``now - capture_ns`` at arrival:
   (2 frames by design) and its 20 ms clock;
 - ``aud/model`` link → subscriber: the link's publish plus one hop.
 
+Where a frame leaves voxrelay, the services' own ``voxrelay_frame_age_seconds`` (scraped
+at the end) counts the frames in each bucket: ``at=model`` (edge capture → the link's
+encoder toward the model), ``at=client`` (model audio at the link → a client's encoder).
 It also measures the time from the join request to the client's connection. (Not to
 the client's first ``aud/in`` frame: silence is kept off the bus by default, so that is
 the first sound, whose time only the client's own clock knows.) Usage: ``.venv/bin/python -m benchmarks.hop_latency [--turns 3]``.
@@ -39,6 +42,7 @@ from services.runtime import configure_ice_hosts
 from services.runtime.bus import BusEndpoints, EventSubscriber
 from services.runtime.heartbeat import Registry
 from services.runtime.sockets import Role, make_socket
+from services.supervisor.status import Metrics, scrape_by_kind
 from tests.support.ports import free_port, free_port_block, free_tcp_endpoint
 from tests.support.speech import silence, speak
 
@@ -154,6 +158,7 @@ async def measure(turns: int) -> dict[str, Any]:
                                     + silence(800))
                     await client.wait_event("turn.end", role="assistant", timeout=30)
                     client.events.clear()
+                ages = frame_ages(await scrape_by_kind(url))
                 await client.close()
         finally:
             if tap is not None:
@@ -168,7 +173,24 @@ async def measure(turns: int) -> dict[str, Any]:
         "edge_to_subscriber": summary(tap.ages["aud/in"]),
         "edge_to_mixer_to_subscriber": summary(tap.ages["aud/mix"]),
         "link_to_subscriber": summary(tap.ages["aud/model"]),
+        "frame_age_buckets": ages,
     }
+
+
+def frame_ages(kinds: dict[str, Metrics]) -> dict[str, dict[str, int]]:
+    """Frames per ``voxrelay_frame_age_seconds`` bucket ("<=20ms": 3, ...), per ``at``."""
+    ages: dict[str, dict[str, int]] = {}
+    for metrics in kinds.values():
+        for (name, labels), histogram in metrics.histograms.items():
+            if name != "voxrelay_frame_age_seconds":
+                continue
+            counts, below = {}, 0.0
+            for bound, cumulative in histogram.buckets:
+                if cumulative > below:
+                    counts[f"<={bound * 1000:g}ms"] = int(cumulative - below)
+                below = cumulative
+            ages[dict(labels).get("at", "")] = counts
+    return ages
 
 
 def main() -> None:
