@@ -4,7 +4,10 @@ One AUDIO_SUB socket reads every mixed client's ``aud/in`` (connected to each ed
 holds one, subscribed per client); another follows each session's link on ``aud/model``
 (``StartSession.link_audio``): the AI's voice, the reference for echo gating. One
 AUDIO_PUB socket, bound here and announced in the heartbeat, carries every session's
-``aud/mix``. Frames are decoded once, at the socket; what cannot be used is dropped and
+``aud/mix``: a frame for each tick that mixed a client's frame; ticks that mixed none
+(its clients' edges keep their silence off the bus) send nothing, with
+``VOXRELAY_BUS_SKIP_SILENCE`` (the next frame's ``silent_before`` counts them). Frames
+are decoded once, at the socket; what cannot be used is dropped and
 counted (``voxrelay_bus_messages_rejected_total``, sockets ``aud_in`` and ``aud_model``),
 never fatal. Clients starting and stopping to speak go on the bus as
 ``voice.activity`` events.
@@ -21,6 +24,7 @@ import zmq
 
 from proto import audio, events, rpc, topics
 from proto.ids import check_id
+from services.runtime.media import SilenceGate
 from services.runtime.metrics import HopMeter
 from services.runtime.service import Service
 from services.runtime.sockets import Role, SharedConnections, bind, make_socket
@@ -128,7 +132,8 @@ class Mixer:
             self._follow_link(session_id, link_audio)
             self.sessions[session_id] = session
             SESSIONS.set(len(self.sessions))
-            session.start(lambda frame: self._publish(session, frame), self.clock)
+            gate = SilenceGate(self.config.service.skip_silence, tail_frames=0)
+            session.start(lambda frame: self._publish(session, gate, frame), self.clock)
             logger.info("MixerSession(%s): started on %s (echo reference: %s)", session_id,
                         self.name, self._links.get(session_id, "none"),
                         extra={"session_id": session_id})
@@ -263,8 +268,14 @@ class Mixer:
                 DROPPED[DropReason.DECODE].inc()
                 raise Rejected("kind", f"a {header.samples}-sample frame on {raw_topic[:80]!r}")
 
-    def _publish(self, session: MixerSession, frame: MixFrame) -> None:
-        send_nowait(self._pub, audio.pack(session.topic, frame.seq, frame.capture_ns, frame.pcm))
+    def _publish(self, session: MixerSession, gate: SilenceGate, frame: MixFrame) -> None:
+        """Send a mixed frame, unless it mixed no client's frame and silence stays off the
+        bus: the link then makes that silence itself, on its own clock."""
+        silent_before = gate.admit_sound(frame.speakers > 0)
+        if silent_before is None:
+            return
+        send_nowait(self._pub, audio.pack(session.topic, frame.seq, frame.capture_ns, frame.pcm,
+                                          silent_before))
         FRAMES_MIXED.inc()
 
 

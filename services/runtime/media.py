@@ -186,32 +186,43 @@ SILENCE_TAIL_FRAMES = 2
 class SilenceGate:
     """Keeps a stream's silence off the bus: one per published stream.
 
-    Every audible frame goes, and the first :data:`SILENCE_TAIL_FRAMES` quiet ones after
-    it; then nothing until the next audible frame, which carries how many were skipped
-    (``AudioHeader.silent_before``) so receivers play them as silence instead of counting
-    them lost. Between turns (half of a conversation, per direction) a stream then costs
-    no bus message, no wake-up of the receiving process and no handling there: ``voxrelay
-    bench`` measured 0.089 → 0.066 CPU-s per conversation-second at 8 conversations. A
-    stream starts quiet: the first frames are sent only once there is sound.
+    Every audible frame goes, and the first ``tail_frames`` quiet ones after it
+    (:data:`SILENCE_TAIL_FRAMES` unless told); then nothing until the next audible frame,
+    which carries how many were skipped (``AudioHeader.silent_before``) so receivers play
+    them as silence instead of counting them lost. Between turns (half of a conversation,
+    per direction) a stream then costs no bus message, no wake-up of the receiving
+    process and no handling there: ``voxrelay bench`` measured 0.089 → 0.066 CPU-s per
+    conversation-second at 8 conversations. A stream starts quiet: the first frames are
+    sent only once there is sound.
+
+    The tail's quiet frames keep their source's timing; once the gate closes, a receiver
+    that must go on (the link's uplink toward the model) makes its silence on its own
+    clock. A tail as long as the model's turn detection waits for (a microphone's:
+    ``media_edge.uplink.MIC_TAIL_FRAMES``) lets that wait run on the microphone's timing.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, tail_frames: int = SILENCE_TAIL_FRAMES) -> None:
         self.enabled = enabled
         "False: every frame goes, ``silent_before`` 0 (``VOXRELAY_BUS_SKIP_SILENCE``)."
-        self._quiet = SILENCE_TAIL_FRAMES
+        self.tail_frames = tail_frames
+        self._quiet = tail_frames
         self._skipped = 0
         self.skipped = 0
         "Frames kept off the bus so far."
 
     def admit(self, pcm: bytes) -> int | None:
         """None: keep this frame off the bus. Otherwise send it, with this ``silent_before``."""
+        return self.admit_sound(audible(pcm)) if self.enabled else 0
+
+    def admit_sound(self, sound: bool) -> int | None:
+        """:meth:`admit` for a frame whose publisher judged ``sound`` itself."""
         if not self.enabled:
             return 0
-        if audible(pcm):
+        if sound:
             self._quiet = 0
         else:
             self._quiet += 1
-            if self._quiet > SILENCE_TAIL_FRAMES:
+            if self._quiet > self.tail_frames:
                 self._skipped += 1
                 self.skipped += 1
                 return None

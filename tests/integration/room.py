@@ -177,6 +177,8 @@ class MixFrame:
     at: float
     "time.monotonic() on arrival."
     seq: int
+    silent_before: int
+    "Ticks of silence the mixer kept off the bus just before this frame."
     dbfs: float
 
 
@@ -193,7 +195,8 @@ class MixTap:
 
     def _on_message(self, parts: list[bytes]) -> None:
         _, header, pcm = audio.unpack(parts)
-        self.frames.append(MixFrame(time.monotonic(), header.seq, rms_dbfs(pcm)))
+        self.frames.append(MixFrame(time.monotonic(), header.seq, header.silent_before,
+                                   rms_dbfs(pcm)))
 
     def between(self, start: float, end: float) -> list[MixFrame]:
         return [f for f in self.frames if start <= f.at < end]

@@ -8,6 +8,7 @@ import asyncio
 import collections
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,11 +153,13 @@ class Rig:
                                 after=len(self.mix.frames))
 
 
-@pytest.fixture
-async def rig(tmp_path: Any) -> AsyncIterator[Rig]:
+@asynccontextmanager
+async def running_rig(tmp_path: Any, skip_silence: bool) -> AsyncIterator[Rig]:
     async with Stack(data_dir=tmp_path) as stack:
         metrics_port = stack.free_port()
-        mixer = await stack.start("mixer", env={"VOXRELAY_METRICS_PORT": str(metrics_port)})
+        mixer = await stack.start("mixer", env={
+            "VOXRELAY_METRICS_PORT": str(metrics_port),
+            "VOXRELAY_BUS_SKIP_SILENCE": "1" if skip_silence else "0"})
         session_id = ids.new_id()
         assert isinstance(await stack.rpc(mixer).call(rpc.StartSession(session_id=session_id)),
                           rpc.Ok)
@@ -169,6 +172,52 @@ async def rig(tmp_path: Any) -> AsyncIterator[Rig]:
             for edge in rig.edges:
                 edge.close()
             assert stop_process(mixer.proc), "the mixer did not exit cleanly on SIGTERM"
+
+
+@pytest.fixture
+async def rig(tmp_path: Any) -> AsyncIterator[Rig]:
+    """A mixer that sends every tick's frame (``VOXRELAY_BUS_SKIP_SILENCE=0``): what it
+    mixes, and when, is visible frame by frame, silence included."""
+    async with running_rig(tmp_path, skip_silence=False) as rig:
+        yield rig
+
+
+async def test_ticks_that_mix_no_client_frame_stay_off_the_bus(tmp_path: Any):
+    """The default: the mix carries what the clients' edges sent, their quiet tails
+    included, at their pace; the ticks between their turns send nothing, and the next
+    frame says how many ticks that was."""
+    async with running_rig(tmp_path, skip_silence=True) as rig:
+        edge, client = rig.edge(), ids.new_id()
+        await rig.rpc(rpc.AddClient(session_id=rig.session_id, client_id=client,
+                                    edge_audio=edge.endpoint))
+        await asyncio.sleep(0.3)  # ticks of a session with a client and nothing to mix
+        assert rig.mix.frames == [], "a session's silence before any sound is never sent"
+
+        async def heard(turn: list[bytes], value: int) -> list[int]:
+            for _ in range(int(WAIT_S / FRAME_S)):  # until the mixer follows this client
+                stamps = await edge.play(rig.session_id, client, turn)
+                if any(f.header.capture_ns in stamps for f in rig.mix.frames):
+                    return stamps
+                await asyncio.sleep(0.2)
+            raise AssertionError(f"the mix never carried the frames of {value}")
+
+        first = await heard([level(700)] * 5 + [SILENCE] * 3, 700)
+        await asyncio.sleep(0.4)  # 20 ticks with nothing to mix
+        shown = len(rig.mix.frames)
+        assert all(f.header.capture_ns in first for f in rig.mix.frames[-8:])
+        second = await edge.play(rig.session_id, client, [level(300)] * 3)
+        await rig.mix.wait_for(lambda f: f.header.capture_ns == second[-1], "of 300",
+                               after=shown)
+
+        sent = set(first) | set(second)
+        assert all(f.header.capture_ns in sent for f in rig.mix.frames), "no tick's silence"
+        tail = [f for f in rig.mix.frames if f.header.capture_ns in first[-3:]]
+        assert [f.pcm for f in tail] == [SILENCE] * 3, "the client's quiet tail goes on"
+        resumed = rig.mix.frames[shown]
+        assert values(resumed.pcm) == {300}
+        previous = rig.mix.frames[shown - 1].header.seq
+        assert resumed.header.silent_before >= 15, "the pause's ticks are counted"
+        assert resumed.header.seq - resumed.header.silent_before == previous + 1
 
 
 async def test_speech_is_mixed_in_real_time_and_keeps_its_capture_time(rig: Rig):

@@ -11,7 +11,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from proto import audio, ids, topics
-from services.media_edge.uplink import Uplink
+from services.media_edge.uplink import MIC_TAIL_FRAMES, Uplink
 from services.runtime.media import Framer
 from tests.support.speech import rms_dbfs
 
@@ -139,15 +139,17 @@ def test_silence_between_turns_stays_off_the_bus_and_the_next_frame_says_how_muc
         return True
 
     uplink = Uplink(ids.new_id(), ids.new_id(), publish, skip_silence=skip)
-    stream = [QUIET] * 3 + [TONE] * 2 + [QUIET] * 6 + [TONE]
+    tail = MIC_TAIL_FRAMES
+    stream = [QUIET] * 3 + [TONE] * 2 + [QUIET] * (tail + 4) + [TONE]
     for pcm in stream:
         uplink.publish(pcm)
     if not skip:
-        assert [(seq, before) for seq, before, _ in sent] == [(n, 0) for n in range(12)]
+        assert [(seq, before) for seq, before, _ in sent] == [(n, 0) for n in range(len(stream))]
         return
-    # the quiet start is never sent; after speech, two quiet frames let it end, then
-    # nothing until the next speech, which counts the four frames skipped
-    assert [(seq, before) for seq, before, _ in sent] == [
-        (3, 3), (4, 0), (5, 0), (6, 0), (11, 4)]
-    assert [pcm for _, _, pcm in sent] == [TONE, TONE, QUIET, QUIET, TONE]
-    assert uplink.next_seq == 12
+    # the quiet start is never sent; after speech, the microphone's tail of quiet frames
+    # (long enough for the model's turn detection) goes, then nothing until the next
+    # speech, which counts the four frames skipped
+    assert [(seq, before) for seq, before, _ in sent] == (
+        [(3, 3), (4, 0)] + [(5 + n, 0) for n in range(tail)] + [(len(stream) - 1, 4)])
+    assert [pcm for _, _, pcm in sent] == [TONE, TONE] + [QUIET] * tail + [TONE]
+    assert uplink.next_seq == len(stream)
