@@ -10,6 +10,8 @@ difference of the two is what voxrelay adds.
 
 ``--background N`` keeps N more conversations talking through voxrelay meanwhile (the
 load generator, :mod:`.load`), so the probe is the (N+1)-th: what voxrelay adds under load.
+It also prints ``voxrelay_frame_age_seconds`` per bucket, scraped from the stack at the
+end: where, of the time added, the frames waited inside voxrelay.
 
 Usage: ``.venv/bin/python -m benchmarks.latency_probe [--turns 12] [--background 9]
 [--json FILE]``.
@@ -38,7 +40,9 @@ from tests.support.ports import free_port, free_port_block
 from tests.support.rtc_client import RealtimeRtcClient
 from tests.support.speech import speak
 
-from .hop_latency import start_stack
+from services.supervisor.status import scrape_by_kind
+
+from .hop_latency import frame_ages, start_stack
 from .load import LOUD_RMS, PHRASES, ListeningClient, loudness, run_load, spoken_turn
 
 
@@ -131,6 +135,7 @@ def measure(turns: int, background: int = 0) -> dict[str, Any]:
                 time.sleep(BACKGROUND_JOIN_S)
             result = asyncio.run(probe(url, f"http://127.0.0.1:{sim_port}", turns))
             result["background_conversations"] = background
+            result["frame_age_buckets"] = frame_ages(asyncio.run(scrape_by_kind(url)))
             if loader is not None:
                 loader.join(BACKGROUND_JOIN_S + turns * TURN_PAIR_S + 200)
             return result
@@ -149,6 +154,11 @@ def render(result: dict[str, Any]) -> str:
         f"| through voxrelay | {t['n']} | {t['p50_ms']} | {t['p99_ms']} |",
         f"| direct to the simulator | {d['n']} | {d['p50_ms']} | {d['p99_ms']} |",
         f"| added by voxrelay | | {result['added_p50_ms']} | {result['added_p99_ms']} |",
+        "",
+        "frames by age (capture at the edge → the link's encoder, the link's receipt → an",
+        "edge's encoder; every conversation):",
+        *(f"  at {at}: " + ", ".join(f"{bucket} {n}" for bucket, n in buckets.items())
+          for at, buckets in sorted(result.get("frame_age_buckets", {}).items())),
     ])
 
 

@@ -269,14 +269,21 @@ class Mixer:
                 raise Rejected("kind", f"a {header.samples}-sample frame on {raw_topic[:80]!r}")
 
     def _publish(self, session: MixerSession, gate: SilenceGate, frame: MixFrame) -> None:
-        """Send a mixed frame, unless it mixed no client's frame and silence stays off the
-        bus: the link then makes that silence itself, on its own clock."""
-        silent_before = gate.admit_sound(frame.speakers > 0)
+        silent_before = admit(gate, frame)
         if silent_before is None:
             return
         send_nowait(self._pub, audio.pack(session.topic, frame.seq, frame.capture_ns, frame.pcm,
                                           silent_before))
         FRAMES_MIXED.inc()
+
+
+def admit(gate: SilenceGate, frame: MixFrame) -> int | None:
+    """A mixed frame's ``silent_before``, or None to keep it off the bus: it mixed no
+    client's frame and silence stays off the bus (the link makes that silence itself, on
+    its own clock). Slots the session left empty count as such silence too, not as
+    frames lost."""
+    gate.skip(frame.empty_before)
+    return gate.admit_sound(frame.speakers > 0)
 
 
 def _acquire(connections: SharedConnections, endpoint: str) -> None:

@@ -5,7 +5,9 @@ the result on, whether or not anyone spoke: a stalled client contributes silence
 session without clients publishes silence, and late frames never hold the mix back.
 The mix frame's ``capture_ns`` is the newest capture time among the frames it contains
 (or the wall clock for pure silence); its ``seq`` advances once per tick, skipped ticks
-included, so a consumer sees a skip as a gap.
+included, so a consumer sees a skip as a gap. (The mixer keeps frames that mixed no
+client's frame off the bus by default, and counts them, and the slots a lone client's
+late frame left empty, in the next frame's ``silent_before``.)
 
 While the model speaks (its voice comes from ``aud/model``), :class:`.gating.EchoGating`
 judges every client frame first; a frame that carries only the AI's own voice is ducked
@@ -71,6 +73,8 @@ class MixFrame:
     "How many clients' frames it contains."
     ducked: int = 0
     "How many of them were ducked as echo."
+    empty_before: int = 0
+    "Slots just before it that the session left empty (a lone client's late frame's own)."
 
 
 @dataclass
@@ -112,6 +116,8 @@ class MixerSession:
         self._ticking = asyncio.Event()
         self._arrived_at: float | None = None
         "When the last frame was mixed on arrival (None: the last mix was a tick's)."
+        self._empty = 0
+        "Slots left empty since the last frame mixed (see :attr:`MixFrame.empty_before`)."
         self.prompt_frames = 0
         "Frames mixed as they arrived (prompt mix of a lone client)."
 
@@ -202,8 +208,10 @@ class MixerSession:
         if ducked:
             self.ducked += ducked
             FRAMES_DUCKED.inc(ducked)
-        result = MixFrame(self._seq, newest if parts else now_ns, mix(parts), len(parts), ducked)
+        result = MixFrame(self._seq, newest if parts else now_ns, mix(parts), len(parts), ducked,
+                          self._empty)
         self._seq += 1
+        self._empty = 0
         self.frames += 1
         return result
 
@@ -263,7 +271,8 @@ class MixerSession:
             if since < LATE_AFTER_S:  # the lone client's next frame mixes when it comes
                 return
             self._arrived_at = None
-            self._seq += int(since / PERIOD_S) - 1  # the slot its late frame left empty
+            self._empty = int(since / PERIOD_S) - 1  # the slot its late frame left empty
+            self._seq += self._empty
         self._emit()
 
     def _emit(self) -> None:

@@ -214,6 +214,13 @@ class SilenceGate:
         """None: keep this frame off the bus. Otherwise send it, with this ``silent_before``."""
         return self.admit_sound(audible(pcm)) if self.enabled else 0
 
+    def skip(self, frames: int) -> None:
+        """``frames`` of silence the publisher left out itself: the next frame sent counts
+        them in its ``silent_before`` (kept as a seq gap, a loss, when not enabled)."""
+        if self.enabled:
+            self._skipped += frames
+            self.skipped += frames
+
     def admit_sound(self, sound: bool) -> int | None:
         """:meth:`admit` for a frame whose publisher judged ``sound`` itself."""
         if not self.enabled:

@@ -18,7 +18,9 @@ from services.mixer.echo import EchoSettings
 from services.mixer.gating import PAUSE_TICKS, EchoGating
 from services.mixer.jitter import DropReason, Frame, JitterBuffer, JitterSettings
 from services.mixer.mix import SILENCE
+from services.mixer.mixer import admit
 from services.mixer.session import MixerSession, MixFrame, SessionSettings
+from services.runtime.media import SilenceGate
 from tests.support.speech import rms_dbfs, speak
 
 FRAME_NS = 20_000_000
@@ -360,6 +362,23 @@ def test_a_lone_clients_pause_is_filled_by_the_ticks_and_leaves_no_lasting_delay
     assert mix.heard()[-2:] == [900, 0] and mix.session.dropped[DropReason.STALE] == 1
     assert mix.arrive_at(245, 13, level(1000)) == 1
     assert mix.heard()[-1] == 1000  # on arrival again
+
+
+@pytest.mark.parametrize("skip_silence", [True, False])
+def test_the_slot_a_late_frame_left_empty_is_silence_on_the_bus_not_a_loss(skip_silence):
+    mix = PromptMix()
+    gate = SilenceGate(skip_silence, tail_frames=0)
+    assert mix.arrive_at(0, 0) == 1
+    mix.tick_at(20)  # 20 ms after it: its next frame is not late yet
+    mix.tick_at(40)  # 40 ms: late; this tick's silence takes the slot after the empty one
+    assert [(f.seq, f.empty_before) for f in mix.published] == [(0, 0), (2, 1)]
+    assert mix.arrive_at(45, 1) == 1  # the late frame, on arrival, in the next slot
+    assert mix.heard() == [MARK, 0, MARK + 1]
+    sent = [(f.seq, admit(gate, f)) for f in mix.published]
+    if skip_silence:  # the silence stays off the bus; the next frame counts both slots
+        assert sent == [(0, 0), (2, None), (3, 2)]
+    else:  # every frame goes; the empty slot is a gap
+        assert sent == [(0, 0), (2, 0), (3, 0)]
 
 
 async def test_with_a_second_client_frames_wait_for_the_tick():
