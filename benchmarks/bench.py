@@ -46,7 +46,7 @@ import numpy as np
 from services.supervisor.status import Histogram, histogram_quantile, scrape_by_kind
 from tests.support.ports import free_port, free_port_block
 
-from .hop_latency import start_stack
+from .hop_latency import start_stack, stop_stack
 from .load import ClientResult, run_load
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -318,8 +318,7 @@ def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
                     step["ratios"] = ratios(step["voxrelay"], step["baseline"])
                 steps.append(step)
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
+            stop_stack(proc)
     return {"seconds": seconds, "steps": steps}
 
 

@@ -114,10 +114,22 @@ def start_stack(data_dir: str, extra_env: dict[str, str] | None = None,
     line = ""
     while "voxrelay up on" not in line:
         if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError("voxrelay up did not start")
+            stop_stack(proc)  # what did start must not outlive the benchmark
+            raise RuntimeError(f"voxrelay up did not start (exit code {proc.returncode})")
         if select.select([proc.stdout], [], [], 0.5)[0]:
             line = proc.stdout.readline()
     return proc, f"http://127.0.0.1:{port}", bus
+
+
+def stop_stack(proc: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    """Stop a stack from :func:`start_stack` as Ctrl-C would; kill it if that hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -166,8 +178,7 @@ async def measure(turns: int) -> dict[str, Any]:
                 tap.join(5)
             beats.close()
             ctx.destroy(linger=0)
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
+            stop_stack(proc)
     return {
         "join_to_connected_ms": round((connected - joined) * 1000, 1),
         "edge_to_subscriber": summary(tap.ages["aud/in"]),

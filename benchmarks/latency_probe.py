@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import tempfile
 import threading
 import time
@@ -42,7 +41,7 @@ from tests.support.speech import speak
 
 from services.supervisor.status import scrape_by_kind
 
-from .hop_latency import frame_ages, start_stack
+from .hop_latency import frame_ages, start_stack, stop_stack
 from .load import LOUD_RMS, PHRASES, ListeningClient, loudness, run_load, spoken_turn
 
 
@@ -140,8 +139,7 @@ def measure(turns: int, background: int = 0) -> dict[str, Any]:
                 loader.join(BACKGROUND_JOIN_S + turns * TURN_PAIR_S + 200)
             return result
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
+            stop_stack(proc)
 
 
 def render(result: dict[str, Any]) -> str:

@@ -51,7 +51,7 @@ from services.supervisor.status import RSS, StatusError, scrape_by_kind
 from tests.support.ports import free_port, free_port_block
 from tests.support.speech import duration_ms, silence, speak
 
-from .hop_latency import PHRASES, start_stack
+from .hop_latency import PHRASES, start_stack, stop_stack
 
 FAULTS = ("kill mixer-1", "kill openai_link-1", "kill media_edge", "kill recorder-1",
           "client silent", "sim drop")
@@ -452,8 +452,7 @@ async def measure(minutes: float, concurrency: int, fault_every_s: float, warmup
                     async with http.get(f"{url}/v1/sessions") as resp:
                         listed = await resp.json()
             finally:
-                proc.send_signal(signal.SIGINT)
-                proc.wait(60)
+                stop_stack(proc)
         log_text = log_file.read_text(errors="replace")
     killed = {f.target.rsplit("-", 1)[0] for f in soak.faults
               if f.kind.startswith("kill") and f.t0}

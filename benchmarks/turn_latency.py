@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import tempfile
 from typing import Any
 
@@ -31,7 +30,7 @@ from services.supervisor.status import histogram_quantile, scrape_by_kind
 from tests.support.ports import free_port_block
 from tests.support.speech import silence, speak
 
-from .hop_latency import PHRASES, start_stack
+from .hop_latency import PHRASES, start_stack, stop_stack
 
 HISTOGRAMS = (
     ("edge → mixer (bus hop)", "mixer", "voxrelay_bus_hop_seconds", (("stage", "edge_to_mixer"),)),
@@ -84,8 +83,7 @@ async def measure(turns: int, response_latency_ms: int) -> dict[str, Any]:
                     recorded = [json.loads(line) for line in (await resp.text()).splitlines()
                                 if line]
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(60)
+            stop_stack(proc)
     rows: dict[str, dict[str, float | int | None]] = {}
     for label, kind, name, labels in HISTOGRAMS:
         h = kinds[kind].histograms.get((name, labels))
