@@ -112,6 +112,20 @@ def voxrelay_pids() -> list[int]:
     return sorted(found)
 
 
+def stack_pids(supervisor: int) -> list[int]:
+    """The voxrelay processes of the stack ``supervisor`` (``voxrelay up``) runs: itself
+    and its children, the simulator left out; another stack on this machine is not
+    counted."""
+    return [pid for pid in voxrelay_pids() if pid == supervisor or _parent(pid) == supervisor]
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def _is_voxrelay(argv: list[bytes]) -> bool:
     """``python -m services.<service>``, or the supervisor (``services.cli up``)."""
     modules = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == b"-m"]
@@ -305,7 +319,7 @@ def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
             metrics_port=free_port_block(5), sim_port=sim_port)
         try:
             time.sleep(1.0)
-            server = Server("voxrelay", stack_url, voxrelay_pids(), {})
+            server = Server("voxrelay", stack_url, stack_pids(proc.pid), {})
             sim_url = f"http://127.0.0.1:{sim_port}"
             for n in counts:
                 step: dict[str, Any] = {"conversations": n}
