@@ -7,8 +7,10 @@ other at each step, both against the same simulator in echo mode. While the load
 reads, over a window in its middle (after every client joined, before any leaves):
 
 - CPU seconds per conversation-second: utime + stime from ``/proc/<pid>/stat`` summed
-  over the server's processes (voxrelay: every ``services.*`` process but the
-  simulator; the baseline: its one process), divided by conversations × window;
+  over the server's processes (voxrelay: the stack's supervisor and its children but the
+  simulator, or with ``--url`` every ``services.*`` process but a simulator; the
+  baseline: its one process), divided by conversations × window; and per service, with
+  its wake-ups per second (voluntary context switches over every thread);
 - RSS per conversation: the server's resident memory under load less before it, over the
   conversations; and its growth over the window (``--seconds 600`` for a 10-minute run);
 - from the clients: frames delivered (of one every 20 ms), the longest gap between two
@@ -74,6 +76,34 @@ def cpu_by_service(pids: list[int]) -> dict[str, float]:
     for pid in pids:
         name = service_name(pid)
         found[name] = found.get(name, 0.0) + cpu_seconds([pid])
+    return found
+
+
+def wakeups(pids: list[int]) -> int:
+    """Voluntary context switches so far over every thread of ``pids``: how often they
+    went to sleep and were woken (by a socket, a timer, another thread)."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                status = (task / "status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def wakeups_by_service(pids: list[int]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for pid in pids:
+        name = service_name(pid)
+        found[name] = found.get(name, 0) + wakeups([pid])
     return found
 
 
@@ -178,12 +208,14 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
     hops_before = asyncio.run(hop_histograms(server.url)) if server.name == "voxrelay" else {}
     window: dict[str, float] = {}
     by_service: dict[str, float] = {}
+    woken: dict[str, int] = {}
 
     def sample() -> None:
         time.sleep(WARMUP_S)
         span = max(1.0, seconds - WARMUP_S - TAIL_S)
         spies = _profile(server, conversations, span, profile_dir) if profile_dir else []
         per_service0 = cpu_by_service(server.pids)
+        woken0 = wakeups_by_service(server.pids)
         window["rss0"] = rss_bytes(server.pids)
         window["cpu0"], window["t0"] = cpu_seconds(server.pids), time.monotonic()
         time.sleep(span)
@@ -191,6 +223,8 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
         window["rss"] = rss_bytes(server.pids)
         for name, cpu in cpu_by_service(server.pids).items():
             by_service[name] = cpu - per_service0.get(name, 0.0)
+        for name, count in wakeups_by_service(server.pids).items():
+            woken[name] = count - woken0.get(name, 0)
         for spy in spies:
             spy.wait(30)
 
@@ -217,6 +251,8 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
         "rss_growth_pct": round(100 * (window["rss"] - window["rss0"]) / window["rss0"], 2),
         "cpu_s_per_s_by_service": {name: round(cpu / span, 4)
                                    for name, cpu in sorted(by_service.items())},
+        "wakeups_per_s_by_service": {name: round(count / span)
+                                     for name, count in sorted(woken.items())},
         "clients": _clients(results),
         "bus_hops": hops,
     }
@@ -377,6 +413,16 @@ def render(result: dict[str, Any]) -> str:
             r = step["ratios"]
             lines.append(f"| voxrelay / baseline | {step['conversations']} | {r['cpu']} | "
                          f"{r['rss_per_conversation']} | | | | | {r['voice_to_voice_p50']} | |")
+    lines.append("")
+    for step in result["steps"]:
+        for name in ("voxrelay", "baseline"):
+            row = step.get(name)
+            if row is not None and row.get("wakeups_per_s_by_service"):
+                cpu, woken = row["cpu_s_per_s_by_service"], row["wakeups_per_s_by_service"]
+                lines.append(f"{name} at {row['conversations']}, CPU-s/s (wakeups/s) by "
+                             "service: " + ", ".join(f"{service} {cpu.get(service, 0)} "
+                                                      f"({woken[service]})"
+                                                      for service in sorted(woken)))
     return "\n".join(lines)
 
 
