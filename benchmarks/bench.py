@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,12 +70,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
-def cpu_by_service(pids: list[int]) -> dict[str, float]:
-    """CPU seconds so far per service name (``media_edge``, ``mixer``, …)."""
+def by_service(pids: list[int], measure: Callable[[list[int]], float]) -> dict[str, float]:
+    """``measure`` so far per service name (``media_edge``, ``mixer``, …): ``cpu_seconds``,
+    ``wakeups``."""
     found: dict[str, float] = {}
     for pid in pids:
         name = service_name(pid)
-        found[name] = found.get(name, 0.0) + cpu_seconds([pid])
+        found[name] = found.get(name, 0.0) + measure([pid])
     return found
 
 
@@ -97,14 +98,6 @@ def wakeups(pids: list[int]) -> int:
                 if line.startswith("voluntary_ctxt_switches:"):
                     total += int(line.split()[1])
     return total
-
-
-def wakeups_by_service(pids: list[int]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for pid in pids:
-        name = service_name(pid)
-        found[name] = found.get(name, 0) + wakeups([pid])
-    return found
 
 
 def service_name(pid: int) -> str:
@@ -207,23 +200,23 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
     rss_idle = rss_bytes(server.pids)
     hops_before = asyncio.run(hop_histograms(server.url)) if server.name == "voxrelay" else {}
     window: dict[str, float] = {}
-    by_service: dict[str, float] = {}
-    woken: dict[str, int] = {}
+    spent: dict[str, float] = {}
+    woken: dict[str, float] = {}
 
     def sample() -> None:
         time.sleep(WARMUP_S)
         span = max(1.0, seconds - WARMUP_S - TAIL_S)
         spies = _profile(server, conversations, span, profile_dir) if profile_dir else []
-        per_service0 = cpu_by_service(server.pids)
-        woken0 = wakeups_by_service(server.pids)
+        per_service0 = by_service(server.pids, cpu_seconds)
+        woken0 = by_service(server.pids, wakeups)
         window["rss0"] = rss_bytes(server.pids)
         window["cpu0"], window["t0"] = cpu_seconds(server.pids), time.monotonic()
         time.sleep(span)
         window["cpu1"], window["t1"] = cpu_seconds(server.pids), time.monotonic()
         window["rss"] = rss_bytes(server.pids)
-        for name, cpu in cpu_by_service(server.pids).items():
-            by_service[name] = cpu - per_service0.get(name, 0.0)
-        for name, count in wakeups_by_service(server.pids).items():
+        for name, cpu in by_service(server.pids, cpu_seconds).items():
+            spent[name] = cpu - per_service0.get(name, 0.0)
+        for name, count in by_service(server.pids, wakeups).items():
             woken[name] = count - woken0.get(name, 0)
         for spy in spies:
             spy.wait(30)
@@ -250,7 +243,7 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
         "rss_mb_total": round(window["rss"] / 2**20, 1),
         "rss_growth_pct": round(100 * (window["rss"] - window["rss0"]) / window["rss0"], 2),
         "cpu_s_per_s_by_service": {name: round(cpu / span, 4)
-                                   for name, cpu in sorted(by_service.items())},
+                                   for name, cpu in sorted(spent.items())},
         "wakeups_per_s_by_service": {name: round(count / span)
                                      for name, count in sorted(woken.items())},
         "clients": _clients(results),
