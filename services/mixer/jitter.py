@@ -59,6 +59,9 @@ class DropReason(enum.StrEnum):
     "The client's buffer was full."
     GAP = "gap"
     "Never arrived: missing from the client's sequence on the bus."
+    CATCH_UP = "catch_up"
+    """Shed to take back delay: a buffer that stayed deeper than its target for a second,
+    or, mixing on arrival, a quiet frame waiting ahead of another."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,9 @@ FRAMES_DROPPED = Counter(
     "voxrelay_mixer_frames_dropped_total",
     "Client audio frames not mixed: decode = malformed, unknown = no such session or client, "
     "stale = late/duplicate/too old, overflow = the client's jitter buffer was full, "
-    "gap = never arrived (a hole in the client's sequence)",
+    "gap = never arrived (a hole in the client's sequence), catch_up = shed to take back "
+    "delay (a buffer deeper than its target for a second, or a quiet frame waiting ahead of "
+    "another while mixing on arrival)",
     ["reason"],
 )
 DROPPED = {reason: FRAMES_DROPPED.labels(reason.value) for reason in DropReason}

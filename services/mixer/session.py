@@ -24,9 +24,9 @@ one time and a little late the next, is never cut in by a tick's silence. Once i
 stop (a pause its edge keeps off the bus, a stall) the ticks take over, silence first and
 a buffered frame when there is one. A frame that arrives under :data:`EARLY_S` after the
 last one mixed on arrival (two arriving together) waits in the buffer rather than
-speed the mix up; the buffer drops such a backlog's quiet frames, so that frame of delay
-goes in the next pause. With a second client the session ticks on the clock again:
-mixing must wait for everyone's frame.
+speed the mix up; the buffer drops such a backlog's quiet frames (``catch_up``), so that
+frame of delay goes in the next pause. With a second client the session ticks on the
+clock again: mixing must wait for everyone's frame.
 
 :meth:`MixerSession.tick` does one tick at a time given the wall clock, so tests drive
 it without real time; :meth:`MixerSession.start` runs it on a :class:`.clock.SharedClock`
@@ -219,7 +219,7 @@ class MixerSession:
         shed = buffer.shed
         frame = buffer.pop()
         if buffer.shed != shed:
-            self._count([DropReason.STALE] * (buffer.shed - shed))
+            self._count([DropReason.CATCH_UP] * (buffer.shed - shed))
         return frame
 
     def _gated(self, client_id: str, frame: Frame) -> tuple[bytes, bool]:

@@ -359,7 +359,7 @@ def test_a_lone_clients_pause_is_filled_by_the_ticks_and_leaves_no_lasting_delay
     assert mix.heard()[-1] == 800  # a frame behind, until a quiet frame drops it
     assert mix.arrive_at(205, 11, level(0)) == 1
     assert mix.arrive_at(225, 12, level(0)) == 1
-    assert mix.heard()[-2:] == [900, 0] and mix.session.dropped[DropReason.STALE] == 1
+    assert mix.heard()[-2:] == [900, 0] and mix.session.dropped[DropReason.CATCH_UP] == 1
     assert mix.arrive_at(245, 13, level(1000)) == 1
     assert mix.heard()[-1] == 1000  # on arrival again
 
