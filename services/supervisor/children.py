@@ -45,6 +45,8 @@ class Child:
     started_at: float = 0.0
     stopping: bool = False
     _backoff: float = field(default=BACKOFF_START_S)
+    _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    "Set by stop()/kill(): cuts a restart backoff short, so a stop never waits it out."
 
     @property
     def pid(self) -> int | None:
@@ -72,16 +74,19 @@ class Child:
                 self._backoff = BACKOFF_START_S
             logger.warning("%s exited with %s; restarting in %.1f s", self.spec.name, code,
                            self._backoff)
-            await asyncio.sleep(self._backoff)
-            self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
-            if self.stopping:
+            try:
+                await asyncio.wait_for(self._stop_requested.wait(), self._backoff)
                 return
+            except TimeoutError:
+                pass
+            self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
             self.restarts += 1
             await self.start()
 
     async def stop(self, deadline_s: float) -> int | None:
         """SIGTERM, then SIGKILL after the deadline; returns the exit code."""
         self.stopping = True
+        self._stop_requested.set()
         proc = self.proc
         if proc is None or proc.returncode is not None:
             return proc.returncode if proc else None
@@ -95,5 +100,6 @@ class Child:
 
     def kill(self) -> None:
         self.stopping = True
+        self._stop_requested.set()
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
