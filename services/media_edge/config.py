@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.runtime import ConfigError, env_float, env_int, env_list
+from services.runtime import ConfigError, env_bool, env_float, env_int, env_list
 from services.runtime.ratelimit import CLIENT_MESSAGE_BURST, CLIENT_MESSAGES_PER_S
 from services.runtime.service import ServiceConfig, service_config
 
@@ -29,6 +29,11 @@ class EdgeConfig:
     "Messages a second a client may send on its ``events`` channel, sustained..."
     channel_burst: float = CLIENT_MESSAGE_BURST
     "...and at once; beyond that they are dropped unread (counted ``rate``)."
+    dtx: bool = True
+    """Ask browsers for Opus DTX (``usedtx=1`` in the answer, ``VOXRELAY_EDGE_DTX``): a quiet
+    microphone then sends ~5 packets a second, not 50. On by default when silence stays
+    off the bus (``VOXRELAY_BUS_SKIP_SILENCE``), which is what the left-out slots become;
+    with every frame on the bus they would read as losses."""
 
     def __post_init__(self) -> None:
         if self.queue_frames < 1:
@@ -50,8 +55,9 @@ class EdgeConfig:
 
 
 def from_env(env: Mapping[str, str] | None = None) -> EdgeConfig:
+    service = service_config(SERVICE, env)
     return EdgeConfig(
-        service=service_config(SERVICE, env),
+        service=service,
         ice_hosts=env_list("VOXRELAY_ICE_HOSTS", env),
         ice_servers=env_list("VOXRELAY_ICE_SERVERS", env) or (),
         queue_frames=env_int("VOXRELAY_EDGE_QUEUE_FRAMES", DEFAULT_QUEUE_FRAMES, env,
@@ -60,4 +66,5 @@ def from_env(env: Mapping[str, str] | None = None) -> EdgeConfig:
                                     DEFAULT_CONNECT_TIMEOUT_S, env, minimum=0.1),
         channel_rate=env_float("VOXRELAY_EDGE_CHANNEL_RATE", CLIENT_MESSAGES_PER_S, env),
         channel_burst=env_float("VOXRELAY_EDGE_CHANNEL_BURST", CLIENT_MESSAGE_BURST, env),
+        dtx=env_bool("VOXRELAY_EDGE_DTX", service.skip_silence, env),
     )

@@ -30,6 +30,10 @@ CHANNEL_DROPPED = Counter("voxrelay_edge_channel_messages_dropped_total",
                           "channel's limit), binary, oversized, malformed, unexpected_channel "
                           "(on a channel other than its events channel); to a browser, "
                           "backlog (the channel was not draining)", ["reason"])
+MIC_SLOTS_LEFT_OUT = Counter("voxrelay_edge_mic_slots_left_out_total",
+                             "20 ms microphone slots a browser did not send: Opus DTX while "
+                             "it is quiet (usedtx=1), or packets lost on the way; passed on "
+                             "as silence")
 CLIENTS = Gauge("voxrelay_edge_clients", "Browser peers connected to this edge")
 ICE_CONNECT = Histogram("voxrelay_edge_ice_connect_seconds",
                         "A browser's offer applied → its peer connection connected",

@@ -106,6 +106,21 @@ def check_offer(sdp: str) -> None:
             raise InvalidOffer(f"no ICE credentials for media section '{media.kind}'")
 
 
+def ask_for_dtx(pc: RTCPeerConnection) -> None:
+    """Put ``usedtx=1`` on Opus in the answer ``pc`` is about to make.
+
+    Chromium's encoder honours it from the remote description: measured here, a
+    microphone in a quiet room went from 50 packets a second to 4–6 (comfort noise every
+    400 ms), each one saving the edge a wake-up, an SRTP decryption and a decode. aiortc
+    writes the answer's ``a=fmtp`` from each transceiver's negotiated codecs and has no
+    public way to add a parameter there, so this sets it on those codecs directly.
+    """
+    for transceiver in pc.getTransceivers():
+        for codec in getattr(transceiver, "_codecs", ()):
+            if codec.mimeType.lower() == "audio/opus":
+                codec.parameters["usedtx"] = 1
+
+
 class ClientPeer:
     """A browser's peer connection: answer, mic → ``aud/in``, model voice, events channel."""
 
@@ -115,6 +130,7 @@ class ClientPeer:
         self.info = info
         self.name = info.label
         self._connect_timeout_s = config.connect_timeout_s
+        self._dtx = config.dtx
         self._channel_limit = (config.channel_rate, config.channel_burst)
         self._ignored_channels = 0
         self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers))
@@ -162,6 +178,8 @@ class ClientPeer:
             if not has_audio:
                 raise InvalidOffer("the offer has no audio section")
             self.pc.addTrack(self.downlink)
+            if self._dtx:
+                ask_for_dtx(self.pc)
         elif has_audio:
             raise InvalidOffer("with transport 'datachannel' the audio goes on the 'audio' "
                                "DataChannel: the offer must not have an audio section")

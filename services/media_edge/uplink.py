@@ -8,6 +8,13 @@ capture time taken here; with ``skip_silence`` silence between turns stays off t
 :data:`MIC_TAIL_FRAMES`. The remote
 track's queue is unbounded, so it is always drained, even for listeners and muted
 clients, whose audio is not published.
+
+A browser told ``usedtx=1`` (the edge's answer says so: ``VOXRELAY_EDGE_DTX``) sends a
+quiet microphone as one small comfort-noise packet every 400 ms instead of fifty full
+ones a second. The 20 ms slots it left out show as a jump in the RTP timestamp (the
+frame's ``pts``); the uplink counts them as silence kept off the bus, so their seqs are
+skipped and the next frame's ``silent_before`` covers them, exactly as for silence the
+edge keeps off the bus itself. A lost packet looks the same and is treated the same.
 """
 
 from __future__ import annotations
@@ -22,9 +29,14 @@ from aiortc.mediastreams import MediaStreamError
 from proto import audio, topics
 from services.runtime.media import Framer, MonoResampler, SilenceGate
 
-from .metrics import DROPPED_DECODE, DROPPED_HWM, FRAMES_IN
+from .metrics import DROPPED_DECODE, DROPPED_HWM, FRAMES_IN, MIC_SLOTS_LEFT_OUT
 
 logger = logging.getLogger(__name__)
+
+MAX_DTX_GAP_FRAMES = 500
+"""The longest timestamp jump (10 s) read as slots a browser left out; a longer one (or a
+jump back) is a restarted stream, and the count starts afresh."""
+RTP_WRAP = 1 << 32
 
 MIC_TAIL_FRAMES = 15
 """Quiet frames (300 ms) a microphone still sends after sound: the model's turn detection
@@ -56,6 +68,10 @@ class Uplink:
         "time.monotonic() of the newest frame received from the browser (the loss watchdog)."
         self._publish = publish
         self._gate = SilenceGate(skip_silence, MIC_TAIL_FRAMES)
+        self._next_pts: int | None = None
+        "The pts the next decoded frame has if the browser left no slot out."
+        self.left_out = 0
+        "20 ms slots the browser did not send (DTX, or packets lost on the way)."
 
     async def run(self, track: MediaStreamTrack) -> None:
         """Drain ``track`` until it ends, publishing its audio if enabled."""
@@ -68,6 +84,7 @@ class Uplink:
                 logger.debug("Uplink(%s): track ended", self.name)
                 return
             self.heard_at = time.monotonic()
+            self.skip_left_out(frame)
             if not self.enabled or self.muted:
                 continue
             try:
@@ -80,6 +97,24 @@ class Uplink:
                 continue
             for chunk in framer.push(pcm):
                 self.publish(chunk)
+
+    def skip_left_out(self, frame: av.AudioFrame) -> None:
+        """Account for the 20 ms slots before ``frame`` that the browser never sent: their
+        seqs are skipped and the gate counts them as silence (see the module docs)."""
+        pts, base = frame.pts, frame.time_base
+        if pts is None or base is None or not frame.sample_rate:
+            return
+        step = frame.samples * base.denominator // (frame.sample_rate * base.numerator)
+        expected, self._next_pts = self._next_pts, (pts + step) % RTP_WRAP
+        if expected is None:
+            return
+        gap = (pts - expected) % RTP_WRAP  # in the RTP clock (48 kHz for Opus)
+        slots = gap * base.numerator * 1000 // (base.denominator * audio.FRAME_MS)
+        if 0 < slots <= MAX_DTX_GAP_FRAMES:
+            self.left_out += slots
+            MIC_SLOTS_LEFT_OUT.inc(slots)
+            self.next_seq += slots
+            self._gate.skip(slots)
 
     def publish(self, pcm: bytes, capture_ns: int | None = None) -> None:
         """Send one 20 ms frame captured at ``capture_ns`` (default: now), unless it is

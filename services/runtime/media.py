@@ -216,10 +216,12 @@ class SilenceGate:
 
     def skip(self, frames: int) -> None:
         """``frames`` of silence the publisher left out itself: the next frame sent counts
-        them in its ``silent_before`` (kept as a seq gap, a loss, when not enabled)."""
+        them in its ``silent_before`` (kept as a seq gap, a loss, when not enabled). They
+        count toward the tail, as the quiet frames they stand for would have."""
         if self.enabled:
             self._skipped += frames
             self.skipped += frames
+            self._quiet += frames
 
     def admit_sound(self, sound: bool) -> int | None:
         """:meth:`admit` for a frame whose publisher judged ``sound`` itself."""

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import ssl
+import wave
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
@@ -34,6 +35,7 @@ from services.signaling.tls import (
     server_names,
 )
 from services.signaling.web_routes import CONTENT_SECURITY_POLICY
+from services.supervisor.status import scrape_by_kind
 from tests.support.netblock import blocked, unprivileged_user
 from tests.support.up import Up, running_up
 
@@ -62,6 +64,15 @@ INBOUND_AUDIO_JS = """async () => {
   }
   return null;
 }"""
+
+OUTBOUND_AUDIO_JS = """async () => {
+  for (const s of (await window.voxrelay.pc.getStats()).values()) {
+    if (s.type === "outbound-rtp" && s.kind === "audio") return [s.packetsSent, s.timestamp];
+  }
+  return null;
+}"""
+FULL_RATE = 50
+"Packets a second an Opus microphone sends without DTX (20 ms each)."
 
 
 @asynccontextmanager
@@ -122,7 +133,7 @@ async def wait_until(condition: Callable[[], Any], timeout_s: float) -> None:
 
 
 async def test_a_conversation_in_chromium_hears_the_ai_and_shows_the_transcript(
-        up: Up, browser: Any, trusted: ssl.SSLContext) -> None:
+        up: Up, browser: Any, trusted: ssl.SSLContext, speech_wav: Path) -> None:
     async with page_in(browser) as page:
         response = await page.goto(f"{up.url}/")
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
@@ -155,6 +166,7 @@ async def test_a_conversation_in_chromium_hears_the_ai_and_shows_the_transcript(
         await expect(log.locator(".turn.assistant .speaker").first).to_have_text("Assistant")
         await expect(log.locator(".turn.assistant:not(.pending) .text").first).not_to_be_empty(
             timeout=REPLY_TIMEOUT_MS)
+        await check_dtx(page, up, speech_wav)
         await expect(page.locator("#rtt")).to_have_text(MS, timeout=UI_TIMEOUT_MS)
         await expect(page.locator("#ttfa")).to_have_text(MS, timeout=UI_TIMEOUT_MS)
         ARTIFACTS.mkdir(exist_ok=True)
@@ -170,6 +182,21 @@ async def test_a_conversation_in_chromium_hears_the_ai_and_shows_the_transcript(
         await expect(status).to_have_text("Not connected", timeout=UI_TIMEOUT_MS)
         await expect(page.get_by_role("button", name="Join", exact=True)).to_be_enabled()
         await wait_until(lambda: _gone(up, trusted, session_id, client_id), UI_TIMEOUT_MS / 1000)
+
+
+async def check_dtx(page: Any, up: Up, speech_wav: Path) -> None:
+    """Chromium took the answer's ``usedtx=1``: over one loop of its fake microphone (a
+    phrase, then seconds of silence) it sends far fewer than 50 packets a second, and the
+    edge passes the slots it left out on as silence."""
+    with wave.open(str(speech_wav)) as wav:
+        loop_s = wav.getnframes() / wav.getframerate()
+    before = await page.evaluate(OUTBOUND_AUDIO_JS)
+    await asyncio.sleep(loop_s)
+    after = await page.evaluate(OUTBOUND_AUDIO_JS)
+    rate = (after[0] - before[0]) / ((after[1] - before[1]) / 1000)
+    assert rate < 0.8 * FULL_RATE, f"{rate:.1f} packets/s over a loop that is mostly silence"
+    edges = (await scrape_by_kind(up.url))["media_edge"]
+    assert (edges.value("voxrelay_edge_mic_slots_left_out_total") or 0) > loop_s * 10
 
 
 async def check_controls(page: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -371,6 +372,9 @@ async def test_client_joins_and_is_announced_on_the_bus(stack, edge, browsers):
 
     assert joined.answer.edge == edge.instance
     assert "a=candidate:" in joined.answer.sdp and "127.0.0.1" in joined.answer.sdp
+    opus = re.search(r"a=rtpmap:(\d+) opus/48000", joined.answer.sdp)
+    assert opus and f"a=fmtp:{opus[1]} usedtx=1" in joined.answer.sdp, \
+        "the answer asks the browser for Opus DTX (VOXRELAY_EDGE_DTX)"
     event = await stack.wait_event(events.ClientJoined, client_id=joined.client_id)
     assert (event.session_id, event.name, event.role, event.transport, event.edge) == (
         session_id, "ann", "speaker", "track", edge.instance)

@@ -34,15 +34,38 @@ class DecodedOpus(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.sent == self.count:
             raise MediaStreamError
-        t = (np.arange(BROWSER_SAMPLES) + self.sent * BROWSER_SAMPLES) / BROWSER_RATE
-        mono = (self.amplitude * np.sin(2 * np.pi * 440 * t)).astype("<i2")
+        frame = self.frame(self.sent, self.amplitude)
+        self.sent += 1
+        return frame
+
+    @staticmethod
+    def frame(slot: int, amplitude: float, first_pts: int = 0) -> AudioFrame:
+        """The decoded frame of RTP slot ``slot`` (20 ms each, from ``first_pts``)."""
+        t = (np.arange(BROWSER_SAMPLES) + slot * BROWSER_SAMPLES) / BROWSER_RATE
+        mono = (amplitude * np.sin(2 * np.pi * 440 * t)).astype("<i2")
         stereo = np.repeat(mono, 2).reshape(1, -1)
         frame = AudioFrame.from_ndarray(stereo, format="s16", layout="stereo")
         frame.sample_rate = BROWSER_RATE
-        frame.pts = self.sent * BROWSER_SAMPLES
+        frame.pts = (first_pts + slot * BROWSER_SAMPLES) % (1 << 32)  # RTP timestamps wrap
         frame.time_base = fractions.Fraction(1, BROWSER_RATE)
-        self.sent += 1
         return frame
+
+
+class DtxMicrophone(MediaStreamTrack):
+    """A browser with Opus DTX: only the given RTP slots arrive, (slot, loud) each."""
+
+    kind = "audio"
+
+    def __init__(self, slots: list[tuple[int, bool]], first_pts: int) -> None:
+        super().__init__()
+        self.slots = list(slots)
+        self.first_pts = first_pts
+
+    async def recv(self) -> AudioFrame:
+        if not self.slots:
+            raise MediaStreamError
+        slot, loud = self.slots.pop(0)
+        return DecodedOpus.frame(slot, 8000 if loud else 3, self.first_pts)
 
 
 def test_framer_cuts_exact_frames_and_carries_the_rest():
@@ -153,3 +176,42 @@ def test_silence_between_turns_stays_off_the_bus_and_the_next_frame_says_how_muc
         [(3, 3), (4, 0)] + [(5 + n, 0) for n in range(tail)] + [(len(stream) - 1, 4)])
     assert [pcm for _, _, pcm in sent] == [TONE, TONE] + [QUIET] * tail + [TONE]
     assert uplink.next_seq == len(stream)
+
+
+# Speech, ten quiet frames (libopus's hangover before DTX), then a comfort-noise packet
+# every 400 ms until speech resumes; the RTP clock wraps in the middle.
+DTX_STREAM = ([(n, True) for n in range(5)] + [(n, False) for n in range(5, 16)]
+              + [(35, False), (55, False), (60, True), (61, True)])
+
+
+@pytest.mark.parametrize("skip", [True, False])
+async def test_slots_a_dtx_browser_left_out_are_silence_kept_off_the_bus(skip):
+    sent: list[tuple[int, int]] = []
+
+    def publish(parts: list[bytes]) -> bool:
+        header = audio.unpack(parts)[1]
+        sent.append((header.seq, header.silent_before))
+        return True
+
+    uplink = Uplink(ids.new_id(), ids.new_id(), publish, skip_silence=skip)
+    await uplink.run(DtxMicrophone(DTX_STREAM, first_pts=(1 << 32) - 30 * BROWSER_SAMPLES))
+    # Either way the seq follows the browser's clock: 20 ms a step, sent or not.
+    assert uplink.left_out == 62 - len(DTX_STREAM)
+    assert uplink.next_seq == 62
+    if not skip:  # every frame that came goes; the slots left out are seq gaps
+        assert sent == [(slot, 0) for slot, _ in DTX_STREAM]
+        return
+    # The tail after speech goes (its eleven frames, all that came before DTX began);
+    # the gaps count toward it, so the comfort-noise packets after them stay off the bus,
+    # and the next speech says how much silence came before it: slots 16..59.
+    assert sent == [(n, 0) for n in range(16)] + [(60, 44), (61, 0)]
+
+
+async def test_a_stream_that_jumps_back_or_far_ahead_is_not_counted_as_left_out():
+    sent: list[int] = []
+    uplink = Uplink(ids.new_id(), ids.new_id(),
+                    lambda parts: sent.append(audio.unpack(parts)[1].seq) or True)
+    far = 10 * 60 * 50  # ten minutes of slots: a restarted sender, not DTX
+    await uplink.run(DtxMicrophone([(0, True), (1, True), (far, True), (far - 5, True)],
+                                   first_pts=0))
+    assert sent == [0, 1, 2, 3] and uplink.left_out == 0

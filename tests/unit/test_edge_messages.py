@@ -140,3 +140,11 @@ def test_config_reads_ice_and_queue_settings_and_names_bad_keys():
         from_env({"VOXRELAY_EDGE_QUEUE_FRAMES": "0"})
     with pytest.raises(ConfigError, match="VOXRELAY_EDGE_CONNECT_TIMEOUT_S"):
         from_env({"VOXRELAY_EDGE_CONNECT_TIMEOUT_S": "soon"})
+
+
+def test_dtx_is_asked_for_when_silence_stays_off_the_bus_unless_told():
+    assert from_env({}).dtx is True
+    # every frame on the bus: a browser's DTX gaps would read as losses, so not by default
+    assert from_env({"VOXRELAY_BUS_SKIP_SILENCE": "0"}).dtx is False
+    assert from_env({"VOXRELAY_BUS_SKIP_SILENCE": "0", "VOXRELAY_EDGE_DTX": "1"}).dtx is True
+    assert from_env({"VOXRELAY_EDGE_DTX": "0"}).dtx is False
