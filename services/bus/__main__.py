@@ -27,6 +27,7 @@ from services.runtime import ConfigError, setup_logging
 from services.runtime.bus import BusEndpoints
 from services.runtime.bus_config import bus_from_env
 from services.runtime.curve import cluster_key_from_env, secure
+from services.runtime.lifecycle import EXIT_CONFIG, cannot_run_as_configured
 from services.runtime.service import serve_metrics, service_config
 from services.runtime.sockets import Role, bind, make_socket
 
@@ -80,7 +81,7 @@ def main() -> int:
                                     "VOXRELAY_BUS_SUBSCRIBE": endpoints.subscribe})
     except ConfigError as e:
         sys.stderr.write(f"bus: {e}\n")
-        return 2
+        return EXIT_CONFIG
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # inherited by the proxy thread
     ctx = zmq.Context()
     curve = secure(ctx, key)
@@ -93,7 +94,7 @@ def main() -> int:
         if curve is not None:
             curve.close()
         ctx.term()
-        return 1
+        return EXIT_CONFIG if cannot_run_as_configured(forwarder.error) else 1
     metrics = serve_metrics(service_config("bus"))  # the process's own: RSS, CPU
     sys.stdout.write(f"bus forwarding {endpoints.publish} -> {endpoints.subscribe}"
                      f"{' (metrics ' + metrics + ')' if metrics else ''}\n")

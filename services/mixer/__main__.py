@@ -2,11 +2,10 @@
 
 import sys
 
-from services.runtime import run_service, setup_logging
+from services.runtime import run_configured, setup_logging
 
 from .config import from_env
 from .mixer import main
 
 setup_logging()
-config = from_env()
-sys.exit(run_service(lambda: main(config)))
+sys.exit(run_configured("mixer", from_env, main))

@@ -2,11 +2,16 @@
 
 SIGINT/SIGTERM cancel the main task, which lets its TaskGroup unwind and close
 what it owns; a second signal exits at once.
+
+A service that cannot run as configured (a bad setting, an address it cannot listen
+on) says so in one line on stderr and exits with :data:`EXIT_CONFIG`, which the
+supervisor reads as "restarting will not help" when it happens at start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -20,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 EXIT_FORCED = 130
 EXIT_CONFIG = 2
+"Cannot run as configured: restarting as it is will fail the same way."
+LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL})
+"A listening address already taken, or not this machine's."
 
 C = TypeVar("C")
 
@@ -47,7 +55,8 @@ def run_configured(service: str, load_config: Callable[[], C],
 
 
 def run_service(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
-    """Run ``main()`` until it returns or a signal stops it; return an exit code."""
+    """Run ``main()`` until it returns or a signal stops it; return an exit code
+    (:data:`EXIT_CONFIG` with one line on stderr if it cannot run as configured)."""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     task = loop.create_task(main())
@@ -68,9 +77,36 @@ def run_service(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
         loop.run_until_complete(task)
     except asyncio.CancelledError:
         pass
+    except Exception as e:
+        reason = cannot_run_as_configured(e)
+        if reason is None:
+            raise
+        name = os.environ.get("VOXRELAY_INSTANCE") or "voxrelay"
+        sys.stderr.write(f"{name}: {reason}\n")
+        return EXIT_CONFIG
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
     return 0
+
+
+def cannot_run_as_configured(error: BaseException) -> str | None:
+    """What to tell the operator if ``error`` means the service cannot run as configured
+    (a bad setting, an address it cannot listen on); None for any other error."""
+    if isinstance(error, ConfigError):
+        return str(error)
+    code = getattr(error, "errno", None)
+    if isinstance(error, OSError | _zmq_error()) and code in LISTEN_ERRNOS:
+        return (f"cannot listen: {error} (another program has that address, or it is not "
+                "this machine's: choose another port or host)")
+    return None
+
+
+def _zmq_error() -> type[BaseException]:
+    try:
+        from zmq import ZMQError
+    except ImportError:  # pragma: no cover - pyzmq is a dependency
+        return OSError
+    return ZMQError

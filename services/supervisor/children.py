@@ -10,6 +10,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from services.runtime.lifecycle import EXIT_CONFIG
+
 logger = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.5
@@ -63,25 +65,36 @@ class Child:
         self.started_at = time.monotonic()
         logger.info("started %s (pid %d)", self.spec.name, self.proc.pid)
 
-    async def watch(self) -> None:
-        """Keep the child running: restart it with backoff whenever it exits unasked."""
+    async def watch(self) -> int | None:
+        """Keep the child running: restart it with backoff whenever it exits unasked.
+
+        Returns None once stopped; the exit code if the child cannot run as configured:
+        its first run exited with ``EXIT_CONFIG`` (a bad setting, an address taken) before
+        it was healthy, and restarting it as it is would fail the same way, forever.
+        """
         while not self.stopping:
             assert self.proc is not None
             code = await self.proc.wait()
             if self.stopping:
-                return
-            if time.monotonic() - self.started_at > HEALTHY_AFTER_S:
+                return None
+            ran_s = time.monotonic() - self.started_at
+            if code == EXIT_CONFIG and self.restarts == 0 and ran_s < HEALTHY_AFTER_S:
+                logger.error("%s cannot run as configured (exit %d; its message is above)",
+                             self.spec.name, code)
+                return code
+            if ran_s > HEALTHY_AFTER_S:
                 self._backoff = BACKOFF_START_S
             logger.warning("%s exited with %s; restarting in %.1f s", self.spec.name, code,
                            self._backoff)
             try:
                 await asyncio.wait_for(self._stop_requested.wait(), self._backoff)
-                return
+                return None
             except TimeoutError:
                 pass
             self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
             self.restarts += 1
             await self.start()
+        return None
 
     async def stop(self, deadline_s: float) -> int | None:
         """SIGTERM, then SIGKILL after the deadline; returns the exit code."""

@@ -2,7 +2,9 @@
 
 Start order: bus, simulator (when no OPENAI_API_KEY), recorder, mixer, openai_link,
 media edges, signaling; the URL is printed once signaling reports every service
-alive. A crashed child is restarted with backoff. Ctrl-C/SIGTERM stops the children
+alive. A crashed child is restarted with backoff; one that cannot run as configured
+(its first run exits with ``EXIT_CONFIG``: a bad setting, a port already taken) stops
+the whole stack, with exit status 1, rather than fail forever. Ctrl-C/SIGTERM stops the children
 in stages — signaling (no new work), then edges, then the link (which hangs up its
 calls while the simulator still listens), then the simulator and the mixer, then the
 recorder (which flushes), then the bus — each with a deadline; a second Ctrl-C kills
@@ -93,6 +95,7 @@ class Supervisor:
         self.children = [Child(spec) for spec in child_specs(config)]
         self._stop = asyncio.Event()
         self._signals = 0
+        self._exit_code = 0
 
     def request_stop(self, signum: int) -> None:
         self._signals += 1
@@ -113,7 +116,7 @@ class Supervisor:
             async with asyncio.TaskGroup() as tg:
                 for child in self.children:
                     await child.start()
-                    tg.create_task(child.watch(), name=f"watch-{child.spec.name}")
+                    tg.create_task(self._watch(child), name=f"watch-{child.spec.name}")
                 ready = tg.create_task(self._announce_when_ready())
                 await self._stop.wait()
                 ready.cancel()
@@ -121,7 +124,13 @@ class Supervisor:
         finally:
             for child in self.children:
                 child.kill()
-        return 0
+        return self._exit_code
+
+    async def _watch(self, child: Child) -> None:
+        if await child.watch() is not None and not self._stop.is_set():
+            logger.error("voxrelay cannot start as configured: stopping")
+            self._exit_code = 1
+            self._stop.set()
 
     def _all_alive(self, health: dict[str, object]) -> bool:
         """Whether every bus-connected child has a live instance in signaling's view."""
