@@ -7,9 +7,10 @@ a fresh ``voxrelay up`` through the web client. Its fake microphone loops a spok
 phrase then five seconds of quiet, all under pink noise (``--noise-dbfs`` RMS; the
 default's peaks are well above the −50 dBFS level that keeps silence off the bus, as a
 real room's are). The simulator answers each phrase, so both directions carry speech.
-Over each window it reads the packets Chromium sent (its own ``getStats``) and the CPU
-of the stack's processes (``/proc``; not Chromium's, not the simulator's), with
-``VOXRELAY_EDGE_DTX=0`` and ``=1`` in turn, and prints both and their ratio.
+Over each window it reads the packets Chromium sent and received (its own ``getStats``)
+and the CPU of the stack's processes (``/proc``; not Chromium's, not the simulator's),
+with ``VOXRELAY_EDGE_DTX=0`` and ``=1`` in turn (DTX both ways: the web client asks for
+it), and prints both and their ratio.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from .hop_latency import start_stack, stop_stack
 CHROMIUM = "/usr/bin/chromium"
 PHRASE = "what is the weather like today"
 QUIET_S = 5
-OUTBOUND_JS = """async () => {
+PACKETS_JS = """async () => {
+  const found = [0, 0];
   for (const s of (await window.voxrelay.pc.getStats()).values()) {
-    if (s.type === "outbound-rtp" && s.kind === "audio") return s.packetsSent;
+    if (s.type === "outbound-rtp" && s.kind === "audio") found[0] = s.packetsSent;
+    if (s.type === "inbound-rtp" && s.kind === "audio") found[1] = s.packetsReceived;
   }
-  return 0;
+  return found;
 }"""
 
 
@@ -78,15 +81,16 @@ async def one_window(url: str, supervisor: int, mic: Path, seconds: float) -> di
             await expect(page.get_by_role("status")).to_have_text("Connected", timeout=20_000)
             await asyncio.sleep(3)  # past the connection's start
             pids = stack_pids(supervisor)
-            cpu0, by0, sent0, t0 = (cpu_seconds(pids), by_service(pids, cpu_seconds),
-                                    await page.evaluate(OUTBOUND_JS), time.monotonic())
+            cpu0, by0, (sent0, got0), t0 = (cpu_seconds(pids), by_service(pids, cpu_seconds),
+                                            await page.evaluate(PACKETS_JS), time.monotonic())
             await asyncio.sleep(seconds)
-            cpu1, by1, sent1, t1 = (cpu_seconds(pids), by_service(pids, cpu_seconds),
-                                    await page.evaluate(OUTBOUND_JS), time.monotonic())
+            cpu1, by1, (sent1, got1), t1 = (cpu_seconds(pids), by_service(pids, cpu_seconds),
+                                            await page.evaluate(PACKETS_JS), time.monotonic())
         finally:
             await browser.close()
     span = t1 - t0
-    return {"packets_per_s": (sent1 - sent0) / span, "cpu_s_per_s": (cpu1 - cpu0) / span,
+    return {"packets_per_s": (sent1 - sent0) / span, "received_per_s": (got1 - got0) / span,
+            "cpu_s_per_s": (cpu1 - cpu0) / span,
             "by_service": {k: round((by1[k] - by0.get(k, 0.0)) / span, 4) for k in by1}}
 
 
@@ -104,6 +108,7 @@ def run(seconds: float, rounds: int, noise_dbfs: float) -> dict[str, Any]:
                     stop_stack(proc)
                 print(f"round {n + 1} DTX {mode}: {json.dumps(results[mode][-1])}", flush=True)
     mean = {mode: {"packets_per_s": _mean(r["packets_per_s"] for r in rs),
+                   "received_per_s": _mean(r["received_per_s"] for r in rs),
                    "cpu_s_per_s": _mean(r["cpu_s_per_s"] for r in rs),
                    "edge_cpu_s_per_s": _mean(r["by_service"]["media_edge"] for r in rs)}
             for mode, rs in results.items()}
@@ -130,7 +135,8 @@ def main() -> None:
         args.json.write_text(json.dumps(result, indent=2))
     for mode in ("off", "on"):
         m = result["mean"][mode]
-        print(f"DTX {mode:3}: {m['packets_per_s']:5.1f} packets/s from Chromium, "
+        print(f"DTX {mode:3}: Chromium sent {m['packets_per_s']:5.1f} packets/s and received "
+              f"{m['received_per_s']:5.1f}, "
               f"stack {m['cpu_s_per_s']:.4f} CPU-s/s, edge {m['edge_cpu_s_per_s']:.4f}")
     print(f"DTX on / off: stack CPU {result['cpu_ratio_on_off']:.2f}x, "
           f"edge {result['edge_cpu_ratio_on_off']:.2f}x")

@@ -30,10 +30,11 @@ class EdgeConfig:
     channel_burst: float = CLIENT_MESSAGE_BURST
     "...and at once; beyond that they are dropped unread (counted ``rate``)."
     dtx: bool = True
-    """Ask browsers for Opus DTX (``usedtx=1`` in the answer, ``VOXRELAY_EDGE_DTX``): a quiet
-    microphone then sends ~5 packets a second, not 50. On by default when silence stays
-    off the bus (``VOXRELAY_BUS_SKIP_SILENCE``), which is what the left-out slots become;
-    with every frame on the bus they would read as losses."""
+    """Opus DTX with browsers, both ways (``VOXRELAY_EDGE_DTX``): ``usedtx=1`` in the
+    answer, so a quiet microphone sends ~5 packets a second, not 50; and the model's
+    pauses sent as DTX to a client whose offer said ``usedtx=1``. On by default when
+    silence stays off the bus (``VOXRELAY_BUS_SKIP_SILENCE``), which is what the slots a
+    browser leaves out become; with every frame on the bus they would read as losses."""
 
     def __post_init__(self) -> None:
         if self.queue_frames < 1:

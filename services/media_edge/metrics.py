@@ -34,6 +34,10 @@ MIC_SLOTS_LEFT_OUT = Counter("voxrelay_edge_mic_slots_left_out_total",
                              "20 ms microphone slots a browser did not send: Opus DTX while "
                              "it is quiet (usedtx=1), or packets lost on the way; passed on "
                              "as silence")
+DOWNLINK_DTX_PACKETS = Counter("voxrelay_edge_downlink_dtx_packets_total",
+                               "DTX packets sent to browsers in the model's pauses, each in "
+                               "place of 20 silence packets (clients whose offer said "
+                               "usedtx=1)")
 CLIENTS = Gauge("voxrelay_edge_clients", "Browser peers connected to this edge")
 ICE_CONNECT = Histogram("voxrelay_edge_ice_connect_seconds",
                         "A browser's offer applied → its peer connection connected",

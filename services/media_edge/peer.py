@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,6 +122,15 @@ def ask_for_dtx(pc: RTCPeerConnection) -> None:
                 codec.parameters["usedtx"] = 1
 
 
+def plays_dtx(offer_sdp: str) -> bool:
+    """Whether the offer puts ``usedtx=1`` on Opus: its receiver asks for DTX (RFC 7587
+    §6.1), so the model's pauses may reach it as DTX (``DownlinkTrack.dtx``). The web
+    client's offer does; Chromium's own offer never says so, though it plays DTX."""
+    types = re.findall(r"^a=rtpmap:(\d+) opus/48000", offer_sdp, re.MULTILINE | re.IGNORECASE)
+    return any(re.search(rf"^a=fmtp:{pt} [^\r\n]*\busedtx=1\b", offer_sdp, re.MULTILINE)
+               for pt in types)
+
+
 class ClientPeer:
     """A browser's peer connection: answer, mic → ``aud/in``, model voice, events channel."""
 
@@ -180,6 +190,8 @@ class ClientPeer:
             self.pc.addTrack(self.downlink)
             if self._dtx:
                 ask_for_dtx(self.pc)
+                assert isinstance(self.downlink, DownlinkTrack)
+                self.downlink.dtx = plays_dtx(offer_sdp)
         elif has_audio:
             raise InvalidOffer("with transport 'datachannel' the audio goes on the 'audio' "
                                "DataChannel: the offer must not have an audio section")

@@ -10,6 +10,13 @@ not a growing backlog, and a backlog left by a stall loses its silent frames (co
 ``catch_up``) so the delay falls back in the next pause. ``clear()`` (on
 ``ai.interrupted``) drops everything at once.
 
+A client whose offer said ``usedtx=1`` on Opus (the web client's does; ``dtx``) gets the
+model's pauses as DTX: after :data:`DTX_HANGOVER_FRAMES` of silence packets, one
+:data:`~services.runtime.voice_codec.DTX_PACKET` every :data:`DTX_INTERVAL_FRAMES`
+slots instead of a packet every 20 ms, the track waiting for the next frame with one
+timer (``ArrivalPacer.idle``). The slots between show as a jump in the RTP timestamp,
+which the browser plays as comfort noise; the next frame goes in the slot it came in.
+
 Each queued frame keeps its capture time (``capture_ns`` from the bus: when the link
 received it), so the frame's age when ``recv()`` hands it to aiortc's encoder is
 observed as ``voxrelay_frame_age_seconds{at="client"}``. While the edge waits for a
@@ -30,12 +37,17 @@ from av import Packet
 from proto.audio import FRAME_BYTES
 from services.runtime.media import ArrivalPacer, skip_silent_backlog
 from services.runtime.metrics import frame_age
-from services.runtime.voice_codec import SILENCE_PACKET, voice_packet
+from services.runtime.voice_codec import DTX_PACKET, SILENCE_PACKET, voice_packet
 
-from .metrics import DROPPED_CATCH_UP, DROPPED_STALE, FRAMES_OUT
+from .metrics import DOWNLINK_DTX_PACKETS, DROPPED_CATCH_UP, DROPPED_STALE, FRAMES_OUT
 
 MAX_CATCH_UP_S = 0.2
 "After a stall longer than this the clock restarts instead of bursting frames to catch up."
+
+DTX_HANGOVER_FRAMES = 10
+"Silence packets (200 ms) sent after the model's voice before DTX begins, as libopus does."
+DTX_INTERVAL_FRAMES = 20
+"In DTX, a packet every 400 ms (as browsers send): the stream stays alive to the receiver."
 
 FrameWatch = Callable[[bytes], bool]
 "Shown a model frame as it goes to the encoder; returns True when it has seen enough."
@@ -62,6 +74,10 @@ class DownlinkTrack(MediaStreamTrack):
         self._pacer = ArrivalPacer(clock, max_catch_up_s=MAX_CATCH_UP_S)
         self.watch: FrameWatch | None = None
         "While set, shown every queued frame handed to the encoder; unset when it returns True."
+        self.dtx = False
+        "The client plays DTX (its offer said ``usedtx=1``): pauses go as DTX packets."
+        self._quiet = 0
+        "Slots handed out in a row with nothing queued."
 
     @property
     def queued(self) -> int:
@@ -87,9 +103,17 @@ class DownlinkTrack(MediaStreamTrack):
     async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
-        pts = await self._pacer.next(self._queue)
+        if self.dtx and self._quiet > DTX_HANGOVER_FRAMES:
+            pts = await self._pacer.idle(self._queue, DTX_INTERVAL_FRAMES)
+        else:
+            pts = await self._pacer.next(self._queue)
         if not self._queue:
+            self._quiet += 1
+            if self.dtx and self._quiet > DTX_HANGOVER_FRAMES:
+                DOWNLINK_DTX_PACKETS.inc()
+                return voice_packet(DTX_PACKET, pts)
             return voice_packet(SILENCE_PACKET, pts)
+        self._quiet = 0
         if len(self._queue) > 1 and (skipped := skip_silent_backlog(self._queue)):
             DROPPED_CATCH_UP.inc(skipped)
         pcm, packet, capture_ns = self._queue.popleft()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sized
@@ -150,6 +151,32 @@ class ArrivalPacer(Pacer):
             else:  # queued with the one before it: it waits for its slot
                 await asyncio.sleep(early)
         self._went_alone = len(queue) <= 1
+        return self.pts
+
+    async def idle(self, queue: Sized, slots: int) -> int:
+        """Wait, with one timer, until a frame is queued or ``slots`` slots have passed;
+        returns the pts of the slot it ends in (a queued frame goes in the slot it came
+        in, at once). For a track in DTX, which sends nothing for most slots: waking
+        for each would cost what the silence it no longer sends saved."""
+        if queue or self._start is None:
+            return await self.next(queue)
+        last = self.pts + slots * FRAME_SAMPLES
+        wait = self._start + last / SAMPLE_RATE - self._clock()
+        if wait > 0:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(wait, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if queue:  # the slot it came in: the first one whose due time is not past
+            came = math.ceil((self._clock() - self._start) / FRAME_S) * FRAME_SAMPLES
+            self.pts = max(self.pts + FRAME_SAMPLES, min(came, last))
+        else:
+            self.pts = last
+        self._went_alone = True
         return self.pts
 
     def _due_in(self) -> float:

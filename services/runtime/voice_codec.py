@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 SILENCE_PACKET = b"\xf8\xff\xfe"
 "One 20 ms Opus frame of silence (CELT, full band, mono): decodes to zeros everywhere."
+DTX_PACKET = b"\xf8"
+"""An Opus packet of one TOC byte and no frame (RFC 6716 §3.2.1): what a DTX sender
+sends in a pause. Receivers read a packet of two bytes or less as DTX (WebRTC's NetEq
+plays comfort noise until the next one; libopus decodes it as 20 ms of concealment)."""
 SILENCE_TAIL_FRAMES = 5
 "Quiet frames still encoded after sound, so the encoder's output decays naturally."
 DEFAULT_BITRATE = 32_000

@@ -65,11 +65,18 @@ INBOUND_AUDIO_JS = """async () => {
   return null;
 }"""
 
-OUTBOUND_AUDIO_JS = """async () => {
+RTP_AUDIO_JS = """async () => {
+  const found = {};
   for (const s of (await window.voxrelay.pc.getStats()).values()) {
-    if (s.type === "outbound-rtp" && s.kind === "audio") return [s.packetsSent, s.timestamp];
+    if (s.kind !== "audio") continue;
+    if (s.type === "outbound-rtp") Object.assign(found, {sent: s.packetsSent, at: s.timestamp});
+    if (s.type === "inbound-rtp") {
+      Object.assign(found, {received: s.packetsReceived, energy: s.totalAudioEnergy,
+        concealed: s.concealedSamples, silentConcealed: s.silentConcealedSamples,
+        samples: s.totalSamplesReceived});
+    }
   }
-  return null;
+  return found;
 }"""
 FULL_RATE = 50
 "Packets a second an Opus microphone sends without DTX (20 ms each)."
@@ -185,18 +192,30 @@ async def test_a_conversation_in_chromium_hears_the_ai_and_shows_the_transcript(
 
 
 async def check_dtx(page: Any, up: Up, speech_wav: Path) -> None:
-    """Chromium took the answer's ``usedtx=1``: over one loop of its fake microphone (a
-    phrase, then seconds of silence) it sends far fewer than 50 packets a second, and the
-    edge passes the slots it left out on as silence."""
+    """Opus DTX both ways. Chromium took the answer's ``usedtx=1``: over one loop of its
+    fake microphone (a phrase, then seconds of silence) it sends far fewer than 50
+    packets a second, and the edge passes the slots it left out on as silence. The page
+    asked for DTX, so the edge sends the AI's pauses the same way, and Chromium plays
+    them as silence, not as audio it lost."""
     with wave.open(str(speech_wav)) as wav:
         loop_s = wav.getnframes() / wav.getframerate()
-    before = await page.evaluate(OUTBOUND_AUDIO_JS)
+    before = await page.evaluate(RTP_AUDIO_JS)
     await asyncio.sleep(loop_s)
-    after = await page.evaluate(OUTBOUND_AUDIO_JS)
-    rate = (after[0] - before[0]) / ((after[1] - before[1]) / 1000)
-    assert rate < 0.8 * FULL_RATE, f"{rate:.1f} packets/s over a loop that is mostly silence"
+    after = await page.evaluate(RTP_AUDIO_JS)
+    seconds = (after["at"] - before["at"]) / 1000
+    sent = (after["sent"] - before["sent"]) / seconds
+    received = (after["received"] - before["received"]) / seconds
+    concealed = after["concealed"] - before["concealed"]
+    loud_concealed = concealed - (after["silentConcealed"] - before["silentConcealed"])
+    print(f"\nover {seconds:.1f} s: sent {sent:.1f} packets/s, received {received:.1f}/s, "
+          f"concealed {concealed} samples ({loud_concealed} not silent) of "
+          f"{after['samples'] - before['samples']}")
+    assert sent < 0.8 * FULL_RATE, f"{sent:.1f} packets/s over a loop that is mostly silence"
+    assert received < 0.8 * FULL_RATE, f"{received:.1f} packets/s from the edge"
+    assert after["energy"] > before["energy"], "the AI was heard over the loop"
     edges = (await scrape_by_kind(up.url))["media_edge"]
     assert (edges.value("voxrelay_edge_mic_slots_left_out_total") or 0) > loop_s * 10
+    assert (edges.value("voxrelay_edge_downlink_dtx_packets_total") or 0) > 0
 
 
 async def check_controls(page: Any) -> None:

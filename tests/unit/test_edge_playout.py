@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 from prometheus_client import REGISTRY
 
 from proto import audio
-from services.media_edge.tracks import DownlinkTrack
-from services.runtime.media import TIME_BASE
-from services.runtime.voice_codec import SILENCE_PACKET
+from services.media_edge.tracks import DTX_HANGOVER_FRAMES, DTX_INTERVAL_FRAMES, DownlinkTrack
+from services.runtime.media import FRAME_SAMPLES, TIME_BASE
+from services.runtime.voice_codec import DTX_PACKET, SILENCE_PACKET
 
 
 def frame(n: int) -> bytes:
@@ -63,6 +64,32 @@ async def test_an_empty_queue_plays_silence_at_20_ms_a_frame():
     assert [p.pts for p in packets] == [0, 480, 960, 1440]
     assert all(p.time_base == TIME_BASE for p in packets)
     assert all(bytes(p) == SILENCE_PACKET for p in packets)
+
+
+async def test_a_client_that_plays_dtx_gets_the_pauses_as_a_packet_every_400_ms():
+    track = DownlinkTrack(max_frames=10)
+    track.dtx = True
+    hangover = [await track.recv() for _ in range(DTX_HANGOVER_FRAMES)]
+    assert all(bytes(p) == SILENCE_PACKET for p in hangover)
+    first = await track.recv()
+    assert bytes(first) == DTX_PACKET and first.pts == DTX_HANGOVER_FRAMES * FRAME_SAMPLES
+
+    started = time.monotonic()
+    second = await track.recv()
+    assert time.monotonic() - started >= 0.35, "nothing for 400 ms"
+    assert bytes(second) == DTX_PACKET
+    assert second.pts == first.pts + DTX_INTERVAL_FRAMES * FRAME_SAMPLES, "the clock jumps"
+
+    # The model speaks again 100 ms on: its frame goes at once, in the slot it came in.
+    asyncio.get_running_loop().call_later(0.1, push, track, 1)
+    started = time.monotonic()
+    voice = await track.recv()
+    assert bytes(voice) == packet(1)
+    assert time.monotonic() - started < 0.3, "not held until the next DTX packet was due"
+    assert second.pts + 3 * FRAME_SAMPLES <= voice.pts <= second.pts + 8 * FRAME_SAMPLES
+    after = await track.recv()
+    assert bytes(after) == SILENCE_PACKET and after.pts == voice.pts + FRAME_SAMPLES, \
+        "after the voice, silence again until the hangover is over"
 
 
 async def test_clear_drops_everything_queued_at_once():

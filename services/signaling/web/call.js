@@ -71,6 +71,22 @@ export async function openMic(deviceId, { exact = false } = {}) {
   }
 }
 
+/**
+ * The offer as sent to the server: usedtx=1 on Opus says this page plays DTX (RFC 7587),
+ * so the server sends the AI's pauses as a packet every 400 ms rather than fifty a second.
+ * Only the copy sent changes: the parameter tells the server what this receiver accepts,
+ * and the browser's own description needs no change for that.
+ */
+function askForDtx(sdp) {
+  const opus = sdp.match(/^a=rtpmap:(\d+) opus\/48000/im);
+  if (!opus) return sdp;
+  const fmtp = new RegExp(`^(a=fmtp:${opus[1]} [^\\r\\n]*)`, "m");
+  if (fmtp.test(sdp)) {
+    return /usedtx=/.test(sdp.match(fmtp)[1]) ? sdp : sdp.replace(fmtp, "$1;usedtx=1");
+  }
+  return sdp.replace(/^(a=rtpmap:\d+ opus\/48000[^\r\n]*)(\r?\n)/im, `$1$2a=fmtp:${opus[1]} usedtx=1$2`);
+}
+
 function micError(e) {
   switch (e?.name) {
     case "NotAllowedError":
@@ -209,7 +225,7 @@ export class Call {
     await pc.setLocalDescription(await pc.createOffer());
     await gatheringComplete(pc, GATHER_TIMEOUT_MS);
     if (!current()) return;
-    const offer = { sdp: pc.localDescription.sdp, type: "offer", name: this.name,
+    const offer = { sdp: askForDtx(pc.localDescription.sdp), type: "offer", name: this.name,
       transport: this.audioTransport };
     if (this.clientId) offer.client_id = this.clientId; // reconnecting: the same client
     const answer = await api.join(this.sessionId, this.token, offer);
