@@ -133,14 +133,7 @@ class ArrivalPacer(Pacer):
         or its slot is over; returns its pts."""
         wait = self._advance()
         if wait > 0 and not queue:
-            loop = asyncio.get_running_loop()
-            self._waiter = waiter = loop.create_future()
-            timer = loop.call_later(wait, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
+            await self._until_arrival(wait)
             wait = self._due_in()
         early = wait - FRAME_S
         if early > 0 and queue:
@@ -163,14 +156,7 @@ class ArrivalPacer(Pacer):
         last = self.pts + slots * FRAME_SAMPLES
         wait = self._start + last / SAMPLE_RATE - self._clock()
         if wait > 0:
-            loop = asyncio.get_running_loop()
-            self._waiter = waiter = loop.create_future()
-            timer = loop.call_later(wait, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
+            await self._until_arrival(wait)
         if queue:  # the slot it came in: the first one whose due time is not past
             came = math.ceil((self._clock() - self._start) / FRAME_S) * FRAME_SAMPLES
             self.pts = max(self.pts + FRAME_SAMPLES, min(came, last))
@@ -178,6 +164,17 @@ class ArrivalPacer(Pacer):
             self.pts = last
         self._went_alone = True
         return self.pts
+
+    async def _until_arrival(self, wait: float) -> None:
+        """Sleep ``wait`` seconds, or less if a frame is queued (:meth:`arrived`)."""
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(wait, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     def _due_in(self) -> float:
         assert self._start is not None
