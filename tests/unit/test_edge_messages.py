@@ -20,7 +20,7 @@ from services.media_edge.channel import (
     pong,
 )
 from services.media_edge.config import from_env
-from services.media_edge.peer import ClientInfo, InvalidOffer, check_offer
+from services.media_edge.peer import ClientInfo, InvalidOffer, check_offer, plays_dtx
 from services.runtime import ConfigError
 
 
@@ -148,3 +148,12 @@ def test_dtx_is_asked_for_when_silence_stays_off_the_bus_unless_told():
     assert from_env({"VOXRELAY_BUS_SKIP_SILENCE": "0"}).dtx is False
     assert from_env({"VOXRELAY_BUS_SKIP_SILENCE": "0", "VOXRELAY_EDGE_DTX": "1"}).dtx is True
     assert from_env({"VOXRELAY_EDGE_DTX": "0"}).dtx is False
+
+
+def test_a_client_plays_dtx_only_if_its_offer_says_usedtx_on_opus():
+    opus = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=rtpmap:111 opus/48000/2\r\n"
+    assert plays_dtx(opus + "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n")
+    assert plays_dtx(opus + "a=fmtp:111 usedtx=1\r\n")
+    assert not plays_dtx(opus + "a=fmtp:111 minptime=10;useinbandfec=1\r\n")  # Chromium's own
+    assert not plays_dtx(opus + "a=fmtp:111 usedtx=0\r\n")
+    assert not plays_dtx(opus + "a=fmtp:0 usedtx=1\r\n"), "on another codec it says nothing"
