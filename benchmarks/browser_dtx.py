@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ from .bench import by_service, cpu_seconds, stack_pids
 from .hop_latency import start_stack, stop_stack
 
 CHROMIUM = "/usr/bin/chromium"
+INSTALL_HINT = "run scripts/bootstrap --test (Chromium, Playwright, espeak-ng, sox)"
 PHRASE = "what is the weather like today"
 QUIET_S = 5
 PACKETS_JS = """async () => {
@@ -46,7 +48,7 @@ def microphone(folder: Path, noise_dbfs: float) -> Path:
     """The phrase, then QUIET_S of quiet, all under pink noise at ``noise_dbfs`` RMS."""
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} not found: run scripts/bootstrap --test")
+            raise SystemExit(f"{tool} not found: {INSTALL_HINT}")
     raw, speech, noise, mic = (folder / n for n in ("raw.wav", "speech.wav", "noise.wav",
                                                    "mic.wav"))
     subprocess.run(["espeak-ng", "-w", str(raw), PHRASE], check=True, timeout=30)
@@ -95,6 +97,8 @@ async def one_window(url: str, supervisor: int, mic: Path, seconds: float) -> di
 
 
 def run(seconds: float, rounds: int, noise_dbfs: float) -> dict[str, Any]:
+    if not Path(CHROMIUM).exists() or importlib.util.find_spec("playwright") is None:
+        raise SystemExit(f"Chromium or Playwright missing: {INSTALL_HINT}")
     results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory(prefix="voxrelay-dtx-") as folder:
         mic = microphone(Path(folder), noise_dbfs)
