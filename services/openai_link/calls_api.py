@@ -26,6 +26,12 @@ from .errors import CallRefused, RealtimeUnavailable, redact
 logger = logging.getLogger(__name__)
 
 TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+TURN_SILENCE_MS = 200
+"""How long the model's turn detection waits in silence before the user's turn ends.
+Asked for explicitly rather than left to the API's default (the docs say 500 ms, the
+server's default session says 200): with silence kept off the bus, a pause reaches the
+model as the microphone's quiet tail (``media_edge.uplink.MIC_TAIL_FRAMES``, 300 ms)
+and, over WebSocket, nothing after it, so the wait must end inside that tail."""
 HANGUP_TIMEOUT_S = 2.0
 MAX_ERROR_CHARS = 300
 
@@ -56,8 +62,8 @@ def session_config(settings: CallSettings) -> dict[str, Any]:
     session["audio"] = {
         "input": {
             "transcription": {"model": TRANSCRIPTION_MODEL},
-            "turn_detection": {"type": "server_vad", "create_response": True,
-                               "interrupt_response": True},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": TURN_SILENCE_MS,
+                               "create_response": True, "interrupt_response": True},
         },
     }
     if settings.voice:

@@ -1,3 +1,8 @@
+import numpy as np
+
+from proto.audio import FRAME_MS
+from services.media_edge.uplink import MIC_TAIL_FRAMES
+from services.openai_link.calls_api import CallSettings, session_config
 from services.openai_sim.vad import ServerVad, SpeechStarted, SpeechStopped, VadSettings
 from tests.support.speech import silence, speak
 
@@ -52,3 +57,19 @@ def test_invalid_threshold_is_refused_with_its_value():
         assert "1.5" in str(e)
     else:
         raise AssertionError("threshold 1.5 accepted")
+
+
+def test_the_link_asks_for_a_turn_end_inside_the_microphone_tail():
+    """With silence off the bus, a pause reaches the model (over WebSocket) as the
+    microphone's quiet tail and then nothing: the turn detection the link asks for must
+    end the turn on that tail alone, whatever the API's own default wait."""
+    samples = np.frombuffer(speak("see you tomorrow"), dtype=np.int16)
+    last_sound = int(np.flatnonzero(np.abs(samples) > 300)[-1])  # espeak pads with silence
+    pause = samples[: last_sound + 1].tobytes() + silence(MIC_TAIL_FRAMES * FRAME_MS)
+
+    detection = session_config(CallSettings())["audio"]["input"]["turn_detection"]
+    vad = ServerVad(VadSettings(silence_duration_ms=detection["silence_duration_ms"]))
+    assert [type(e) for e in feed(vad, pause)] == [SpeechStarted, SpeechStopped]
+    # The documented default (500 ms) would leave that turn open until the next sound.
+    late = feed(ServerVad(VadSettings(silence_duration_ms=500)), pause)
+    assert [type(e) for e in late] == [SpeechStarted]
