@@ -54,6 +54,7 @@ class MediaEdge:
         self.instance = config.instance
         self.audio_pub = make_socket(service.ctx, Role.AUDIO_PUB)
         service.audio_endpoint = bind(self.audio_pub, config.service.audio_bind)
+        service.tend_publisher(self.audio_pub)
         self.downlink = Downlink(service.ctx, self._on_model_frame, self.instance)
         self.subscriber = EventSubscriber(service.ctx, config.service.bus, self.instance,
                                           on_event=self._on_event)

@@ -58,8 +58,8 @@ class Mixer:
         self.clock = SharedClock(name)
         "Every session ticks on this one 20 ms clock: one timer wakeup for all of them."
         self._publish_event = publish_event
-        self._pub = make_socket(ctx, Role.AUDIO_PUB)
-        self.audio_endpoint = bind(self._pub, config.service.audio_bind)
+        self.audio_pub = make_socket(ctx, Role.AUDIO_PUB)
+        self.audio_endpoint = bind(self.audio_pub, config.service.audio_bind)
         self._sub = make_socket(ctx, Role.AUDIO_SUB)
         self._reader = SocketReader(self._sub, self._on_frame, f"{name}-aud-in", "aud_in")
         self._in_hops = HopMeter("edge_to_mixer", on_gap=DROPPED[DropReason.GAP].inc)
@@ -96,7 +96,7 @@ class Mixer:
         self._model_reader.stop()
         self._sub.close(linger=0)
         self._model_sub.close(linger=0)
-        self._pub.close(linger=0)
+        self.audio_pub.close(linger=0)
 
     async def handle(self, request: rpc.AnyRequest) -> rpc.Reply:
         match request:
@@ -272,8 +272,8 @@ class Mixer:
         silent_before = admit(gate, frame)
         if silent_before is None:
             return
-        send_nowait(self._pub, audio.pack(session.topic, frame.seq, frame.capture_ns, frame.pcm,
-                                          silent_before))
+        send_nowait(self.audio_pub, audio.pack(session.topic, frame.seq, frame.capture_ns,
+                                               frame.pcm, silent_before))
         FRAMES_MIXED.inc()
 
 
@@ -304,4 +304,5 @@ async def main(config: MixerConfig) -> None:
     service = Service(config.service)
     mixer = Mixer(service.ctx, config, service.instance, service.events.publish)
     service.audio_endpoint = mixer.audio_endpoint
+    service.tend_publisher(mixer.audio_pub)
     await service.run(mixer.handle, load=mixer.load, tasks=(mixer.run,))

@@ -68,6 +68,7 @@ class Link:
         self._by_mix_topic: dict[bytes, LinkSession] = {}
         self._audio_pub = make_socket(service.ctx, Role.AUDIO_PUB)
         self.audio_endpoint = bind(self._audio_pub, config.service.audio_bind)
+        service.tend_publisher(self._audio_pub)
         self._mix_sub = make_socket(service.ctx, Role.AUDIO_SUB)
         self._mixers = SharedConnections(self._mix_sub, "mixer_audio")
         self._mix_reader = SocketReader(self._mix_sub, self._on_mix_frame,

@@ -33,11 +33,14 @@ class HeartbeatSender:
     load: Callable[[], int] = lambda: 0
     metrics: str = ""
     started_at: float = field(default_factory=time.time)
+    on_beat: Callable[[], None] = lambda: None
+    "Called before each beat (the service's periodic upkeep)."
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         lag = 0.0
         while True:
+            self.on_beat()
             self.publisher.beat(Heartbeat(
                 service=self.service, instance=self.instance, pid=os.getpid(), rpc=self.rpc,
                 audio=self.audio, started_at=self.started_at, ts=time.time(), load=self.load(),

@@ -33,6 +33,7 @@ from .heartbeat import HeartbeatSender
 from .metrics import LoopLagMonitor, announce
 from .outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS
 from .rpc import RpcServer
+from .sockets import take_subscriptions
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +109,20 @@ class Service:
         self.audio_endpoint = ""
         self.metrics_url = ""
         "Where this process's metrics are served, if not on VOXRELAY_METRICS_PORT."
+        self._publishers: list[zmq.Socket[Any]] = []
 
     @property
     def instance(self) -> str:
         return self.config.instance
+
+    def tend_publisher(self, sock: zmq.Socket[Any]) -> None:
+        """Have the audio PUB ``sock`` take in its subscribers' (un)subscriptions at every
+        heartbeat, whether or not it has sent anything (:func:`.sockets.take_subscriptions`)."""
+        self._publishers.append(sock)
+
+    def _upkeep(self) -> None:
+        for sock in self._publishers:
+            take_subscriptions(sock)
 
     async def run(
         self,
@@ -127,7 +138,7 @@ class Service:
         self.rpc.start()
         beat = HeartbeatSender(self.events, self.config.service, self.instance,
                                rpc=self.rpc.endpoint, audio=self.audio_endpoint, load=load,
-                               metrics=metrics)
+                               metrics=metrics, on_beat=self._upkeep)
         logger.info("%s up: rpc %s audio %s metrics %s", self.instance, self.rpc.endpoint,
                     self.audio_endpoint or "-", metrics or "-")
         try:

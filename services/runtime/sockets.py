@@ -76,6 +76,19 @@ def make_socket(ctx: zmq.Context[Any], role: Role) -> zmq.Socket[Any]:
     return sock
 
 
+def take_subscriptions(sock: zmq.Socket[Any]) -> None:
+    """Let a PUB socket take in the (un)subscriptions its subscribers sent.
+
+    libzmq applies them only when the application calls into the socket. A publisher
+    with nothing to send (a link whose model is quiet, a mixer nobody speaks into) keeps
+    them queued meanwhile, each holding the 8 KB read buffer it arrived in, up to the
+    pipe's high-water mark (1 000 messages, about 8 MB per subscriber); past that,
+    libzmq stops reading that subscriber. Asking for the socket's events processes them.
+    """
+    if not sock.closed:
+        sock.getsockopt(zmq.EVENTS)
+
+
 def bind(sock: zmq.Socket[Any], endpoint: str) -> str:
     """Bind (as a CURVE server, with a cluster key) and return the real endpoint
     (``tcp://127.0.0.1:*`` picks a free port)."""

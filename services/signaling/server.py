@@ -40,6 +40,7 @@ async def serve(config: SignalingConfig, service_config: ServiceConfig) -> None:
     bridge = WsBridge(conductor, authorizer, service.ctx, service_config.audio_bind,
                       service.instance)
     service.audio_endpoint = bridge.audio.endpoint  # the mixer hears WebSocket clients here
+    service.tend_publisher(bridge.audio.pub)
 
     def on_event(event: events.AnyEvent) -> None:
         bridge.on_event(event)
