@@ -329,7 +329,10 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
-        url: str | None, profile_dir: Path | None = None) -> dict[str, Any]:
+        url: str | None, profile_dir: Path | None = None,
+        link_transport: str = "") -> dict[str, Any]:
+    """``link_transport``: the started stack's ``VOXRELAY_OPENAI_TRANSPORT`` (empty: as
+    this environment has it)."""
     steps: list[dict[str, Any]] = []
     if url:
         server = Server("voxrelay", url, voxrelay_pids(),
@@ -339,12 +342,14 @@ def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
                           "voxrelay": measure(server, n, seconds, processes, None,
                                               profile_dir)})
         return {"seconds": seconds, "steps": steps}
+    link_transport = link_transport or os.environ.get("VOXRELAY_OPENAI_TRANSPORT", "auto")
     sim_port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         proc, stack_url, _ = start_stack(data_dir, {
             "VOXRELAY_SIM_REPLY_MODE": "echo", "VOXRELAY_SIM_RESPONSE_LATENCY_MS": "150",
             "VOXRELAY_MAX_SESSIONS_PER_TENANT": "1000",
-            "VOXRELAY_SESSION_RATE_PER_MIN": "100000"},
+            "VOXRELAY_SESSION_RATE_PER_MIN": "100000",
+            "VOXRELAY_OPENAI_TRANSPORT": link_transport},
             metrics_port=free_port_block(5), sim_port=sim_port)
         try:
             time.sleep(1.0)
@@ -362,7 +367,7 @@ def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
                 steps.append(step)
         finally:
             stop_stack(proc)
-    return {"seconds": seconds, "steps": steps}
+    return {"seconds": seconds, "link_transport": link_transport, "steps": steps}
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -387,6 +392,8 @@ def render(result: dict[str, Any]) -> str:
               "delivered (min) | longest gap ms | answered | voice→voice p50 / p99 ms | "
               "bus hops p99 ms |")
     lines = [header, "|" + "---|" * 10]
+    if "link_transport" in result:
+        lines.insert(0, f"voxrelay's link to the Realtime API: {result['link_transport']}\n")
     for step in result["steps"]:
         for name in ("voxrelay", "baseline"):
             row = step.get(name)
@@ -432,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--url", help="measure this running stack instead of starting one")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--link-transport", choices=("auto", "webrtc", "websocket"),
+                        help="the started stack's link to the Realtime API "
+                             "(default: VOXRELAY_OPENAI_TRANSPORT, else auto = WebRTC)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy every server process over each window; stacks to DIR")
     args = parser.parse_args(argv)
@@ -439,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if not counts or min(counts) < 1 or args.seconds < WARMUP_S + TAIL_S + 2:
         parser.error(f"--conversations must be ≥ 1 and --seconds ≥ {WARMUP_S + TAIL_S + 2:g}")
     result = run(counts, args.seconds, args.baseline, max(1, args.processes), args.url,
-                 args.profile)
+                 args.profile, args.link_transport or "")
     print(render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
