@@ -85,8 +85,12 @@ def take_subscriptions(sock: zmq.Socket[Any]) -> None:
     pipe's high-water mark (1 000 messages, about 8 MB per subscriber); past that,
     libzmq stops reading that subscriber. Asking for the socket's events processes them.
     """
-    if not sock.closed:
+    if sock.closed:
+        return
+    try:
         sock.getsockopt(zmq.EVENTS)
+    except zmq.ZMQError as e:  # e.g. the context is terminating: the next beat retries
+        logger.warning("could not take a publisher's subscriptions: %s", e)
 
 
 def bind(sock: zmq.Socket[Any], endpoint: str) -> str:
