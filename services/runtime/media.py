@@ -289,6 +289,9 @@ DECODED_SAMPLES = 960
 class MonoResampler:
     """Decoded frames → PCM16 24 kHz mono, one frame's worth out for each frame in.
 
+    A frame already in that format (:class:`~.voice_decoder.VoiceDecoder`'s) passes
+    through; the rest are resampled.
+
     libswresample's filter holds back a few samples (16 from 48 kHz), so its first
     output is short: a :class:`Framer` behind it would then complete each 20 ms frame
     only when the next decoded frame arrives, 20 ms late on every frame of the stream.
@@ -306,6 +309,10 @@ class MonoResampler:
         self._aligned = False
 
     def __call__(self, frame: AudioFrame) -> bytes:
+        if frame.sample_rate == SAMPLE_RATE and frame.format.name == "s16" \
+                and frame.layout.name == "mono":  # decoded to the bus format already
+            pcm = bytes(frame.planes[0])[:frame.samples * 2]
+            return pcm if audible(pcm) else bytes(len(pcm))
         if frame.samples == DECODED_SAMPLES and frame.format.name == "s16" \
                 and not audible(frame.planes[0]):
             return SILENCE

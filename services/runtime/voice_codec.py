@@ -17,8 +17,9 @@ silence. The tail lets the encoder fade out rather than stop mid-waveform.
 converts to the 48 kHz RTP clock that Opus always uses.
 
 :func:`install_inline_decoding` moves aiortc's decoding of received audio from a
-thread per receiver onto the event loop (see its docs): the decode itself (~30 µs a
-frame) costs less than the two thread hops it replaces.
+thread per receiver onto the event loop (see its docs): the decode itself (~35 µs a
+frame, straight to 24 kHz mono with :class:`~.voice_decoder.VoiceDecoder`) costs less
+than the two thread hops it replaces.
 
 :func:`install_prompt_jitter` hands each received audio packet on as it arrives
 instead of after aiortc's four-frame prefetch (80 ms per receiving hop; see its docs).
@@ -41,6 +42,7 @@ from prometheus_client import Counter
 from proto.audio import FRAME_BYTES, SAMPLE_RATE
 
 from .media import audible, pcm_frame
+from .voice_decoder import OpusError, VoiceDecoder, load_libopus
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +130,9 @@ def install_inline_decoding() -> bool:
     replaces ``aiortc.rtcrtpreceiver.decoder_worker`` with a function that, instead
     of looping in its thread, rebinds that queue's ``put`` to decode at once on the
     loop (the receiver calls ``put`` from the loop) and returns; the thread ends
-    immediately. Video still gets a real decoder thread.
+    immediately. Opus is decoded by :class:`~.voice_decoder.VoiceDecoder`, to the bus
+    format, so the track's frames need no resampling. Video still gets a real decoder
+    thread.
 
     Call it once per process before any peer connection starts (idempotent). Returns
     False, changing nothing, if this aiortc's ``decoder_worker`` has another shape.
@@ -177,17 +181,25 @@ class _InlineDecoder:
             return
         codec, encoded_frame = task
         if codec.name != self._codec_name:
-            from aiortc.codecs import get_decoder
-            self._decoder = get_decoder(codec)
+            self._decoder = _decoder_for(codec)
             self._codec_name = codec.name
         try:
             frames = self._decoder.decode(encoded_frame)
-        except av.FFmpegError as e:
+        except (av.FFmpegError, OpusError) as e:
             logger.warning("inline decoder: dropped a %s frame: %s", codec.name, e)
             self._decode_error.set()
             return
         for frame in frames:
             self._output_q.put_nowait(frame)
+
+
+def _decoder_for(codec: Any) -> Any:
+    """Opus straight to 24 kHz mono (:class:`VoiceDecoder`) where libopus loads; aiortc's
+    decoder otherwise, and for every other codec."""
+    if codec.name.lower() == "opus" and load_libopus() is not None:
+        return VoiceDecoder()
+    from aiortc.codecs import get_decoder
+    return get_decoder(codec)
 
 
 # -- prompt jitter ------------------------------------------------------------------

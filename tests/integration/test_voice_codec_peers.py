@@ -12,6 +12,7 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import Packet
 
+from proto import audio
 from services.openai_link.uplink_track import UplinkTrack
 from services.runtime.media import drain_track
 from services.runtime.voice_codec import (
@@ -20,6 +21,7 @@ from services.runtime.voice_codec import (
     install_prompt_jitter,
     voice_packet,
 )
+from services.runtime.voice_decoder import load_libopus
 from tests.support.speech import best_correlation, send_paced, speak
 
 
@@ -68,16 +70,20 @@ async def test_with_prompt_jitter_every_received_packet_is_decoded_at_once():
     sent = 25
     sender, receiver = RTCPeerConnection(), RTCPeerConnection()
     decoded = 0
+    formats = set()
     try:
         remote = await connect(sender, receiver, FewFrames(speak("one two three"), sent))
         async with asyncio.timeout(10):
             while decoded < sent:
-                await remote.recv()
+                frame = await remote.recv()
+                formats.add((frame.sample_rate, frame.layout.name, frame.samples))
                 decoded += 1
     finally:
         await sender.close()
         await receiver.close()
     assert decoded == sent
+    if load_libopus() is not None:  # decoded straight to the bus format
+        assert formats == {(audio.SAMPLE_RATE, "mono", audio.FRAME_SAMPLES)}
 
 
 async def test_speech_crosses_a_peer_connection_as_voice_opus_and_decodes_inline():
