@@ -4,21 +4,25 @@ driven by an injected clock."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+import zmq
 
 from proto import ids
 from proto.audio import FRAME_SAMPLES
 from services.mixer.activity import Transition
+from services.mixer import config as mixer_config
 from services.mixer.clock import PERIOD_S, SKIP_AFTER_TICKS, SharedClock, next_tick
 from services.mixer.echo import FRAME as ECHO_FRAME
 from services.mixer.echo import EchoSettings
 from services.mixer.gating import PAUSE_TICKS, EchoGating
 from services.mixer.jitter import DropReason, Frame, JitterBuffer, JitterSettings
 from services.mixer.mix import SILENCE
-from services.mixer.mixer import admit
+from services.mixer.mixer import Mixer, admit
 from services.mixer.session import MixerSession, MixFrame, SessionSettings
 from services.runtime.media import SilenceGate
 from tests.support.speech import rms_dbfs, speak
@@ -607,3 +611,26 @@ def test_without_echo_gating_the_model_changes_nothing():
 def _scaled(pcm: bytes, db: float) -> bytes:
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64) * 10 ** (db / 20)
     return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+
+
+async def test_an_ended_session_is_freed_at_once_not_by_the_cycle_collector():
+    """A session holds its echo state (~180 KB of arrays) until it is freed; left to the
+    cycle collector, ended sessions heap up between full collections and the mixer's
+    heap grows with every one started and ended (``benchmarks/session_churn``)."""
+    ctx = zmq.Context()
+    link = ctx.socket(zmq.PUB)  # the session's echo reference comes from a link
+    port = link.bind_to_random_port("tcp://127.0.0.1")
+    mixer = Mixer(ctx, mixer_config.from_env({}), "mixer-test")
+    session_id = ids.new_id()
+    gc.disable()
+    try:
+        async with asyncio.timeout(5):
+            await mixer.start_session(session_id, f"tcp://127.0.0.1:{port}")
+        session = weakref.ref(mixer.sessions[session_id])
+        mixer.stop_session(session_id, "ended")
+        assert session() is None
+    finally:
+        gc.enable()
+        mixer.close()
+        link.close(linger=0)
+        ctx.term()
