@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from proto import events, ids, rpc
@@ -31,6 +31,13 @@ JOIN_GRACE_S = 30.0
 "A joined client holds its place this long while it connects (the edges' connect timeout)."
 
 
+ENDED_KEPT_S = 3600.0
+ENDED_KEPT_MAX = 1000
+"""An ended session stays held (its state, for ``GET /v1/sessions/{sid}`` and its links'
+409 ``session_ended``) for an hour and among the last thousand ended, then is forgotten:
+its links answer 404 ``session_not_found``, and its record stays readable through the
+recorder. Without a bound, signaling grew about 1 KB for every session ever ended."""
+
 CREATE_ATTEMPTS = 2
 RETRIED_CODES = frozenset({"timeout", "unavailable"})
 "RPC failures after which a new session is placed again (the instance may have died)."
@@ -44,6 +51,35 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class EndedSessions:
+    """The ended sessions signaling still holds, oldest first: each is let go after
+    ``keep_s`` or once more than ``max_kept`` ended after it."""
+
+    def __init__(self, keep_s: float = ENDED_KEPT_S, max_kept: int = ENDED_KEPT_MAX,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.keep_s = keep_s
+        self.max_kept = max_kept
+        self._clock = clock
+        self._ended: collections.OrderedDict[str, float] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ended)
+
+    def add(self, session_id: str) -> list[str]:
+        """``session_id`` just ended; returns the sessions to let go now."""
+        now = self._clock()
+        self._ended[session_id] = now
+        self._ended.move_to_end(session_id)
+        gone = []
+        for oldest, at in self._ended.items():
+            if now - at < self.keep_s and len(self._ended) - len(gone) <= self.max_kept:
+                break
+            gone.append(oldest)
+        for oldest in gone:
+            del self._ended[oldest]
+        return gone
 
 
 @dataclass(frozen=True)
@@ -68,6 +104,7 @@ class Conductor:
         "Session id → joins in progress (they hold a place until answered or refused)."
         self.issued_keys = IssuedKeys()
         "The ephemeral keys handed out for direct calls, and their sessions."
+        self._ended = EndedSessions()
 
     def get(self, session_id: str) -> Session:
         session = self.sessions.get(session_id) if ids.is_id(session_id) else None
@@ -263,6 +300,10 @@ class Conductor:
         self.publisher.publish(events.SessionEnded(session_id=session.session_id, reason=reason))
         await self.best_effort(stop, session.recorder)
         session.clients.clear()
+        for gone in self._ended.add(session.session_id):
+            held = self.sessions.get(gone)
+            if held is not None and held.state == "ended":
+                del self.sessions[gone]
 
     async def transcript(self, session_id: str, tenant_id: str = ""
                          ) -> list[rpc.TranscriptEntry]:
