@@ -8,18 +8,11 @@ import pytest
 from services.media_edge.config import from_env
 from services.runtime import ConfigError
 from services.runtime.ratelimit import TokenBucket
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def test_a_full_bucket_lets_a_burst_through_then_only_the_rate():
-    clock = Clock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=50, burst=100, clock=clock)
     assert sum(bucket.take() for _ in range(500)) == 100
     clock.now += 1.0
@@ -31,14 +24,14 @@ def test_a_full_bucket_lets_a_burst_through_then_only_the_rate():
 
 
 def test_an_idle_bucket_refills_only_up_to_its_burst():
-    clock = Clock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=50, burst=100, clock=clock)
     clock.now += 3600.0
     assert sum(bucket.take() for _ in range(500)) == 100
 
 
 def test_a_cost_too_big_spends_nothing():
-    clock = Clock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=48_000, burst=96_000, clock=clock)  # 2 s of PCM16 24 kHz
     assert bucket.take(96_000) is True
     assert bucket.take(960) is False
@@ -48,7 +41,7 @@ def test_a_cost_too_big_spends_nothing():
 
 
 def test_a_clock_going_back_does_not_mint_tokens():
-    clock = Clock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=1, clock=clock)
     assert bucket.take() is True
     clock.now -= 10.0

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from services.signaling.conductor import EndedSessions
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def test_an_ended_session_is_held_for_its_time_then_let_go():
-    clock = Clock()
+    clock = ManualClock(1000.0)
     ended = EndedSessions(keep_s=60.0, max_kept=100, clock=clock)
     assert ended.add("first") == []
     clock.now += 30
@@ -27,7 +20,7 @@ def test_an_ended_session_is_held_for_its_time_then_let_go():
 
 
 def test_no_more_than_the_limit_are_held_however_recent():
-    ended = EndedSessions(keep_s=3600.0, max_kept=3, clock=Clock())
+    ended = EndedSessions(keep_s=3600.0, max_kept=3, clock=ManualClock(1000.0))
     let_go = [gone for n in range(10) for gone in ended.add(f"s{n}")]
     assert let_go == [f"s{n}" for n in range(7)]
     assert len(ended) == 3

@@ -2,14 +2,7 @@ import pytest
 
 from services.openai_sim.keys import AuthError, KeyStore, mask
 from services.runtime import Secret
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def test_any_sk_key_is_accepted_unless_one_is_pinned():
@@ -30,7 +23,7 @@ def test_missing_or_malformed_authorization_is_refused():
 
 
 def test_ephemeral_keys_work_until_they_expire():
-    clock = Clock()
+    clock = ManualClock(1_000_000.0)
     keys = KeyStore(None, clock=clock)
     value, expires_at = keys.mint({"type": "realtime"}, 60)
     assert value.startswith("ek_") and expires_at == int(clock.now + 60)

@@ -2,14 +2,7 @@ import asyncio
 
 from proto.audio import FRAME_BYTES, FRAME_SAMPLES
 from services.runtime.media import ArrivalPacer, Framer, Pacer, pcm_frame
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def test_framer_cuts_any_sizes_into_exact_frames():
@@ -25,7 +18,7 @@ def test_framer_cuts_any_sizes_into_exact_frames():
 
 
 def test_pacer_counts_pts_and_restarts_after_a_stall():
-    clock = FakeClock()
+    clock = ManualClock()
     pacer = Pacer(clock, max_catch_up_s=0.2)
     assert asyncio.run(pacer.next()) == 0
     clock.now += 0.02
@@ -42,7 +35,7 @@ def test_pcm_frame_is_24k_mono_20ms():
 
 
 async def test_arrival_pacer_lets_a_frame_go_as_soon_as_it_arrives_in_its_slot():
-    clock = FakeClock()  # frozen: slot 1 is open, due 20 ms on
+    clock = ManualClock()  # frozen: slot 1 is open, due 20 ms on
     pacer = ArrivalPacer(clock)
     queue: list[bytes] = []
     assert await pacer.next(queue) == 0
@@ -58,7 +51,7 @@ async def test_arrival_pacer_lets_a_frame_go_as_soon_as_it_arrives_in_its_slot()
 
 
 async def test_arrival_pacer_holds_a_frame_queued_before_its_slot_and_fills_empty_slots():
-    clock = FakeClock()
+    clock = ManualClock()
     pacer = ArrivalPacer(clock)
     assert await pacer.next(["queued"]) == 0
     assert await pacer.next(["1", "2"]) == FRAME_SAMPLES  # in its slot: at once
@@ -72,7 +65,7 @@ async def test_arrival_pacer_holds_a_frame_queued_before_its_slot_and_fills_empt
 
 
 async def test_arrival_pacer_follows_the_frames_after_a_late_one_instead_of_a_slot_behind():
-    clock = FakeClock()
+    clock = ManualClock()
     pacer = ArrivalPacer(clock)
     assert await pacer.next(["queued"]) == 0  # frame 0 opens the stream at 100.000
     clock.now += 0.010
@@ -94,7 +87,7 @@ async def test_arrival_pacer_follows_the_frames_after_a_late_one_instead_of_a_sl
 async def test_arrival_pacer_moves_its_slots_when_a_frame_comes_a_slot_early():
     """The source put a frame of silence just ahead of this one: it came after the frame
     before it went, but before its slot opened."""
-    clock = FakeClock()
+    clock = ManualClock()
     pacer = ArrivalPacer(clock)
     assert await pacer.next(["0"]) == 0
     clock.now += 0.010
