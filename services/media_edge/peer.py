@@ -35,6 +35,7 @@ from proto.client_audio import LABEL as AUDIO_LABEL
 from proto.ids import check_id
 from services.runtime import rtc_configuration, strip_mdns_candidates
 from services.runtime.ratelimit import TokenBucket
+from services.runtime.reclaim import collect_soon
 
 from .audio_channel import ChannelDownlink, ChannelUplink
 from .channel import LABEL, PING_INTERVAL_S, EventsChannel, ignore_channel
@@ -247,6 +248,7 @@ class ClientPeer:
         self._closed = True
         self.downlink.stop()
         await self.pc.close()
+        collect_soon()  # the closed connection is cyclic garbage: see runtime.reclaim
 
     def play(self, pcm: bytes, packet: bytes, capture_ns: int) -> None:
         """Queue one 20 ms frame of model audio (PCM and its Opus ``packet``) captured at

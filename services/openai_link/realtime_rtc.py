@@ -29,6 +29,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from services.runtime import rtc_configuration, strip_mdns_candidates
+from services.runtime.reclaim import collect_soon
 
 from . import calls_api
 from . import realtime_events as rt
@@ -171,6 +172,7 @@ class RealtimeConnection(Connection):
             logger.warning("%r did not close within %s s", self, TEARDOWN_TIMEOUT_S)
         self.uplink.stop()
         self._gone.set()
+        collect_soon()  # the closed connection is cyclic garbage: see runtime.reclaim
 
 
 async def _plain(awaitable: Awaitable[Any], step: str) -> Any:

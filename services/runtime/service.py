@@ -32,6 +32,7 @@ from .curve import ClusterKey, cluster_key_from_env, secure
 from .heartbeat import HeartbeatSender
 from .metrics import LoopLagMonitor, announce
 from .outbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS
+from .reclaim import freeze_startup
 from .rpc import RpcServer
 from .sockets import take_subscriptions
 
@@ -141,6 +142,7 @@ class Service:
                                metrics=metrics, on_beat=self._upkeep)
         logger.info("%s up: rpc %s audio %s metrics %s", self.instance, self.rpc.endpoint,
                     self.audio_endpoint or "-", metrics or "-")
+        freeze_startup()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(beat.run(), name=f"{self.instance}-heartbeat")
