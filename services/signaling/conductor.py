@@ -34,9 +34,10 @@ JOIN_GRACE_S = 30.0
 ENDED_KEPT_S = 3600.0
 ENDED_KEPT_MAX = 1000
 """An ended session stays held (its state, for ``GET /v1/sessions/{sid}`` and its links'
-409 ``session_ended``) for an hour and among the last thousand ended, then is forgotten:
-its links answer 404 ``session_not_found``, and its record stays readable through the
-recorder. Without a bound, signaling grew about 1 KB for every session ever ended."""
+409 ``session_ended``) until it has been ended an hour and another session ends, or a
+thousand more have ended; then it is forgotten: its links answer 404
+``session_not_found``, and its record stays readable through the recorder. Without a
+bound, signaling grew about 1 KB for every session ever ended."""
 
 CREATE_ATTEMPTS = 2
 RETRIED_CODES = frozenset({"timeout", "unavailable"})
@@ -54,8 +55,8 @@ class ApiError(Exception):
 
 
 class EndedSessions:
-    """The ended sessions signaling still holds, oldest first: each is let go after
-    ``keep_s`` or once more than ``max_kept`` ended after it."""
+    """The ended sessions signaling still holds, oldest first: each is let go when a
+    later one ends ``keep_s`` or more after it, or once ``max_kept`` ended after it."""
 
     def __init__(self, keep_s: float = ENDED_KEPT_S, max_kept: int = ENDED_KEPT_MAX,
                  clock: Callable[[], float] = time.monotonic) -> None:
