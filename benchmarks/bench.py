@@ -50,6 +50,7 @@ from tests.support.ports import free_port, free_port_block
 
 from .hop_latency import start_stack, stop_stack
 from .load import ClientResult, run_load
+from .procfs import lower_priority, tasks
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -72,7 +73,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def by_service(pids: list[int], measure: Callable[[list[int]], float]) -> dict[str, float]:
     """``measure`` so far per service name (``media_edge``, ``mixer``, …): ``cpu_seconds``,
-    ``wakeups``."""
+    ``wakeups``, ``run_queue_wait``."""
     found: dict[str, float] = {}
     for pid in pids:
         name = service_name(pid)
@@ -84,20 +85,28 @@ def wakeups(pids: list[int]) -> int:
     """Voluntary context switches so far over every thread of ``pids``: how often they
     went to sleep and were woken (by a socket, a timer, another thread)."""
     total = 0
-    for pid in pids:
+    for task in tasks(pids):
         try:
-            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            status = (task / "status").read_text()
         except OSError:
             continue
-        for task in tasks:
-            try:
-                status = (task / "status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("voluntary_ctxt_switches:"):
-                    total += int(line.split()[1])
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
     return total
+
+
+def run_queue_wait(pids: list[int]) -> float:
+    """Seconds so far that the threads of ``pids`` were ready to run but waited for a
+    core (``/proc/<pid>/task/<tid>/schedstat``, its second field): the part of a bus hop,
+    or of any wake-up, that the scheduler adds rather than the process's own work."""
+    total = 0
+    for task in tasks(pids):
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
 
 def service_name(pid: int) -> str:
@@ -140,6 +149,11 @@ def stack_pids(supervisor: int) -> list[int]:
     and its children, the simulator left out; another stack on this machine is not
     counted."""
     return [pid for pid in voxrelay_pids() if pid == supervisor or _parent(pid) == supervisor]
+
+
+def _children(parent: int) -> list[int]:
+    return [int(e.name) for e in Path("/proc").iterdir()
+            if e.name.isdigit() and _parent(int(e.name)) == parent]
 
 
 def _parent(pid: int) -> int:
@@ -190,8 +204,11 @@ async def hop_histograms(url: str) -> dict[str, Histogram | None]:
 
 
 def measure(server: Server, conversations: int, seconds: float, processes: int,
-            ice_hosts: list[str] | None, profile_dir: Path | None = None) -> dict[str, Any]:
+            ice_hosts: list[str] | None, profile_dir: Path | None = None,
+            harness_nice: int = 0) -> dict[str, Any]:
     """Run the load on ``server`` and read its costs over the middle of it.
+
+    ``harness_nice``: the load generator's nice value (see :func:`run`).
 
     With ``profile_dir``, py-spy samples every server process over the window and writes
     one file of collapsed stacks per process there (``<server>-<n>-<service>-<pid>.txt``,
@@ -202,6 +219,7 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
     window: dict[str, float] = {}
     spent: dict[str, float] = {}
     woken: dict[str, float] = {}
+    waited: dict[str, float] = {}
 
     def sample() -> None:
         time.sleep(WARMUP_S)
@@ -209,6 +227,7 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
         spies = _profile(server, conversations, span, profile_dir) if profile_dir else []
         per_service0 = by_service(server.pids, cpu_seconds)
         woken0 = by_service(server.pids, wakeups)
+        waited0 = by_service(server.pids, run_queue_wait)
         window["rss0"] = rss_bytes(server.pids)
         window["cpu0"], window["t0"] = cpu_seconds(server.pids), time.monotonic()
         time.sleep(span)
@@ -218,13 +237,15 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
             spent[name] = cpu - per_service0.get(name, 0.0)
         for name, count in by_service(server.pids, wakeups).items():
             woken[name] = count - woken0.get(name, 0)
+        for name, wait in by_service(server.pids, run_queue_wait).items():
+            waited[name] = wait - waited0.get(name, 0.0)
         for spy in spies:
             spy.wait(30)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     results = run_load(server.url, conversations, seconds, processes=processes,
-                       headers=server.headers, ice_hosts=ice_hosts)
+                       headers=server.headers, ice_hosts=ice_hosts, niceness=harness_nice)
     sampler.join()
     hops: dict[str, dict[str, float | None]] = {}
     if server.name == "voxrelay":
@@ -246,6 +267,8 @@ def measure(server: Server, conversations: int, seconds: float, processes: int,
                                    for name, cpu in sorted(spent.items())},
         "wakeups_per_s_by_service": {name: round(count / span)
                                      for name, count in sorted(woken.items())},
+        "run_queue_ms_per_s_by_service": {name: round(1000 * wait / span, 2)
+                                          for name, wait in sorted(waited.items())},
         "clients": _clients(results),
         "bus_hops": hops,
     }
@@ -330,9 +353,14 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
         url: str | None, profile_dir: Path | None = None,
-        link_transport: str = "") -> dict[str, Any]:
+        link_transport: str = "", harness_nice: int = 0) -> dict[str, Any]:
     """``link_transport``: the started stack's ``VOXRELAY_OPENAI_TRANSPORT`` (empty: as
-    this environment has it)."""
+    this environment has it).
+
+    ``harness_nice`` > 0 runs the load generator and the simulator at that nice value, so
+    that on a machine they share with the server they take only the CPU it leaves, as
+    browsers and the Realtime API on machines of their own would (both servers alike).
+    """
     steps: list[dict[str, Any]] = []
     if url:
         server = Server("voxrelay", url, voxrelay_pids(),
@@ -355,19 +383,23 @@ def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
             time.sleep(1.0)
             server = Server("voxrelay", stack_url, stack_pids(proc.pid), {})
             sim_url = f"http://127.0.0.1:{sim_port}"
+            simulator = [pid for pid in _children(proc.pid) if pid not in server.pids]
             for n in counts:
                 step: dict[str, Any] = {"conversations": n}
+                if harness_nice:
+                    lower_priority(simulator, harness_nice)
                 step["voxrelay"] = measure(server, n, seconds, processes, ["127.0.0.1"],
-                                           profile_dir)
+                                           profile_dir, harness_nice)
                 if with_baseline:
                     with baseline_bridge(sim_url) as baseline:
                         step["baseline"] = measure(baseline, n, seconds, processes,
-                                                   ["127.0.0.1"], profile_dir)
+                                                   ["127.0.0.1"], profile_dir, harness_nice)
                     step["ratios"] = ratios(step["voxrelay"], step["baseline"])
                 steps.append(step)
         finally:
             stop_stack(proc)
-    return {"seconds": seconds, "link_transport": link_transport, "steps": steps}
+    return {"seconds": seconds, "link_transport": link_transport,
+            "harness_nice": harness_nice, "steps": steps}
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -393,7 +425,10 @@ def render(result: dict[str, Any]) -> str:
               "bus hops p99 ms |")
     lines = [header, "|" + "---|" * 10]
     if "link_transport" in result:
-        lines.insert(0, f"voxrelay's link to the Realtime API: {result['link_transport']}\n")
+        nice = (f"; load generator and simulator at nice {result['harness_nice']}"
+                if result.get("harness_nice") else "")
+        lines.insert(0, f"voxrelay's link to the Realtime API: {result['link_transport']}"
+                        f"{nice}\n")
     for step in result["steps"]:
         for name in ("voxrelay", "baseline"):
             row = step.get(name)
@@ -419,10 +454,11 @@ def render(result: dict[str, Any]) -> str:
             row = step.get(name)
             if row is not None and row.get("wakeups_per_s_by_service"):
                 cpu, woken = row["cpu_s_per_s_by_service"], row["wakeups_per_s_by_service"]
-                lines.append(f"{name} at {row['conversations']}, CPU-s/s (wakeups/s) by "
-                             "service: " + ", ".join(f"{service} {cpu.get(service, 0)} "
-                                                      f"({woken[service]})"
-                                                      for service in sorted(woken)))
+                waited = row.get("run_queue_ms_per_s_by_service", {})
+                lines.append(f"{name} at {row['conversations']}, CPU-s/s (wakeups/s, ms/s "
+                             "waiting for a core) by service: " + ", ".join(
+                                 f"{service} {cpu.get(service, 0)} ({woken[service]}, "
+                                 f"{waited.get(service, 0)})" for service in sorted(woken)))
     return "\n".join(lines)
 
 
@@ -442,14 +478,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--link-transport", choices=("auto", "webrtc", "websocket"),
                         help="the started stack's link to the Realtime API "
                              "(default: VOXRELAY_OPENAI_TRANSPORT, else auto = WebRTC)")
+    parser.add_argument("--harness-nice", type=int, default=0, metavar="N",
+                        help="run the load generator and the simulator at nice N (1-19), "
+                             "so they take only the CPU the server leaves (default 0)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy every server process over each window; stacks to DIR")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.conversations.split(",") if n.strip()]
     if not counts or min(counts) < 1 or args.seconds < WARMUP_S + TAIL_S + 2:
         parser.error(f"--conversations must be ≥ 1 and --seconds ≥ {WARMUP_S + TAIL_S + 2:g}")
+    if not 0 <= args.harness_nice <= 19:
+        parser.error("--harness-nice must be 0 to 19")
+    if args.harness_nice and args.url:
+        parser.error("--harness-nice needs the stack the bench starts (not --url)")
     result = run(counts, args.seconds, args.baseline, max(1, args.processes), args.url,
-                 args.profile, args.link_transport or "")
+                 args.profile, args.link_transport or "", args.harness_nice)
     print(render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

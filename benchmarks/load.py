@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,8 @@ from services.client.voxrelay import VoxrelayClient, create_session
 from services.runtime import configure_ice_hosts
 from services.runtime.voice_codec import install_inline_decoding
 from tests.support.speech import duration_ms, silence, speak
+
+from .procfs import lower_priority
 
 PHRASES = ("What is the weather like today", "Tell me something about the sea",
            "How far away is the moon", "Which river is the longest")
@@ -166,7 +169,10 @@ async def conversation(url: str, headers: dict[str, str], seconds: float, number
 
 
 def _worker(url: str, headers: dict[str, str], seconds: float, numbers: list[int],
-            ice_hosts: list[str] | None) -> list[dict[str, Any]]:
+            ice_hosts: list[str] | None, niceness: int) -> list[dict[str, Any]]:
+    if niceness:  # a session, so a scheduling group, of its own (see bench.lower_priority)
+        os.setsid()
+        lower_priority([os.getpid()], niceness)  # before any thread starts
     if ice_hosts:
         configure_ice_hosts(ice_hosts)
     install_inline_decoding()  # as a browser decodes: no thread per received track
@@ -180,14 +186,14 @@ def _worker(url: str, headers: dict[str, str], seconds: float, numbers: list[int
 
 def run_load(url: str, conversations: int, seconds: float, *, processes: int = 2,
              headers: dict[str, str] | None = None,
-             ice_hosts: list[str] | None = None) -> list[ClientResult]:
+             ice_hosts: list[str] | None = None, niceness: int = 0) -> list[ClientResult]:
     """``conversations`` conversations of ``seconds`` each, at once, spread over worker
-    processes; one result per conversation."""
+    processes; one result per conversation. ``niceness``: the workers' nice value."""
     groups = [list(range(i, conversations, processes)) for i in range(processes)]
     groups = [g for g in groups if g]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(len(groups), mp_context=context) as pool:
-        futures = [pool.submit(_worker, url, headers or {}, seconds, g, ice_hosts)
+        futures = [pool.submit(_worker, url, headers or {}, seconds, g, ice_hosts, niceness)
                    for g in groups]
         rows = [row for f in futures for row in f.result(timeout=seconds + 120)]
     return [ClientResult(**row) for row in rows]
