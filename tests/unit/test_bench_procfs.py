@@ -1,4 +1,6 @@
-"""``voxrelay bench --harness-nice``: the load generator and the simulator yield the cores.
+"""What the benchmarks do to processes (``benchmarks.procfs``): ``voxrelay bench
+--harness-nice`` has the load generator and the simulator yield the cores;
+``benchmarks.hop_contention --slice-us`` asks for a scheduler slice.
 
 The kernel here groups processes by session (``sched_autogroup``) and shares the cores
 between groups first, so a nice value set on a process in a session of its own changes
@@ -7,6 +9,7 @@ nothing unless its group's is set too; the bench sets both.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +21,7 @@ import pytest
 from benchmarks.bench import run_queue_wait
 from benchmarks.procfs import lower_priority, tasks
 
+CHECKOUT = Path(__file__).resolve().parents[2]
 THREADED_SLEEPER = """
 import threading, time
 threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
@@ -71,3 +75,41 @@ def test_run_queue_wait_counts_time_spent_ready_but_not_running():
         for proc in spinners:
             proc.wait(30)
     assert max(waits) > 0.0
+
+
+SLICES = """
+import json, threading
+from pathlib import Path
+from benchmarks.procfs import request_slice
+
+def slices():
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        for line in (task / "sched").read_text().splitlines():
+            if line.startswith("se.slice"):
+                found.append(int(line.split(":")[1]))
+    return sorted(found)
+
+stop = threading.Event()
+threading.Thread(target=stop.wait, daemon=True).start()   # a thread from before
+default = slices()
+took = request_slice(250)
+threading.Thread(target=stop.wait, daemon=True).start()   # and one from after
+asked = slices()
+request_slice(0)
+print(json.dumps({"default": default, "took": took, "asked": asked, "reset": slices()}))
+stop.set()
+"""
+
+
+@pytest.mark.skipif("se.slice" not in Path("/proc/self/sched").read_text(),
+                    reason="this kernel has no per-thread scheduler slice")
+def test_every_thread_takes_the_slice_and_zero_gives_back_the_kernels():
+    done = subprocess.run([sys.executable, "-c", SLICES], cwd=CHECKOUT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["took"] == 2  # the main thread and the one started before
+    assert seen["asked"] == [250_000] * 3
+    assert len(seen["reset"]) == 3 and set(seen["reset"]) == set(seen["default"])
+    assert 250_000 not in seen["default"]
