@@ -3,7 +3,8 @@
 Runs ``voxrelay up`` (loopback, the simulator in echo mode) and, ``--rounds`` times, the
 bench's load (:func:`benchmarks.bench.measure`: ``--conversations`` aiortc clients
 speaking in turns for ``--seconds``, then leaving). After each round, and a few seconds
-for the services to let go, it prints each service's RSS from ``/proc`` and, at the end,
+for the services to let go, it prints each service's RSS from ``/proc`` (and the
+simulator's) and, at the end,
 how long the edge's and the link's collections after closed peers held their loops
 (``voxrelay_reclaim_seconds``). The first round loads codecs and caches; what the
 rounds after it add is what a service keeps per conversation.
@@ -30,8 +31,12 @@ SETTLE_S = 3.0
 "Time after a round for peers to close and be collected (the services wait 1 s)."
 
 
+COLUMNS = (*SERVICES, "openai_sim")
+"voxrelay's services, and the simulator the stack runs without a key."
+
+
 def rss_row(label: str) -> str:
-    return f"{label:>8} " + " ".join(f"{rss_mb(kind):12.1f}" for kind in SERVICES)
+    return f"{label:>8} " + " ".join(f"{rss_mb(kind):12.1f}" for kind in COLUMNS)
 
 
 def main() -> None:
@@ -51,7 +56,7 @@ def main() -> None:
         try:
             time.sleep(1.0)
             server = Server("voxrelay", url, stack_pids(proc.pid), {})
-            print(f"{'RSS MB':>8} " + " ".join(f"{kind:>12}" for kind in SERVICES))
+            print(f"{'RSS MB':>8} " + " ".join(f"{kind:>12}" for kind in COLUMNS))
             print(rss_row("start"), flush=True)
             for n in range(1, args.rounds + 1):
                 measure(server, args.conversations, args.seconds, args.processes,

@@ -11,6 +11,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from services.runtime import rtc_configuration, strip_mdns_candidates
+from services.runtime.reclaim import collect_soon
 from services.runtime.sdp import OFFER_PARSE_ERRORS, InvalidOffer, check_offer
 from services.runtime.tasks import TaskOwner
 
@@ -85,6 +86,7 @@ class RtcCall:
         finally:
             self.session.close()
             await self.pc.close()
+            collect_soon()  # the closed connection is cyclic garbage: see runtime.reclaim
             for close in list(self.sideband_closers):
                 close(self._close_code, self._close_reason)
             await asyncio.wait({session_task}, timeout=1.0)

@@ -9,6 +9,7 @@ import sys
 from aiohttp import web
 
 from services.runtime import configure_ice_hosts
+from services.runtime.reclaim import freeze_startup
 from services.runtime.voice_codec import install_inline_decoding
 
 from .app import create_app
@@ -30,6 +31,7 @@ async def serve(config: SimConfig) -> None:
                 ",".join(config.ice_hosts or ()) or "all interfaces")
     sys.stdout.write(f"openai_sim listening on {url}\n")
     sys.stdout.flush()
+    freeze_startup()  # closed calls are then collected quickly: see runtime.reclaim
     try:
         await asyncio.Event().wait()
     finally:
