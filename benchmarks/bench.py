@@ -10,7 +10,8 @@ reads, over a window in its middle (after every client joined, before any leaves
   over the server's processes (voxrelay: the stack's supervisor and its children but the
   simulator, or with ``--url`` every ``services.*`` process but a simulator; the
   baseline: its one process), divided by conversations × window; and per service, with
-  its wake-ups per second (voluntary context switches over every thread);
+  its wake-ups per second (voluntary context switches over every thread) and the time
+  it was ready to run but waited for a core (run-queue wait, ``schedstat``);
 - RSS per conversation: the server's resident memory under load less before it, over the
   conversations; and its growth over the window (``--seconds 600`` for a 10-minute run);
 - from the clients: frames delivered (of one every 20 ms), the longest gap between two
