@@ -46,12 +46,13 @@ from typing import Any
 
 import numpy as np
 
+from services.runtime.procstat import thread_stats
 from services.supervisor.status import Histogram, histogram_quantile, scrape_by_kind
 from tests.support.ports import free_port, free_port_block
 
 from .hop_latency import start_stack, stop_stack
 from .load import ClientResult, run_load
-from .procfs import lower_priority, tasks
+from .procfs import lower_priority
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -85,29 +86,14 @@ def by_service(pids: list[int], measure: Callable[[list[int]], float]) -> dict[s
 def wakeups(pids: list[int]) -> int:
     """Voluntary context switches so far over every thread of ``pids``: how often they
     went to sleep and were woken (by a socket, a timer, another thread)."""
-    total = 0
-    for task in tasks(pids):
-        try:
-            status = (task / "status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("voluntary_ctxt_switches:"):
-                total += int(line.split()[1])
-    return total
+    return sum(thread_stats(pid)[1] for pid in pids)
 
 
 def run_queue_wait(pids: list[int]) -> float:
     """Seconds so far that the threads of ``pids`` were ready to run but waited for a
-    core (``/proc/<pid>/task/<tid>/schedstat``, its second field): the part of a bus hop,
-    or of any wake-up, that the scheduler adds rather than the process's own work."""
-    total = 0
-    for task in tasks(pids):
-        try:
-            total += int((task / "schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 1e9
+    core: the part of a bus hop, or of any wake-up, that the scheduler adds rather than
+    the process's own work."""
+    return sum(thread_stats(pid)[0] for pid in pids)
 
 
 def service_name(pid: int) -> str:

@@ -2,8 +2,8 @@
 the messages its ZeroMQ sockets rejected.
 
 Each process has one registry (prometheus_client's default, which also carries the
-process collector's ``process_resident_memory_bytes`` — the per-service RSS) and serves
-it on ``VOXRELAY_METRICS_PORT`` (signaling on its HTTP port). Prometheus tells the
+process collector's ``process_resident_memory_bytes`` — the per-service RSS — and
+:mod:`.procstat`'s wake-ups and time waiting for a core) and serves it on ``VOXRELAY_METRICS_PORT`` (signaling on its HTTP port). Prometheus tells the
 processes apart by target; ``voxrelay_service_info`` names them for dashboards.
 
 Latency along the audio path comes from the two times every bus frame carries
@@ -21,9 +21,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from proto.audio import AudioHeader
+
+from .procstat import SchedulerCollector
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ HOP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0
 AGE_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
+REGISTRY.register(SchedulerCollector())
 SERVICE_INFO = Gauge("voxrelay_service_info", "Always 1: which service this process is",
                      ["service", "instance"])
 LOOP_LAG = Histogram("voxrelay_event_loop_lag_seconds",

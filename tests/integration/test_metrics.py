@@ -120,9 +120,11 @@ async def test_every_hop_of_a_conversation_is_measured_and_plausible(stack: Up):
                                              "voxrelay_realtime_time_to_first_audio_seconds", ()))
     assert v2v is not None and ttfa is not None and v2v > ttfa
 
-    # Every process: its event loop's lag, its RSS, and who it is.
+    # Every process: its event loop's lag, its RSS, its wake-ups, and who it is.
     for kind, metrics in kinds.items():
         assert (metrics.value("process_resident_memory_bytes") or 0) > 10e6, kind
+        assert (metrics.value("voxrelay_process_wakeups_total") or 0) > 0, kind
+        assert metrics.value("voxrelay_process_run_queue_wait_seconds_total") is not None, kind
         if kind != "bus":  # the bus forwards in a thread; it has no event loop
             assert histogram(metrics, "voxrelay_event_loop_lag_seconds", ()).count > 0, kind
         assert any(n == "voxrelay_service_info" for n, _ in metrics.values), kind
