@@ -3,8 +3,9 @@ the messages its ZeroMQ sockets rejected.
 
 Each process has one registry (prometheus_client's default, which also carries the
 process collector's ``process_resident_memory_bytes`` — the per-service RSS — and
-:mod:`.procstat`'s wake-ups and time waiting for a core) and serves it on ``VOXRELAY_METRICS_PORT`` (signaling on its HTTP port). Prometheus tells the
-processes apart by target; ``voxrelay_service_info`` names them for dashboards.
+:mod:`.procstat`'s wake-ups and time waiting for a core) and serves it on
+``VOXRELAY_METRICS_PORT`` (signaling on its HTTP port). Prometheus tells the processes
+apart by target; ``voxrelay_service_info`` names them for dashboards.
 
 Latency along the audio path comes from the two times every bus frame carries
 (``proto/audio.py``): ``sent_ns``, when its publisher sent it, gives the hop itself
