@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from services.runtime.procstat import thread_stats
+from services.runtime.procstat import ThreadTotals
 from services.supervisor.status import Histogram, histogram_quantile, scrape_by_kind
 from tests.support.ports import free_port, free_port_block
 
@@ -83,17 +83,24 @@ def by_service(pids: list[int], measure: Callable[[list[int]], float]) -> dict[s
     return found
 
 
+_TOTALS: dict[int, ThreadTotals] = {}
+
+
+def _totals(pid: int) -> tuple[float, int]:
+    return _TOTALS.setdefault(pid, ThreadTotals(pid)).read()
+
+
 def wakeups(pids: list[int]) -> int:
     """Voluntary context switches so far over every thread of ``pids``: how often they
     went to sleep and were woken (by a socket, a timer, another thread)."""
-    return sum(thread_stats(pid)[1] for pid in pids)
+    return sum(_totals(pid)[1] for pid in pids)
 
 
 def run_queue_wait(pids: list[int]) -> float:
     """Seconds so far that the threads of ``pids`` were ready to run but waited for a
     core: the part of a bus hop, or of any wake-up, that the scheduler adds rather than
     the process's own work."""
-    return sum(thread_stats(pid)[0] for pid in pids)
+    return sum(_totals(pid)[0] for pid in pids)
 
 
 def service_name(pid: int) -> str:

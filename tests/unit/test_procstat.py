@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from prometheus_client import REGISTRY
 
 import services.runtime.metrics  # noqa: F401 - registers the collector, as every service does
-from services.runtime.procstat import thread_stats
+from services.runtime.procstat import ThreadTotals, thread_stats
 
 SPIN = "import time\nend = time.monotonic() + 1.0\nwhile time.monotonic() < end: pass\n"
 
@@ -44,7 +45,28 @@ def test_time_spent_waiting_for_a_busy_core_is_counted():
     assert scraped("voxrelay_process_run_queue_wait_seconds_total") > before
 
 
+def test_a_thread_that_ended_still_counts():
+    totals = ThreadTotals()
+    slept, done = threading.Event(), threading.Event()
+
+    def sleeper() -> None:
+        for _ in range(10):
+            time.sleep(0.005)
+        slept.set()
+        done.wait(10)
+
+    thread = threading.Thread(target=sleeper)
+    thread.start()
+    assert slept.wait(10)
+    _, with_it = totals.read()
+    done.set()
+    thread.join(10)
+    _, after_it = totals.read()
+    assert after_it >= with_it  # its wake-ups left /proc with it, not the counter
+
+
 def test_a_process_that_is_gone_reads_as_nothing():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait(10)
-    assert thread_stats(proc.pid) == (0.0, 0)
+    assert thread_stats(proc.pid) == {}
+    assert ThreadTotals(proc.pid).read() == (0.0, 0)
