@@ -83,6 +83,12 @@ class VoiceActivity:
             return self.end()
         return None
 
+    @property
+    def idle(self) -> bool:
+        """Not speaking, and no voiced frame counted toward starting: a tick without a
+        frame changes nothing that matters."""
+        return not self.active and self._run == 0
+
     def end(self) -> Transition | None:
         """Stop being active now (the client left); None if it was not."""
         if not self.active:

@@ -42,10 +42,12 @@ class MixerConfig:
 
 
 def from_env(env: Mapping[str, str] | None = None) -> MixerConfig:
+    service = service_config("mixer", env)
     return MixerConfig(
-        service=service_config("mixer", env),
+        service=service,
         session=SessionSettings(jitter=_jitter(env), echo=_echo(env), activity=_activity(env),
-                                prompt_lone=env_bool("VOXRELAY_MIXER_PROMPT_LONE", True, env)),
+                                prompt_lone=env_bool("VOXRELAY_MIXER_PROMPT_LONE", True, env),
+                                rest_when_quiet=service.skip_silence),
     )
 
 

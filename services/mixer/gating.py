@@ -20,6 +20,8 @@ played (a false echo verdict ducks real speech). A stall after a quiet frame is 
 for a pause too: the late frames then come with fewer skipped than were put in, and that
 many quiet ones are left out to bring the reference back in step (were they not quiet, it
 stays ahead by the stall, which the lag search absorbs up to ``max_lag_ms``).
+Ticks the mixer's clock sleeps through while nothing is heard are made up when it wakes
+(:meth:`EchoGating.rested`), so the reference is what ticking all along would have made.
 """
 
 from __future__ import annotations
@@ -117,19 +119,38 @@ class EchoGating:
                 self.reference.push(Heard.of(pcm))
                 self._model_quiet = quiet
         else:
-            self._idle += 1
-            if self._model_quiet and self._idle >= PAUSE_TICKS \
-                    and self._filled < self._model_backlog:
-                self._push_silence(self._idle - self._filled)
-                self._filled = self._idle
-            if self._idle == self._idle_limit:
-                self.reference.reset()
+            self._idle_tick()
         for client_id, mic in self._mics.items():
             while mic.unheard:
                 seq, pcm = mic.unheard.popleft()
                 self._judge(client_id, mic, seq, pcm)
             while len(mic.verdicts) > KEPT_VERDICTS:
                 del mic.verdicts[next(iter(mic.verdicts))]
+
+    def _idle_tick(self) -> None:
+        """A tick without a model frame."""
+        self._idle += 1
+        if self._model_quiet and self._idle >= PAUSE_TICKS \
+                and self._filled < self._model_backlog:
+            self._push_silence(self._idle - self._filled)
+            self._filled = self._idle
+        if self._idle == self._idle_limit:
+            self.reference.reset()
+
+    @property
+    def resting(self) -> bool:
+        """Nothing heard since the last tick: ticks may pause and be made up later
+        (:meth:`rested`)."""
+        return not self._model and not any(mic.unheard for mic in self._mics.values())
+
+    def rested(self, ticks: int) -> None:
+        """``ticks`` ticks passed with nothing heard (the mixer's clock slept through them):
+        what they would have done to the reference, done now. Past the idle limit an idle
+        tick changes nothing but the count."""
+        replay = max(0, min(ticks, self._idle_limit + 1 - self._idle))
+        for _ in range(replay):
+            self._idle_tick()
+        self._idle += ticks - replay
 
     def verdict(self, client_id: str, seq: int) -> Verdict:
         """The verdict on a client's frame (QUIET if it was never judged)."""

@@ -144,6 +144,11 @@ class JitterBuffer:
             dropped.append(DropReason.OVERFLOW)
         return dropped
 
+    @property
+    def idle(self) -> bool:
+        """Empty, and re-primed if it primes: a tick's ``pop`` changes nothing."""
+        return not self._frames and (self._prompt or not (self._primed or self._waited))
+
     def mix_on_arrival(self, on: bool) -> None:
         """Whether frames are mixed as they arrive (:meth:`ready`): then latency is brought
         back to one frame, not the target, and nothing is built up first, at the start or

@@ -28,6 +28,11 @@ TICK_LATENESS = Histogram(
 )
 TICKS_SKIPPED = Counter("voxrelay_mixer_ticks_skipped_total",
                         "Mixer ticks skipped because the event loop fell several ticks behind")
+TICKS_SLEPT = Counter(
+    "voxrelay_mixer_ticks_slept_total",
+    "Mixer ticks not run because no session needed them (lone clients mixed as their "
+    "frames arrive, quiet sessions): each is a wake-up the process was spared",
+)
 
 FRAMES_DUCKED = Counter(
     "voxrelay_mixer_frames_ducked_total",

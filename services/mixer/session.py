@@ -26,7 +26,17 @@ a buffered frame when there is one. A frame that arrives under :data:`EARLY_S` a
 last one mixed on arrival (two arriving together) waits in the buffer rather than
 speed the mix up; the buffer drops such a backlog's quiet frames (``catch_up``), so that
 frame of delay goes in the next pause. With a second client the session ticks on the
-clock again: mixing must wait for everyone's frame.
+clock again: mixing must wait for everyone's frame. Between a lone client's frames the
+session tells the clock it needs no tick until the next one would be late, so the clock
+does not wake the process for ticks that would do nothing.
+
+A quiet session (``rest_when_quiet``: the mixer keeps silence off the bus) needs no tick
+at all: nothing buffered, nobody speaking, nothing heard from the model since the last
+tick. It tells the clock so, and the clock sleeps if no other session needs it. What
+arrives next (a client's frame, the model's, a client joining or leaving) wakes the
+clock, and the ticks slept through are made up at once: their seqs, kept off the bus as
+the silence they stand for (the next frame's ``empty_before``), and what they would have
+put in the echo reference. On the bus the stream is the same as if every tick had run.
 
 :meth:`MixerSession.tick` does one tick at a time given the wall clock, so tests drive
 it without real time; :meth:`MixerSession.start` runs it on a :class:`.clock.SharedClock`
@@ -38,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +101,9 @@ class SessionSettings:
     activity: ActivitySettings = field(default_factory=ActivitySettings)
     prompt_lone: bool = True
     "Mix a lone client's frames as they arrive (see :class:`MixerSession`)."
+    rest_when_quiet: bool = False
+    """Let the clock sleep while the session is quiet, publishing nothing (the mixer's
+    ``VOXRELAY_BUS_SKIP_SILENCE``: frames that mix no client's frame stay off the bus)."""
 
 
 class MixerSession:
@@ -120,6 +134,12 @@ class MixerSession:
         "Slots left empty since the last frame mixed (see :attr:`MixFrame.empty_before`)."
         self.prompt_frames = 0
         "Frames mixed as they arrived (prompt mix of a lone client)."
+        self._last_tick: int | None = None
+        "The clock's index of the last tick this session ran."
+        self._resting = False
+        "It told the clock it needs no tick until something arrives."
+        self.rested = 0
+        "Ticks the clock slept through while the session was quiet."
 
     def __repr__(self) -> str:
         return f"MixerSession({self.session_id})"
@@ -160,6 +180,8 @@ class MixerSession:
         if client is None:
             self._count([DropReason.UNKNOWN])
             return
+        if self._resting:
+            self._wake()
         dropped = client.buffer.push(Frame(seq, capture_ns, pcm), silent_before)
         if dropped:
             self._count(dropped)
@@ -171,6 +193,8 @@ class MixerSession:
                 self._arrived_at = now
                 self.prompt_frames += 1
                 self._emit()
+                # the ticks before the next frame is late would only wait for it
+                self._clock.postpone(self, LATE_AFTER_S)
 
     @property
     def _prompt(self) -> bool:
@@ -180,11 +204,15 @@ class MixerSession:
         self._arrived_at = None
         for client in self._clients.values():
             client.buffer.mix_on_arrival(self._prompt)
+        if self._clock is not None:  # the clients changed: tick again from the next slot
+            self._wake()
 
     def receive_model(self, pcm: bytes, silent_before: int = 0) -> None:
         """A frame of the model's voice (the echo reference), after ``silent_before``
         frames of silence its link kept off the bus."""
         if self.settings.echo.enabled:
+            if self._resting:
+                self._wake()
             self._gating.hear_model(pcm, silent_before)
 
     def tick(self, now_ns: int) -> MixFrame:
@@ -266,17 +294,57 @@ class MixerSession:
                         self.frames, dict(self.dropped) or "none", self.ducked,
                         extra={"session_id": self.session_id})
 
-    def _on_clock(self, skipped: int) -> None:
+    def _on_clock(self, skipped: int) -> float | None:
+        """One tick of the clock; returns how long the session needs no tick (see
+        :data:`.clock.OnTick`)."""
+        assert self._clock is not None
+        tick = self._clock.tick
+        if self._resting and self._last_tick is not None:
+            self._rest(tick - self._last_tick - 1 - skipped)
+        self._resting = False
+        self._last_tick = tick
         if skipped:
             self.skip(skipped)
         if self._arrived_at is not None:
             since = self.monotonic() - self._arrived_at
             if since < LATE_AFTER_S:  # the lone client's next frame mixes when it comes
-                return
+                return LATE_AFTER_S - since
             self._arrived_at = None
             self._empty = int(since / PERIOD_S) - 1  # the slot its late frame left empty
             self._seq += self._empty
         self._emit()
+        if self.settings.rest_when_quiet and self._quiet():
+            self._resting = True
+            return math.inf
+        return None
+
+    def _quiet(self) -> bool:
+        """Nothing buffered, nobody speaking, nothing heard: until something arrives,
+        every tick would mix silence and change nothing else (:meth:`_rest`)."""
+        return (self._arrived_at is None and self._gating.resting
+                and all(c.buffer.idle and c.activity.idle for c in self._clients.values()))
+
+    def _wake(self) -> None:
+        """Something arrived: tick again from the clock's next slot, the slots slept
+        through made up first."""
+        assert self._clock is not None
+        resting, self._resting = self._resting, False
+        next_tick = self._clock.wake(self)
+        if resting and self._last_tick is not None:
+            self._rest(next_tick - self._last_tick - 1)
+            self._last_tick = next_tick - 1
+
+    def _rest(self, ticks: int) -> None:
+        """``ticks`` the clock slept through while the session was quiet: each would have
+        mixed silence (a seq, kept off the bus: counted in the next frame's
+        ``empty_before``) and passed in the echo reference."""
+        if ticks <= 0:
+            return
+        self.rested += ticks
+        self._seq += ticks
+        self._empty += ticks
+        if self.settings.echo.enabled:
+            self._gating.rested(ticks)
 
     def _emit(self) -> None:
         assert self._publish is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import weakref
 from collections.abc import Callable
 
@@ -23,7 +24,7 @@ from services.mixer.gating import PAUSE_TICKS, EchoGating
 from services.mixer.jitter import DropReason, Frame, JitterBuffer, JitterSettings
 from services.mixer.mix import SILENCE
 from services.mixer.mixer import Mixer, admit
-from services.mixer.session import MixerSession, MixFrame, SessionSettings
+from services.mixer.session import LATE_AFTER_S, MixerSession, MixFrame, SessionSettings
 from services.runtime.media import SilenceGate
 from tests.support.speech import rms_dbfs, speak
 
@@ -281,37 +282,60 @@ async def test_a_started_session_publishes_one_frame_per_20_ms():
 
 
 class ManualClock:
-    """Stands in for the mixer's SharedClock: the test runs each tick."""
+    """Stands in for the mixer's SharedClock: the test runs each tick. A listener that
+    answered ``math.inf`` sleeps through the ticks until it wakes, as on the real clock;
+    any other answer is only recorded (the listener is ticked anyway)."""
 
     def __init__(self) -> None:
-        self.listeners: dict[object, Callable[[int], None]] = {}
+        self.listeners: dict[object, Callable[[int], float | None]] = {}
+        self.tick = 0
+        "The tick running now, else the next one."
+        self.answers: list[float | None] = []
+        self.asleep: set[object] = set()
+        self.ran = 0
+        "Listener ticks run."
 
-    def add(self, key: object, on_tick: Callable[[int], None]) -> None:
+    def add(self, key: object, on_tick: Callable[[int], float | None]) -> None:
         self.listeners[key] = on_tick
 
     def remove(self, key: object) -> None:
         self.listeners.pop(key, None)
 
-    def tick(self) -> None:
-        for on_tick in list(self.listeners.values()):
-            on_tick(0)
+    def wake(self, key: object) -> int:
+        self.asleep.discard(key)
+        return self.tick
+
+    def postpone(self, key: object, seconds: float) -> None:
+        pass
+
+    def run_tick(self) -> None:
+        for key, on_tick in list(self.listeners.items()):
+            if key not in self.asleep:
+                answer = on_tick(0)
+                self.ran += 1
+                self.answers.append(answer)
+                if answer == math.inf:
+                    self.asleep.add(key)
+        self.tick += 1
 
 
 class PromptMix:
     """A started lone-client session on a manual clock and a manual monotonic time."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: SessionSettings | None = None) -> None:
         self.now = 0.0
         self.published: list[MixFrame] = []
+        self.activity: list[tuple[str, Transition]] = []
         self.clock = ManualClock()
-        self.session = MixerSession(ids.new_id(), monotonic=lambda: self.now)
+        self.session = MixerSession(ids.new_id(), settings, monotonic=lambda: self.now,
+                                    on_activity=lambda *change: self.activity.append(change))
         self.client = ids.new_id()
         self.session.add_client(self.client)
         self.session.start(self.published.append, clock=self.clock)  # type: ignore[arg-type]
 
     def tick_at(self, ms: float) -> None:
         self.now = ms / 1000
-        self.clock.tick()
+        self.clock.run_tick()
 
     def arrive_at(self, ms: float, seq: int, pcm: bytes | None = None,
                   silent_before: int = 0) -> int:
@@ -383,6 +407,50 @@ def test_the_slot_a_late_frame_left_empty_is_silence_on_the_bus_not_a_loss(skip_
         assert sent == [(0, 0), (2, None), (3, 2)]
     else:  # every frame goes; the empty slot is a gap
         assert sent == [(0, 0), (2, 0), (3, 0)]
+
+
+def test_a_lone_client_mixed_on_arrival_needs_no_tick_until_its_next_frame_is_late():
+    mix = PromptMix()
+    assert mix.arrive_at(0, 0) == 1
+    mix.tick_at(5)
+    assert mix.clock.answers == [pytest.approx(LATE_AFTER_S - 0.005)]
+    mix.tick_at(40)  # late: the tick mixes (silence), and the next one is needed
+    assert mix.clock.answers[1] is None and len(mix.published) == 2
+
+
+def _a_conversation(rest: bool) -> tuple[list[tuple[int, int, bytes]], PromptMix]:
+    """A lone client's session through a model reply, a pause, speech and a longer pause,
+    as the bus sees it (after the mixer's silence gate)."""
+    mix = PromptMix(SessionSettings(echo=EchoSettings(enabled=True), rest_when_quiet=rest))
+    gate = SilenceGate(True, tail_frames=0)
+    client_frames = {80 + i: (i, 0) for i in range(5)}
+    client_frames |= {125 + i: (45 + i, 40 if i == 0 else 0) for i in range(3)}
+    client_frames[131] = (51, 3)
+    for tick in range(200):
+        ms = tick * 20
+        if tick < 10:
+            mix.now = (ms + 2) / 1000
+            mix.session.receive_model(level(600) if tick < 8 else SILENCE)
+        mix.tick_at(ms + 10)
+        if tick in client_frames:
+            seq, silent_before = client_frames[tick]
+            mix.arrive_at(ms + 15, seq, silent_before=silent_before)
+    sent = [(f.seq, silent_before, f.pcm) for f in mix.published
+            if (silent_before := admit(gate, f)) is not None]
+    return sent, mix
+
+
+def test_a_quiet_session_lets_the_clock_sleep_and_the_bus_sees_the_same_stream():
+    ticked, every_tick = _a_conversation(rest=False)
+    sent, resting = _a_conversation(rest=True)
+    assert [seq for seq, _, _ in sent] == [seq for seq, _, _ in ticked]
+    assert sent == ticked
+    changes = [change for _, change in resting.activity]
+    assert changes == [change for _, change in every_tick.activity] and len(changes) == 4
+    assert np.array_equal(resting.session._gating.reference.history,
+                          every_tick.session._gating.reference.history)
+    assert resting.session.rested >= 90  # made up when it woke: both pauses
+    assert resting.clock.ran < every_tick.clock.ran - 140, "the quiet ticks did not run"
 
 
 async def test_with_a_second_client_frames_wait_for_the_tick():
@@ -524,6 +592,61 @@ async def test_sessions_on_one_shared_clock_tick_together_and_it_stops_with_the_
     finally:
         second.stop()
     assert not clock.running and len(clock) == 0
+
+
+async def _ticks_until(ticks: list, count: int) -> None:
+    async with asyncio.timeout(5):
+        while len(ticks) < count:
+            await asyncio.sleep(0.005)
+
+
+async def test_a_clock_no_listener_needs_sleeps_then_wakes_to_its_next_slot():
+    clock = SharedClock("mixer")
+    ticks: list[int] = []
+
+    def quiet(skipped: int) -> float:
+        ticks.append(clock.tick)
+        return math.inf
+
+    clock.add("quiet", quiet)
+    try:
+        await _ticks_until(ticks, 1)
+        await asyncio.sleep(0.15)
+        assert ticks == [0] and clock.sleeping and clock.running
+        woken = clock.wake("quiet")
+        assert woken >= round(0.15 / PERIOD_S)  # the slots slept through are not run late
+        await _ticks_until(ticks, 2)
+        assert ticks == [0, woken] and clock.sleeping
+    finally:
+        clock.remove("quiet")
+    assert not clock.running
+
+
+async def test_a_tick_postponed_by_every_listener_does_not_run_before_it_is_needed():
+    clock = SharedClock("mixer")
+    loop = asyncio.get_running_loop()
+    times: dict[str, list[float]] = {"waits": [], "needs": []}
+
+    def waits(skipped: int) -> float | None:
+        times["waits"].append(loop.time())
+        return 0.2 if len(times["waits"]) == 1 else None
+
+    clock.add("waits", waits)
+    try:
+        await _ticks_until(times["waits"], 3)
+        first, second, third = times["waits"][:3]
+        assert second - first >= 0.2 - 0.001 and third - second < 0.2
+        # with a listener that needs every tick, postponing changes nothing for it
+        clock.add("needs", lambda skipped: times["needs"].append(loop.time()))
+        await _ticks_until(times["needs"], 2)
+        clock.postpone("waits", 0.3)
+        await _ticks_until(times["needs"], 8)
+        gaps = np.diff(times["needs"][2:8])
+        assert gaps.max() < 0.15, "the clock went on ticking every 20 ms (a loaded machine " \
+            "may run a tick late, never ten)"
+    finally:
+        clock.remove("waits")
+        clock.remove("needs")
 
 
 async def test_a_listener_that_fails_does_not_stop_the_others_ticking():
