@@ -106,13 +106,18 @@ class FrameClock:
         assert self._loop is not None
         return self._loop.time()
 
+    def next_slot(self) -> int:
+        """The index of the next tick: the one scheduled, or, asleep, the grid's next
+        slot from now (a tick overdue is the next one, however late)."""
+        now = self._slot(self.time())
+        return now if self._handle is None else min(now, self._tick)
+
     def retime(self, until: float | None) -> int:
         """Make the next tick the first of the grid due at or after ``until`` (see the
         class) and from now, unless one is overdue; returns its index. During a tick
         this does nothing: the tick's own answer decides."""
         if self._started and not self._ticking:
-            now = self._slot(self.time())
-            self._plan(until, now if self._handle is None else min(now, self._tick))
+            self._plan(until, self.next_slot())
         return self._tick
 
     def _slot(self, at: float) -> int:
@@ -213,6 +218,10 @@ class SharedClock:
         self._due.pop(key, None)
         if not self._listeners:
             self._clock.stop()
+
+    def next_slot(self) -> int:
+        """The index of the next tick, scheduled or (asleep) the grid's next slot from now."""
+        return self._clock.next_slot()
 
     def wake(self, key: object) -> int:
         """``key`` needs the next tick of the grid (from now); returns that tick's index."""

@@ -103,21 +103,7 @@ class EchoGating:
     def update(self) -> None:
         """Once per tick: take in the model's new frames, judge every microphone's."""
         if self._model:
-            self._idle = 0
-            while self._model:
-                pcm, silent_before = self._model.popleft()
-                quiet = not audible(pcm)
-                # the pause's silence not put in yet (a longer one than the history: all),
-                # or what was put in beyond it
-                self._push_silence(min(silent_before - self._filled, self._model_backlog))
-                if self._filled:
-                    self._ahead, self._filled = max(0, self._filled - silent_before), 0
-                if self._ahead and quiet:
-                    self._ahead -= 1
-                    continue
-                self._ahead = 0
-                self.reference.push(Heard.of(pcm))
-                self._model_quiet = quiet
+            self.take_model()
         else:
             self._idle_tick()
         for client_id, mic in self._mics.items():
@@ -126,6 +112,25 @@ class EchoGating:
                 self._judge(client_id, mic, seq, pcm)
             while len(mic.verdicts) > KEPT_VERDICTS:
                 del mic.verdicts[next(iter(mic.verdicts))]
+
+    def take_model(self) -> None:
+        """Take the model's new frames into the reference (what a tick does first)."""
+        if self._model:
+            self._idle = 0
+        while self._model:
+            pcm, silent_before = self._model.popleft()
+            quiet = not audible(pcm)
+            # the pause's silence not put in yet (a longer one than the history: all),
+            # or what was put in beyond it
+            self._push_silence(min(silent_before - self._filled, self._model_backlog))
+            if self._filled:
+                self._ahead, self._filled = max(0, self._filled - silent_before), 0
+            if self._ahead and quiet:
+                self._ahead -= 1
+                continue
+            self._ahead = 0
+            self.reference.push(Heard.of(pcm))
+            self._model_quiet = quiet
 
     def _idle_tick(self) -> None:
         """A tick without a model frame."""

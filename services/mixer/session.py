@@ -33,10 +33,13 @@ does not wake the process for ticks that would do nothing.
 A quiet session (``rest_when_quiet``: the mixer keeps silence off the bus) needs no tick
 at all: nothing buffered, nobody speaking, nothing heard from the model since the last
 tick. It tells the clock so, and the clock sleeps if no other session needs it. What
-arrives next (a client's frame, the model's, a client joining or leaving) wakes the
-clock, and the ticks slept through are made up at once: their seqs, kept off the bus as
-the silence they stand for (the next frame's ``empty_before``), and what they would have
-put in the echo reference. On the bus the stream is the same as if every tick had run.
+arrives next (a client's frame, a client joining or leaving) wakes the clock, and the
+ticks slept through are made up at once: their seqs, kept off the bus as the silence
+they stand for (the next frame's ``empty_before``), and what they would have put in the
+echo reference. The model's voice does not wake it: the tick that would take a model
+frame into the echo reference is run as the frame arrives (it mixes only silence), so
+a reply to a silent room wakes the mixer once a frame, not twice. On the bus the stream
+is the same as if every tick had run.
 
 :meth:`MixerSession.tick` does one tick at a time given the wall clock, so tests drive
 it without real time; :meth:`MixerSession.start` runs it on a :class:`.clock.SharedClock`
@@ -211,9 +214,9 @@ class MixerSession:
         """A frame of the model's voice (the echo reference), after ``silent_before``
         frames of silence its link kept off the bus."""
         if self.settings.echo.enabled:
-            if self._resting:
-                self._wake()
             self._gating.hear_model(pcm, silent_before)
+            if self._resting:
+                self._tick_quietly()
 
     def tick(self, now_ns: int) -> MixFrame:
         """Mix this tick's frame; ``now_ns`` (wall clock) stamps a frame of pure silence."""
@@ -285,6 +288,7 @@ class MixerSession:
         session itself: a stopped session is then freed at once rather than at the next
         full cycle collection (with its echo state, ~180 KB, heaped up until then)."""
         self._ticking.set()
+        self._resting = False  # what still arrives wakes no clock
         if self._clock is not None:
             self._clock.remove(self)
             self._clock = None
@@ -299,6 +303,8 @@ class MixerSession:
         :data:`.clock.OnTick`)."""
         assert self._clock is not None
         tick = self._clock.tick
+        if self._last_tick is not None and tick <= self._last_tick:
+            return math.inf if self._resting else None  # run already (_tick_quietly)
         if self._resting and self._last_tick is not None:
             self._rest(tick - self._last_tick - 1 - skipped)
         self._resting = False
@@ -332,7 +338,24 @@ class MixerSession:
         next_tick = self._clock.wake(self)
         if resting and self._last_tick is not None:
             self._rest(next_tick - self._last_tick - 1)
-            self._last_tick = next_tick - 1
+            self._last_tick = max(self._last_tick, next_tick - 1)
+
+    def _tick_quietly(self) -> None:
+        """The model's voice came while the session rests: run now, without waking the
+        clock, the tick that would have taken it in (the slots before it made up first);
+        it only feeds the echo reference and mixes silence kept off the bus. More frames
+        before that tick's slot join it. During a reply to a silent room the clock then
+        sleeps, and the process wakes once per model frame rather than twice."""
+        assert self._clock is not None and self._last_tick is not None
+        slot = self._clock.next_slot()
+        if slot <= self._last_tick:
+            self._gating.take_model()
+            return
+        self._rest(slot - self._last_tick - 1)
+        self._seq += 1
+        self._empty += 1
+        self._gating.update()
+        self._last_tick = slot
 
     def _rest(self, ticks: int) -> None:
         """``ticks`` the clock slept through while the session was quiet: each would have

@@ -284,9 +284,11 @@ async def test_a_started_session_publishes_one_frame_per_20_ms():
 class ManualClock:
     """Stands in for the mixer's SharedClock: the test runs each tick. A listener that
     answered ``math.inf`` sleeps through the ticks until it wakes, as on the real clock;
-    any other answer is only recorded (the listener is ticked anyway)."""
+    any other answer is only recorded (the listener is ticked anyway). With ``busy``, as
+    when another session needs every tick, sleeping listeners are ticked too."""
 
-    def __init__(self) -> None:
+    def __init__(self, busy: bool = False) -> None:
+        self.busy = busy
         self.listeners: dict[object, Callable[[int], float | None]] = {}
         self.tick = 0
         "The tick running now, else the next one."
@@ -305,12 +307,15 @@ class ManualClock:
         self.asleep.discard(key)
         return self.tick
 
+    def next_slot(self) -> int:
+        return self.tick
+
     def postpone(self, key: object, seconds: float) -> None:
         pass
 
     def run_tick(self) -> None:
         for key, on_tick in list(self.listeners.items()):
-            if key not in self.asleep:
+            if self.busy or key not in self.asleep:
                 answer = on_tick(0)
                 self.ran += 1
                 self.answers.append(answer)
@@ -322,11 +327,11 @@ class ManualClock:
 class PromptMix:
     """A started lone-client session on a manual clock and a manual monotonic time."""
 
-    def __init__(self, settings: SessionSettings | None = None) -> None:
+    def __init__(self, settings: SessionSettings | None = None, busy: bool = False) -> None:
         self.now = 0.0
         self.published: list[MixFrame] = []
         self.activity: list[tuple[str, Transition]] = []
-        self.clock = ManualClock()
+        self.clock = ManualClock(busy)
         self.session = MixerSession(ids.new_id(), settings, monotonic=lambda: self.now,
                                     on_activity=lambda *change: self.activity.append(change))
         self.client = ids.new_id()
@@ -418,19 +423,27 @@ def test_a_lone_client_mixed_on_arrival_needs_no_tick_until_its_next_frame_is_la
     assert mix.clock.answers[1] is None and len(mix.published) == 2
 
 
-def _a_conversation(rest: bool) -> tuple[list[tuple[int, int, bytes]], PromptMix]:
-    """A lone client's session through a model reply, a pause, speech and a longer pause,
-    as the bus sees it (after the mixer's silence gate)."""
-    mix = PromptMix(SessionSettings(echo=EchoSettings(enabled=True), rest_when_quiet=rest))
+def _a_conversation(rest: bool, busy: bool = False
+                    ) -> tuple[list[tuple[int, int, bytes]], PromptMix]:
+    """A lone client's session through a model reply, pauses, speech, a second reply it
+    speaks over, as the bus sees it (after the mixer's silence gate); ``busy``: the clock
+    ticks for another session all along."""
+    mix = PromptMix(SessionSettings(echo=EchoSettings(enabled=True), rest_when_quiet=rest),
+                    busy)
     gate = SilenceGate(True, tail_frames=0)
     client_frames = {80 + i: (i, 0) for i in range(5)}
     client_frames |= {125 + i: (45 + i, 40 if i == 0 else 0) for i in range(3)}
     client_frames[131] = (51, 3)
+    client_frames |= {166 + i: (86 + i, 31 if i == 0 else 0) for i in range(4)}  # over the model
+    model_frames = {tick: [(level(600) if tick < 8 else SILENCE, 0)] for tick in range(10)}
+    model_frames |= {tick: [(level(650), 150 if tick == 160 else 0)] for tick in range(160, 175)}
+    model_frames[163].append((level(640), 0))  # two in one slot
+    del model_frames[164]
     for tick in range(200):
         ms = tick * 20
-        if tick < 10:
+        for pcm, silent_before in model_frames.get(tick, []):
             mix.now = (ms + 2) / 1000
-            mix.session.receive_model(level(600) if tick < 8 else SILENCE)
+            mix.session.receive_model(pcm, silent_before)
         mix.tick_at(ms + 10)
         if tick in client_frames:
             seq, silent_before = client_frames[tick]
@@ -440,17 +453,20 @@ def _a_conversation(rest: bool) -> tuple[list[tuple[int, int, bytes]], PromptMix
     return sent, mix
 
 
-def test_a_quiet_session_lets_the_clock_sleep_and_the_bus_sees_the_same_stream():
+@pytest.mark.parametrize("busy", [False, True], ids=["alone", "clock-busy-for-another"])
+def test_a_quiet_session_lets_the_clock_sleep_and_the_bus_sees_the_same_stream(busy):
     ticked, every_tick = _a_conversation(rest=False)
-    sent, resting = _a_conversation(rest=True)
+    sent, resting = _a_conversation(rest=True, busy=busy)
     assert [seq for seq, _, _ in sent] == [seq for seq, _, _ in ticked]
     assert sent == ticked
     changes = [change for _, change in resting.activity]
     assert changes == [change for _, change in every_tick.activity] and len(changes) == 4
+    assert resting.session.ducked == every_tick.session.ducked == 4  # speech over the model
     assert np.array_equal(resting.session._gating.reference.history,
                           every_tick.session._gating.reference.history)
-    assert resting.session.rested >= 90  # made up when it woke: both pauses
-    assert resting.clock.ran < every_tick.clock.ran - 140, "the quiet ticks did not run"
+    if not busy:
+        assert resting.session.rested >= 90  # made up when it woke: the pauses
+        assert resting.clock.ran < every_tick.clock.ran / 3, "the quiet ticks did not run"
 
 
 async def test_with_a_second_client_frames_wait_for_the_tick():
