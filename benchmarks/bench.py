@@ -295,6 +295,8 @@ def _clients(results: list[ClientResult]) -> dict[str, Any]:
         "delivery_min": round(min((r.delivery for r in ok), default=0.0), 4),
         "delivery_mean": round(float(np.mean([r.delivery for r in ok])) if ok else 0.0, 4),
         "longest_gap_ms": max((r.longest_gap_ms for r in ok), default=None),
+        "longest_gap_at_s": max(ok, key=lambda r: r.longest_gap_ms).longest_gap_at_s
+        if ok else None,
         "turns": sum(r.turns for r in results),
         "answered": sum(r.answered for r in results),
         "voice_to_voice_p50_ms": _pct(replies, 50),

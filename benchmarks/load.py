@@ -8,7 +8,9 @@ half the time each, as in a real conversation. What it hears is recorded frame b
 
 - ``frames``: 20 ms frames received over the measured window, and the ``delivery`` ratio
   against the window's length (the server sends a frame every 20 ms, silence included);
-- ``longest_gap_ms``: the longest time between two frames arriving;
+- ``longest_gap_ms``: the longest time between two frames arriving, and
+  ``longest_gap_at_s`` when it began (seconds into the window: at the start, new
+  sessions were still being set up; in the middle, the load itself);
 - ``reply_ms``: per turn, from the end of the client's speech to the first loud frame of
   the reply (voice to voice, as the client hears it).
 
@@ -58,6 +60,8 @@ class ClientResult:
     frames: int = 0
     window_s: float = 0.0
     longest_gap_ms: float = 0.0
+    longest_gap_at_s: float = 0.0
+    "When the longest gap began, in seconds from the start of the window."
     turns: int = 0
     answered: int = 0
     reply_ms: list[float] = field(default_factory=list)
@@ -91,6 +95,15 @@ class Listener(Protocol):
 def loudness(pcm: bytes) -> float:
     samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
     return float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
+
+
+def longest_gap(begun: float, arrivals: list[float], ended: float) -> tuple[float, float]:
+    """The longest time without a frame over the window from ``begun`` to ``ended`` (ms),
+    and when it began (seconds into the window)."""
+    edges = [begun, *arrivals, ended]
+    gaps = np.diff(edges)
+    worst = int(np.argmax(gaps))
+    return round(float(gaps[worst]) * 1000, 1), round(edges[worst] - begun, 2)
 
 
 async def spoken_turn(client: Listener, speech: bytes) -> float | None:
@@ -156,8 +169,8 @@ async def conversation(url: str, headers: dict[str, str], seconds: float, number
             arrivals = [t for t in client.arrivals[first_frame:] if t <= ended]
             result.window_s = ended - begun
             result.frames = len(arrivals)
-            edges = [begun, *arrivals, ended]
-            result.longest_gap_ms = round(max(np.diff(edges)) * 1000, 1)
+            result.longest_gap_ms, result.longest_gap_at_s = longest_gap(begun, arrivals,
+                                                                         ended)
         except (AssertionError, TimeoutError, aiohttp.ClientError) as e:
             result.error = f"{type(e).__name__}: {e}"
         finally:
