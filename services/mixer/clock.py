@@ -234,8 +234,8 @@ class SharedClock:
             return
         before = self._due[key]
         self._due[key] = self._clock.time() + seconds
-        if before <= min(self._due.values()):  # it was the earliest: the next tick may move
-            self._clock.retime(min(self._due.values()))
+        if before <= (earliest := min(self._due.values())):  # it held the next tick: it may move
+            self._clock.retime(earliest)
 
     def _fire(self, skipped: int) -> float:
         now = self._clock.time()
