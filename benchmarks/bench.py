@@ -15,7 +15,11 @@ reads, over a window in its middle (after every client joined, before any leaves
 - RSS per conversation: the server's resident memory under load less before it, over the
   conversations; and its growth over the window (``--seconds 600`` for a 10-minute run);
 - from the clients: frames delivered (of one every 20 ms), the longest gap between two
-  frames, voice to voice (speech end → first reply audio heard), turns answered;
+  frames as their packets reached the client's socket (and, in brackets, as the client's
+  event loop got to them, its own stalls included: see :mod:`benchmarks.load`), voice to
+  voice (speech end → first reply audio heard), turns answered; in the JSON, each
+  client's longest gap and when it began (``gaps_ms_at_s``, worst first) and the load
+  generator's longest loop stall (``load_stall_ms``);
 - voxrelay's bus hops p50/p99 over the window (its histograms, scraped before and after).
 
 Ratios (voxrelay / baseline) are printed per step; the machine is shared and noisy, so
@@ -297,6 +301,10 @@ def _clients(results: list[ClientResult]) -> dict[str, Any]:
         "longest_gap_ms": max((r.longest_gap_ms for r in ok), default=None),
         "longest_gap_at_s": max(ok, key=lambda r: r.longest_gap_ms).longest_gap_at_s
         if ok else None,
+        "gaps_ms_at_s": sorted(([r.longest_gap_ms, r.longest_gap_at_s] for r in ok),
+                               reverse=True),
+        "longest_gap_heard_ms": max((r.longest_gap_heard_ms for r in ok), default=None),
+        "load_stall_ms": max((r.stall_ms for r in results), default=None),
         "turns": sum(r.turns for r in results),
         "answered": sum(r.answered for r in results),
         "voice_to_voice_p50_ms": _pct(replies, 50),
@@ -417,7 +425,8 @@ def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | No
 
 def render(result: dict[str, Any]) -> str:
     header = ("| server | conv. | CPU-s / conv-s | RSS MB / conv. | RSS growth % | "
-              "delivered (min) | longest gap ms | answered | voice→voice p50 / p99 ms | "
+              "delivered (min) | longest gap ms (as heard) | answered | "
+              "voice→voice p50 / p99 ms | "
               "bus hops p99 ms |")
     lines = [header, "|" + "---|" * 10]
     if "link_transport" in result:
@@ -436,7 +445,8 @@ def render(result: dict[str, Any]) -> str:
                 f"| {name} | {row['conversations']} | {row['cpu_s_per_conversation_s']} | "
                 f"{row['rss_mb_per_conversation']} | {row['rss_growth_pct']} | "
                 f"{c['delivery_min']:.3f} | "
-                f"{c['longest_gap_ms']} | {c['answered']}/{c['turns']} | "
+                f"{c['longest_gap_ms']} ({c.get('longest_gap_heard_ms')}) | "
+                f"{c['answered']}/{c['turns']} | "
                 f"{c['voice_to_voice_p50_ms']} / {c['voice_to_voice_p99_ms']} | {hops} |")
             if c["errors"]:
                 lines.append(f"|  | errors: {'; '.join(c['errors'][:3])} |" + " |" * 8)

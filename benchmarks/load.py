@@ -11,6 +11,13 @@ half the time each, as in a real conversation. What it hears is recorded frame b
 - ``longest_gap_ms``: the longest time between two frames arriving, and
   ``longest_gap_at_s`` when it began (seconds into the window: at the start, new
   sessions were still being set up; in the middle, the load itself);
+
+  frames are counted and timed as their RTP packets reached the client's socket, by the
+  kernel's receive timestamp (``SIOCGSTAMP``), not when the client's event loop got to
+  them: at high counts the load generator is short of CPU itself, and a browser's
+  network stack, on a machine of its own, would not have stalled with it. What the
+  client's loop heard is kept as ``longest_gap_heard_ms``, and each worker's longest
+  loop stall as ``stall_ms``;
 - ``reply_ms``: per turn, from the end of the client's speech to the first loud frame of
   the reply (voice to voice, as the client hears it).
 
@@ -26,8 +33,10 @@ drive voxrelay and the baseline bridge: both answer ``POST /v1/sessions`` and
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import multiprocessing
 import os
+import struct
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -62,6 +71,10 @@ class ClientResult:
     longest_gap_ms: float = 0.0
     longest_gap_at_s: float = 0.0
     "When the longest gap began, in seconds from the start of the window."
+    longest_gap_heard_ms: float = 0.0
+    "The longest gap as the client's event loop handled the frames (its own stalls too)."
+    stall_ms: float = 0.0
+    "The longest stall of the worker's event loop over the run (shared by its clients)."
     turns: int = 0
     answered: int = 0
     reply_ms: list[float] = field(default_factory=list)
@@ -85,6 +98,53 @@ class ListeningClient(VoxrelayClient):
         self.arrivals.append(now)
         if loudness(pcm) > LOUD_RMS:
             self.loud_at = now
+
+
+SIOCGSTAMP = 0x8906
+"Linux: the receive time of the last datagram read from a socket (a struct timeval)."
+
+
+def is_rtp(datagram: bytes) -> bool:
+    """An RTP packet (SRTP leaves the header in the clear), not RTCP, DTLS or STUN."""
+    return len(datagram) >= 12 and 128 <= datagram[0] < 192 and not 192 <= datagram[1] <= 223
+
+
+def receive_time(sock: Any) -> float:
+    """When the datagram just read from ``sock`` reached it, on ``time.monotonic``'s
+    clock (the kernel stamps it in CLOCK_REALTIME); now if the kernel has no stamp."""
+    try:
+        seconds, micros = struct.unpack("@qq", fcntl.ioctl(sock.fileno(), SIOCGSTAMP,
+                                                          bytes(16)))
+    except OSError:
+        return time.monotonic()
+    return seconds + micros / 1e6 - (time.time() - time.monotonic())
+
+
+def socket_arrivals(pc: Any) -> list[float]:
+    """From now on, when each RTP packet reached ``pc``'s sockets (kernel time, see
+    :func:`receive_time`): its ICE sockets' protocols note it before handing it on."""
+    arrivals: list[float] = []
+    ice = pc.getTransceivers()[0].receiver.transport.transport  # the audio's, bundled
+    for protocol in ice._connection._protocols:
+        sock = protocol.transport.get_extra_info("socket")
+        receive_time(sock)  # the kernel stamps datagrams once asked (within moments)
+        handle = protocol.datagram_received
+
+        def note(data: bytes, addr: Any, handle: Any = handle, sock: Any = sock) -> None:
+            if is_rtp(data):
+                arrivals.append(receive_time(sock))
+            handle(data, addr)
+
+        protocol.datagram_received = note
+    return arrivals
+
+
+async def longest_stall(stalls: list[float], period: float = 0.005) -> None:
+    """Note in ``stalls[0]`` the longest this loop ran late on a ``period`` sleep (s)."""
+    while True:
+        asked = time.monotonic()
+        await asyncio.sleep(period)
+        stalls[0] = max(stalls[0], time.monotonic() - asked - period)
 
 
 class Listener(Protocol):
@@ -152,9 +212,11 @@ async def conversation(url: str, headers: dict[str, str], seconds: float, number
         try:
             await client.join(http, url, session)
             await client.wait_connected(timeout=20)
+            packets = socket_arrivals(client.pc)
             await asyncio.sleep(0.5)  # the first frames reach the client
             begun = time.monotonic()
             first_frame = len(client.arrivals)
+            first_packet = len(packets)
             deadline = begun + seconds
             turn = number
             while time.monotonic() < deadline:
@@ -166,11 +228,13 @@ async def conversation(url: str, headers: dict[str, str], seconds: float, number
                     result.reply_ms.append(round(reply * 1000, 1))
                 await asyncio.sleep(PAUSE_S)
             ended = time.monotonic()
-            arrivals = [t for t in client.arrivals[first_frame:] if t <= ended]
+            arrivals = [t for t in packets[first_packet:] if begun <= t <= ended]
             result.window_s = ended - begun
             result.frames = len(arrivals)
             result.longest_gap_ms, result.longest_gap_at_s = longest_gap(begun, arrivals,
                                                                          ended)
+            heard = [t for t in client.arrivals[first_frame:] if t <= ended]
+            result.longest_gap_heard_ms = longest_gap(begun, heard, ended)[0]
         except (AssertionError, TimeoutError, aiohttp.ClientError) as e:
             result.error = f"{type(e).__name__}: {e}"
         finally:
@@ -191,8 +255,14 @@ def _worker(url: str, headers: dict[str, str], seconds: float, numbers: list[int
     install_inline_decoding()  # as a browser decodes: no thread per received track
 
     async def run() -> list[ClientResult]:
-        return list(await asyncio.gather(*(conversation(url, headers, seconds, n)
-                                           for n in numbers)))
+        stalls = [0.0]
+        watch = asyncio.ensure_future(longest_stall(stalls))
+        results = list(await asyncio.gather(*(conversation(url, headers, seconds, n)
+                                              for n in numbers)))
+        watch.cancel()
+        for result in results:
+            result.stall_ms = round(stalls[0] * 1000, 1)
+        return results
 
     return [asdict(r) for r in asyncio.run(run())]
 
