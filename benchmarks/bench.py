@@ -18,8 +18,8 @@ reads, over a window in its middle (after every client joined, before any leaves
   frames as their packets reached the client's socket (and, in brackets, as the client's
   event loop got to them, its own stalls included: see :mod:`benchmarks.load`), voice to
   voice (speech end → first reply audio heard), turns answered; in the JSON, each
-  client's longest gap and when it began (``gaps_ms_at_s``, worst first) and the load
-  generator's longest loop stall (``load_stall_ms``);
+  client's longest gap and when it began (``gaps_ms_at_s``, worst first) and the longest
+  a packet waited at a client's socket to be read (``read_behind_ms``);
 - voxrelay's bus hops p50/p99 over the window (its histograms, scraped before and after).
 
 Ratios (voxrelay / baseline) are printed per step; the machine is shared and noisy, so
@@ -304,7 +304,7 @@ def _clients(results: list[ClientResult]) -> dict[str, Any]:
         "gaps_ms_at_s": sorted(([r.longest_gap_ms, r.longest_gap_at_s] for r in ok),
                                reverse=True),
         "longest_gap_heard_ms": max((r.longest_gap_heard_ms for r in ok), default=None),
-        "load_stall_ms": max((r.stall_ms for r in results), default=None),
+        "read_behind_ms": max((r.read_behind_ms for r in ok), default=None),
         "turns": sum(r.turns for r in results),
         "answered": sum(r.answered for r in results),
         "voice_to_voice_p50_ms": _pct(replies, 50),

@@ -16,8 +16,8 @@ half the time each, as in a real conversation. What it hears is recorded frame b
   kernel's receive timestamp (``SIOCGSTAMP``), not when the client's event loop got to
   them: at high counts the load generator is short of CPU itself, and a browser's
   network stack, on a machine of its own, would not have stalled with it. What the
-  client's loop heard is kept as ``longest_gap_heard_ms``, and each worker's longest
-  loop stall as ``stall_ms``;
+  client's loop heard is kept as ``longest_gap_heard_ms``, and the longest a packet
+  waited at the socket to be read as ``read_behind_ms``;
 - ``reply_ms``: per turn, from the end of the client's speech to the first loud frame of
   the reply (voice to voice, as the client hears it).
 
@@ -38,6 +38,7 @@ import multiprocessing
 import os
 import struct
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -73,8 +74,8 @@ class ClientResult:
     "When the longest gap began, in seconds from the start of the window."
     longest_gap_heard_ms: float = 0.0
     "The longest gap as the client's event loop handled the frames (its own stalls too)."
-    stall_ms: float = 0.0
-    "The longest stall of the worker's event loop over the run (shared by its clients)."
+    read_behind_ms: float = 0.0
+    "The longest a packet waited at the client's socket to be read (its loop's lag)."
     turns: int = 0
     answered: int = 0
     reply_ms: list[float] = field(default_factory=list)
@@ -120,31 +121,47 @@ def receive_time(sock: Any) -> float:
     return seconds + micros / 1e6 - (time.time() - time.monotonic())
 
 
-def socket_arrivals(pc: Any) -> list[float]:
-    """From now on, when each RTP packet reached ``pc``'s sockets (kernel time, see
-    :func:`receive_time`): its ICE sockets' protocols note it before handing it on."""
-    arrivals: list[float] = []
-    ice = pc.getTransceivers()[0].receiver.transport.transport  # the audio's, bundled
-    for protocol in ice._connection._protocols:
-        sock = protocol.transport.get_extra_info("socket")
-        receive_time(sock)  # the kernel stamps datagrams once asked (within moments)
-        handle = protocol.datagram_received
+READ_BEHIND_S = 15.0
+"At the window's end, how long a client waits to read the packets that reached it."
 
-        def note(data: bytes, addr: Any, handle: Any = handle, sock: Any = sock) -> None:
+
+class SocketArrivals:
+    """From its creation on, when each RTP packet reached ``pc``'s sockets (kernel time,
+    see :func:`receive_time`) and when this loop read it: its ICE sockets' protocols
+    note both before handing the packet on."""
+
+    def __init__(self, pc: Any) -> None:
+        self.reached: list[float] = []
+        self.read: list[float] = []
+        ice = pc.getTransceivers()[0].receiver.transport.transport  # the audio's, bundled
+        for protocol in ice._connection._protocols:
+            sock = protocol.transport.get_extra_info("socket")
+            receive_time(sock)  # the kernel stamps datagrams once asked (within moments)
+            protocol.datagram_received = self._noting(sock, protocol.datagram_received)
+
+    def _noting(self, sock: Any, handle: Callable[[bytes, Any], None]
+                ) -> Callable[[bytes, Any], None]:
+        def note(data: bytes, addr: Any) -> None:
             if is_rtp(data):
-                arrivals.append(receive_time(sock))
+                self.reached.append(receive_time(sock))
+                self.read.append(time.monotonic())
             handle(data, addr)
+        return note
 
-        protocol.datagram_received = note
-    return arrivals
+    async def read_up_to(self, moment: float) -> None:
+        """Wait until a packet that reached the socket after ``moment`` has been read, so
+        that every one before it has too (a starved loop reads its socket late), or for
+        ``READ_BEHIND_S`` at most (the server sent nothing more)."""
+        deadline = time.monotonic() + READ_BEHIND_S
+        while (not self.reached or self.reached[-1] <= moment) \
+                and time.monotonic() < deadline:
+            await asyncio.sleep(FRAME_S)
 
-
-async def longest_stall(stalls: list[float], period: float = 0.005) -> None:
-    """Note in ``stalls[0]`` the longest this loop ran late on a ``period`` sleep (s)."""
-    while True:
-        asked = time.monotonic()
-        await asyncio.sleep(period)
-        stalls[0] = max(stalls[0], time.monotonic() - asked - period)
+    def between(self, begun: float, ended: float) -> tuple[list[float], float]:
+        """The packets that reached the socket from ``begun`` to ``ended``, and the
+        longest any of them waited there to be read (s)."""
+        window = [(t, r) for t, r in zip(self.reached, self.read) if begun <= t <= ended]
+        return [t for t, _ in window], max((r - t for t, r in window), default=0.0)
 
 
 class Listener(Protocol):
@@ -212,11 +229,10 @@ async def conversation(url: str, headers: dict[str, str], seconds: float, number
         try:
             await client.join(http, url, session)
             await client.wait_connected(timeout=20)
-            packets = socket_arrivals(client.pc)
+            packets = SocketArrivals(client.pc)
             await asyncio.sleep(0.5)  # the first frames reach the client
             begun = time.monotonic()
             first_frame = len(client.arrivals)
-            first_packet = len(packets)
             deadline = begun + seconds
             turn = number
             while time.monotonic() < deadline:
@@ -228,13 +244,15 @@ async def conversation(url: str, headers: dict[str, str], seconds: float, number
                     result.reply_ms.append(round(reply * 1000, 1))
                 await asyncio.sleep(PAUSE_S)
             ended = time.monotonic()
-            arrivals = [t for t in packets[first_packet:] if begun <= t <= ended]
+            await packets.read_up_to(ended)
+            arrivals, behind = packets.between(begun, ended)
             result.window_s = ended - begun
             result.frames = len(arrivals)
             result.longest_gap_ms, result.longest_gap_at_s = longest_gap(begun, arrivals,
                                                                          ended)
             heard = [t for t in client.arrivals[first_frame:] if t <= ended]
             result.longest_gap_heard_ms = longest_gap(begun, heard, ended)[0]
+            result.read_behind_ms = round(behind * 1000, 1)
         except (AssertionError, TimeoutError, aiohttp.ClientError) as e:
             result.error = f"{type(e).__name__}: {e}"
         finally:
@@ -255,14 +273,8 @@ def _worker(url: str, headers: dict[str, str], seconds: float, numbers: list[int
     install_inline_decoding()  # as a browser decodes: no thread per received track
 
     async def run() -> list[ClientResult]:
-        stalls = [0.0]
-        watch = asyncio.ensure_future(longest_stall(stalls))
-        results = list(await asyncio.gather(*(conversation(url, headers, seconds, n)
-                                              for n in numbers)))
-        watch.cancel()
-        for result in results:
-            result.stall_ms = round(stalls[0] * 1000, 1)
-        return results
+        return list(await asyncio.gather(*(conversation(url, headers, seconds, n)
+                                           for n in numbers)))
 
     return [asdict(r) for r in asyncio.run(run())]
 

@@ -13,7 +13,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
-from benchmarks.load import is_rtp, longest_gap, receive_time, socket_arrivals
+from benchmarks.load import SocketArrivals, is_rtp, longest_gap, receive_time
 
 WAIT_S = 10.0
 
@@ -88,12 +88,18 @@ async def test_a_stalled_client_loop_does_not_make_a_gap_in_packets_sent_on_time
         while receiver.connectionState != "connected":
             assert time.monotonic() < deadline, "the peers did not connect"
             await asyncio.sleep(0.02)
-        arrivals = socket_arrivals(receiver)
+        packets = SocketArrivals(receiver)
+        await asyncio.sleep(0.2)
+        begun = time.monotonic()
         await asyncio.sleep(0.3)
         time.sleep(0.4)  # this loop stalls; the sender's goes on sending
-        await asyncio.sleep(0.3)
+        ended = time.monotonic()  # with the stall's packets still unread
+        await packets.read_up_to(ended)
+        reached, behind = packets.between(begun, ended)
     finally:
         await receiver.close()
         await asyncio.wait_for(there(sender.close()), WAIT_S)
-    assert len(arrivals) >= 40  # about a second of 20 ms packets
-    assert float(np.max(np.diff(arrivals))) < 0.1  # the stall's 400 ms is not among them
+    assert len(reached) >= 30  # 700 ms of 20 ms packets
+    assert float(np.max(np.diff(reached))) < 0.1  # the stall's 400 ms is not among them
+    assert ended - reached[-1] < 0.1  # the packets that waited through it are counted
+    assert behind > 0.3  # and the first of them waited about as long as the stall
