@@ -423,6 +423,10 @@ def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | No
     }
 
 
+LATE_READ_MS = 100.0
+"A load generator that read a packet this late was short of CPU itself."
+
+
 def render(result: dict[str, Any]) -> str:
     header = ("| server | conv. | CPU-s / conv-s | RSS MB / conv. | RSS growth % | "
               "delivered (min) | longest gap ms (as heard) | answered | "
@@ -465,6 +469,12 @@ def render(result: dict[str, Any]) -> str:
                              "waiting for a core) by service: " + ", ".join(
                                  f"{service} {cpu.get(service, 0)} ({woken[service]}, "
                                  f"{waited.get(service, 0)})" for service in sorted(woken)))
+    behind = [(name, step["conversations"], step[name]["clients"].get("read_behind_ms"))
+              for step in result["steps"] for name in ("voxrelay", "baseline") if name in step]
+    late = [f"{name} at {n}: {ms} ms" for name, n, ms in behind if ms and ms > LATE_READ_MS]
+    if late:
+        lines.append("the load generator read packets late (its own lag, in its voice→voice "
+                     "and bracketed gaps, not in the gaps at the socket): " + ", ".join(late))
     return "\n".join(lines)
 
 
