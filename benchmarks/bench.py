@@ -149,6 +149,12 @@ def stack_pids(supervisor: int) -> list[int]:
     return [pid for pid in voxrelay_pids() if pid == supervisor or _parent(pid) == supervisor]
 
 
+def simulator_pids(supervisor: int) -> list[int]:
+    """The simulator (and anything else) the stack's supervisor started besides voxrelay."""
+    ours = stack_pids(supervisor)
+    return [pid for pid in _children(supervisor) if pid not in ours]
+
+
 def _children(parent: int) -> list[int]:
     return [int(e.name) for e in Path("/proc").iterdir()
             if e.name.isdigit() and _parent(int(e.name)) == parent]
@@ -387,7 +393,7 @@ def run(counts: list[int], seconds: float, with_baseline: bool, processes: int,
             time.sleep(1.0)
             server = Server("voxrelay", stack_url, stack_pids(proc.pid), {})
             sim_url = f"http://127.0.0.1:{sim_port}"
-            simulator = [pid for pid in _children(proc.pid) if pid not in server.pids]
+            simulator = simulator_pids(proc.pid)
             for n in counts:
                 step: dict[str, Any] = {"conversations": n}
                 if harness_nice:

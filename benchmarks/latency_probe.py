@@ -13,8 +13,13 @@ load generator, :mod:`.load`), so the probe is the (N+1)-th: what voxrelay adds 
 It also prints ``voxrelay_frame_age_seconds`` per bucket, scraped from the stack at the
 end: where, of the time added, the frames waited inside voxrelay.
 
+``--harness-nice N`` runs the background load generator and the simulator at nice N, as
+``voxrelay bench`` does (see :func:`benchmarks.bench.run`): browsers and the Realtime
+API have machines of their own, so on this one they take only the CPU voxrelay leaves.
+The probe's own clients, which time the turns, keep this process's priority.
+
 Usage: ``.venv/bin/python -m benchmarks.latency_probe [--turns 12] [--background 9]
-[--json FILE]``.
+[--harness-nice 10] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -42,8 +47,10 @@ from tests.support.speech import speak
 
 from services.supervisor.status import StatusError, scrape_by_kind
 
+from .bench import simulator_pids
 from .hop_latency import frame_ages, start_stack, stop_stack
 from .load import LOUD_RMS, PHRASES, ListeningClient, loudness, run_load, spoken_turn
+from .procfs import lower_priority
 
 
 class DirectClient(RealtimeRtcClient):
@@ -117,7 +124,7 @@ TURN_PAIR_S = 9.0
 "Generous time for one probe turn through voxrelay and one direct (speech, reply, pause)."
 
 
-def measure(turns: int, background: int = 0) -> dict[str, Any]:
+def measure(turns: int, background: int = 0, harness_nice: int = 0) -> dict[str, Any]:
     configure_ice_hosts(["127.0.0.1"])
     sim_port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
@@ -125,16 +132,20 @@ def measure(turns: int, background: int = 0) -> dict[str, Any]:
                                               "VOXRELAY_SIM_RESPONSE_LATENCY_MS": "150"},
                                    metrics_port=free_port_block(5), sim_port=sim_port)
         try:
+            if harness_nice:
+                lower_priority(simulator_pids(proc.pid), harness_nice)
             loader = None
             if background:
                 seconds = BACKGROUND_JOIN_S + turns * TURN_PAIR_S + 20
                 loader = threading.Thread(
                     target=run_load, args=(url, background, seconds),
-                    kwargs={"ice_hosts": ["127.0.0.1"]}, daemon=True)
+                    kwargs={"ice_hosts": ["127.0.0.1"], "niceness": harness_nice},
+                    daemon=True)
                 loader.start()
                 time.sleep(BACKGROUND_JOIN_S)
             result = asyncio.run(probe(url, f"http://127.0.0.1:{sim_port}", turns))
             result["background_conversations"] = background
+            result["harness_nice"] = harness_nice
             try:
                 result["frame_age_buckets"] = frame_ages(asyncio.run(scrape_by_kind(url)))
             except StatusError as e:  # the latencies are measured already: keep them
@@ -149,7 +160,9 @@ def measure(turns: int, background: int = 0) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     t, d = result["through_voxrelay"], result["direct"]
     return "\n".join([
-        f"conversations through voxrelay meanwhile: {result['background_conversations']}",
+        f"conversations through voxrelay meanwhile: {result['background_conversations']}"
+        + (f"; they and the simulator at nice {result['harness_nice']}"
+           if result.get("harness_nice") else ""),
         "",
         "| path | turns | voice→voice p50 ms | p99 ms |",
         "|---|---|---|---|",
@@ -169,9 +182,13 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=12)
     parser.add_argument("--background", type=int, default=0,
                         help="more conversations through voxrelay meanwhile (default 0)")
+    parser.add_argument("--harness-nice", type=int, default=0, metavar="N",
+                        help="run the background load generator and the simulator at nice "
+                             "N (1-19), as voxrelay bench does (default 0)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
-    result = measure(max(1, args.turns), max(0, args.background))
+    result = measure(max(1, args.turns), max(0, args.background),
+                     min(19, max(0, args.harness_nice)))
     print(render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
