@@ -44,8 +44,8 @@ class OpusError(ValueError):
 
 @functools.cache
 def load_libopus() -> Any | None:
-    """libopus with ``opus_decoder_create``/``opus_decode``/``opus_decoder_destroy``
-    typed, or None if no library loads."""
+    """libopus with its decoder's and encoder's functions typed (``opus_decoder_*``,
+    ``opus_decode``, ``opus_encoder_*``, ``opus_encode``), or None if no library loads."""
     candidates = sorted((Path(av.__file__).parent.parent / "av.libs").glob("libopus*.so*"))
     system = ctypes.util.find_library("opus")
     for path in [*map(str, candidates), *([system] if system else [])]:
@@ -61,6 +61,15 @@ def load_libopus() -> Any | None:
                                     ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         lib.opus_decoder_destroy.restype = None
         lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+        lib.opus_encoder_create.restype = ctypes.c_void_p
+        lib.opus_encoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.c_int,
+                                            ctypes.POINTER(ctypes.c_int)]
+        lib.opus_encode.restype = ctypes.c_int32
+        lib.opus_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                    ctypes.c_void_p, ctypes.c_int32]
+        lib.opus_encoder_ctl.restype = ctypes.c_int  # variadic: arguments typed per call
+        lib.opus_encoder_destroy.restype = None
+        lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
         return lib
     logger.warning("libopus not found (neither PyAV's nor the system's): received audio "
                    "is decoded by aiortc at 48 kHz and resampled")

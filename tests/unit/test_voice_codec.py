@@ -11,12 +11,17 @@ from aiortc.rtp import RtpPacket
 from proto import audio
 from services.runtime.media import MonoResampler
 from services.runtime.voice_codec import (
+    DEFAULT_BITRATE,
+    DEFAULT_COMPLEXITY,
     SILENCE_PACKET,
     SILENCE_TAIL_FRAMES,
     PromptJitterBuffer,
     VoiceEncoder,
+    _LibopusEncoder,
+    _PyAVEncoder,
     voice_packet,
 )
+from services.runtime.voice_decoder import load_libopus
 
 
 def tone(frames: int, hz: float = 330.0, amplitude: int = 8000) -> list[bytes]:
@@ -64,6 +69,23 @@ def test_sound_after_silence_is_encoded_again_at_once():
     for _ in range(20):
         assert encoder.encode(bytes(audio.FRAME_BYTES)) == SILENCE_PACKET
     assert encoder.encode(tone(1)[0]) != SILENCE_PACKET
+
+
+@pytest.mark.skipif(load_libopus() is None, reason="libopus does not load here")
+@pytest.mark.parametrize("bitrate, complexity", [(DEFAULT_BITRATE, DEFAULT_COMPLEXITY),
+                                                 (16_000, 9)])
+def test_libopus_called_directly_makes_pyavs_packets(bitrate, complexity):
+    """The direct encoder takes the settings PyAV's wrapper gives libopus: byte for byte
+    the same packets, at the default settings and at others."""
+    t = np.arange(40 * audio.FRAME_SAMPLES) / audio.SAMPLE_RATE
+    voice = (6000 * np.sin(2 * np.pi * (150 + 60 * t) * t)
+             + np.random.default_rng(3).normal(0, 400, t.size)).astype("<i2").tobytes()
+    frames = [voice[i:i + audio.FRAME_BYTES] for i in range(0, len(voice), audio.FRAME_BYTES)]
+    direct = _LibopusEncoder(load_libopus(), bitrate, complexity)
+    pyav = _PyAVEncoder(bitrate, complexity)
+    packets = [direct(f) for f in frames]
+    assert packets == [pyav(f) for f in frames]
+    assert len(set(map(len, packets))) > 5, "VBR: sizes follow the sound"
 
 
 def test_a_packet_carries_its_pts_at_24_khz():
