@@ -19,7 +19,12 @@ half the time each, as in a real conversation. What it hears is recorded frame b
   client's loop heard is kept as ``longest_gap_heard_ms``, and the longest a packet
   waited at the socket to be read as ``read_behind_ms``;
 - ``reply_ms``: per turn, from the end of the client's speech to the first loud frame of
-  the reply (voice to voice, as the client hears it).
+  the reply (voice to voice): from when the packet carrying the speech's last sample
+  left the client to when the packet carrying the reply's first loud frame reached its
+  socket (matched by its RTP timestamp). As the gaps, it leaves out what the client
+  itself adds: its loop's lag and its jitter buffer (aiortc's holds four frames, 80 ms,
+  before it decodes one). ``reply_heard_ms`` is the same turn as the client's loop
+  timed it (from when the speech was due to end to when it handled the loud frame).
 
 The clients run in ``processes`` worker processes (spawned, so nothing is shared with
 the measuring process) whose CPU is not counted against the server. They cost what
@@ -45,10 +50,13 @@ from typing import Any, Protocol
 
 import aiohttp
 import numpy as np
+from aiortc.mediastreams import MediaStreamTrack
 
+from proto.audio import FRAME_BYTES
 from services.client.rtc import PcmTrack
 from services.client.voxrelay import VoxrelayClient, create_session
 from services.runtime import configure_ice_hosts
+from services.runtime.media import drain_track
 from services.runtime.voice_codec import install_inline_decoding
 from tests.support.speech import duration_ms, silence, speak
 
@@ -79,6 +87,9 @@ class ClientResult:
     turns: int = 0
     answered: int = 0
     reply_ms: list[float] = field(default_factory=list)
+    "Voice to voice, per answered turn, timed at the client's socket."
+    reply_heard_ms: list[float] = field(default_factory=list)
+    "The same turns as the client's loop timed them (its own lag too)."
     error: str = ""
 
     @property
@@ -86,19 +97,72 @@ class ClientResult:
         return min(1.0, self.frames * FRAME_S / self.window_s) if self.window_s else 0.0
 
 
+class TimedMic(PcmTrack):
+    """A microphone that notes when each of its frames went out (aiortc sends a frame's
+    packet in the same step as ``recv`` hands the frame over)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent_at: list[float] = []
+
+    async def next_frame(self) -> tuple[bytes, int]:
+        frame = await super().next_frame()
+        self.sent_at.append(time.monotonic())
+        return frame
+
+    def say(self, speech: bytes, after: bytes = b"") -> int:
+        """Play ``speech`` then ``after``; returns the index in ``sent_at`` of the frame
+        that will carry the speech's last sample."""
+        last = len(self.sent_at) + (self.queued + len(speech) - 1) // FRAME_BYTES
+        self.play(speech + after)
+        return last
+
+
+class NotingPts:
+    """A received track whose ``recv`` tells ``note`` each frame's pts (the RTP timestamp
+    of the packet it was decoded from) before handing the frame on."""
+
+    def __init__(self, track: MediaStreamTrack, note: Callable[[int | None], None]) -> None:
+        self._track = track
+        self._note = note
+
+    async def recv(self) -> Any:
+        frame = await self._track.recv()
+        self._note(frame.pts)
+        return frame
+
+
 class ListeningClient(VoxrelayClient):
-    """A client that notes when each frame arrived and whether it was loud."""
+    """A client that notes when each frame arrived and whether it was loud, and the
+    first loud frame since it last spoke (:attr:`onset`)."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        self.timed_mic = TimedMic()
+        super().__init__(name, mic=self.timed_mic)
         self.arrivals: list[float] = []
         self.loud_at: float = 0.0
+        self.onset: tuple[float, int | None] | None = None
+        "The first loud frame since :meth:`say`: when the loop heard it, its RTP timestamp."
+        self._pts: int | None = None
+
+    def say(self, speech: bytes, after: bytes = b"") -> int:
+        """:meth:`TimedMic.say`, listening afresh for the reply's first loud frame."""
+        self.onset = None
+        return self.timed_mic.say(speech, after)
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        await drain_track(NotingPts(track, self._note_pts), self._hear)  # type: ignore[arg-type]
+
+    def _note_pts(self, pts: int | None) -> None:
+        self._pts = pts
 
     def _hear(self, pcm: bytes) -> None:
         now = time.monotonic()
         self.arrivals.append(now)
         if loudness(pcm) > LOUD_RMS:
             self.loud_at = now
+            if self.onset is None:
+                self.onset = (now, self._pts)
 
 
 SIOCGSTAMP = 0x8906
@@ -133,7 +197,10 @@ class SocketArrivals:
     def __init__(self, pc: Any) -> None:
         self.reached: list[float] = []
         self.read: list[float] = []
-        ice = pc.getTransceivers()[0].receiver.transport.transport  # the audio's, bundled
+        self.by_timestamp: dict[int, float] = {}
+        "When the packet with each RTP timestamp reached the socket."
+        self._receiver = pc.getTransceivers()[0].receiver
+        ice = self._receiver.transport.transport  # the audio's, bundled
         for protocol in ice._connection._protocols:
             sock = protocol.transport.get_extra_info("socket")
             receive_time(sock)  # the kernel stamps datagrams once asked (within moments)
@@ -143,10 +210,22 @@ class SocketArrivals:
                 ) -> Callable[[bytes, Any], None]:
         def note(data: bytes, addr: Any) -> None:
             if is_rtp(data):
-                self.reached.append(receive_time(sock))
+                reached = receive_time(sock)
+                self.reached.append(reached)
                 self.read.append(time.monotonic())
+                self.by_timestamp[int.from_bytes(data[4:8], "big")] = reached
             handle(data, addr)
         return note
+
+    def reached_at(self, pts: int | None) -> float | None:
+        """When the packet of the received frame stamped ``pts`` reached the socket (None
+        if it was not seen). aiortc stamps a frame with its packet's RTP timestamp less
+        the stream's first (its receiver's ``TimestampMapper``)."""
+        mapper = getattr(self._receiver, "_RTCRtpReceiver__timestamp_mapper", None)
+        origin = getattr(mapper, "_origin", None)
+        if pts is None or origin is None:
+            return None
+        return self.by_timestamp.get((pts + origin) & 0xFFFFFFFF)
 
     async def read_up_to(self, moment: float) -> None:
         """Wait until a packet that reached the socket after ``moment`` has been read, so
@@ -188,6 +267,13 @@ async def spoken_turn(client: Listener, speech: bytes) -> float | None:
     (None: no reply in time), once that reply is over."""
     client.mic.play(speech + silence(200))
     spoken_end = time.monotonic() + duration_ms(speech) / 1000
+    onset = await reply_heard(client, spoken_end)
+    return None if onset is None else onset - spoken_end
+
+
+async def reply_heard(client: Listener, spoken_end: float) -> float | None:
+    """Wait for a loud frame heard after ``spoken_end``, then for the reply to end; when
+    the loop noticed the reply (None: none came in time)."""
     deadline = spoken_end + REPLY_WAIT_S
     while client.loud_at <= spoken_end:
         if time.monotonic() > deadline:
@@ -196,7 +282,24 @@ async def spoken_turn(client: Listener, speech: bytes) -> float | None:
     onset = client.loud_at
     while time.monotonic() - client.loud_at < QUIET_END_S:
         await asyncio.sleep(0.05)
-    return onset - spoken_end
+    return onset
+
+
+async def timed_turn(client: ListeningClient, packets: SocketArrivals, speech: bytes
+                     ) -> tuple[float, float | None] | None:
+    """Say ``speech`` and wait for the reply: from the speech's end to the reply's first
+    loud frame, as the client's loop timed it and as the packets left and reached its
+    socket (None if either was not noted); None if no reply came in time."""
+    last = client.say(speech, silence(200))
+    spoken_end = time.monotonic() + duration_ms(speech) / 1000
+    onset = await reply_heard(client, spoken_end)
+    if onset is None:
+        return None
+    sent_at = client.timed_mic.sent_at
+    sent = sent_at[last] if last < len(sent_at) else None
+    reached = packets.reached_at(client.onset[1]) if client.onset else None
+    at_socket = reached - sent if sent is not None and reached is not None else None
+    return onset - spoken_end, at_socket
 
 
 CREATE_ATTEMPTS = 5
@@ -237,11 +340,14 @@ async def conversation(url: str, headers: dict[str, str], seconds: float, number
             turn = number
             while time.monotonic() < deadline:
                 result.turns += 1
-                reply = await spoken_turn(client, phrases[turn % len(phrases)])
+                reply = await timed_turn(client, packets, phrases[turn % len(phrases)])
                 turn += 1
                 if reply is not None:
                     result.answered += 1
-                    result.reply_ms.append(round(reply * 1000, 1))
+                    heard, at_socket = reply
+                    result.reply_heard_ms.append(round(heard * 1000, 1))
+                    if at_socket is not None:
+                        result.reply_ms.append(round(at_socket * 1000, 1))
                 await asyncio.sleep(PAUSE_S)
             ended = time.monotonic()
             await packets.read_up_to(ended)

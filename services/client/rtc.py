@@ -37,6 +37,11 @@ class PcmTrack(MediaStreamTrack):
         self._pending += pcm
         self.drained.clear()
 
+    @property
+    def queued(self) -> int:
+        """Bytes played but not yet handed out."""
+        return len(self._pending)
+
     async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError

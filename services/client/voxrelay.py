@@ -61,12 +61,13 @@ def answer_ping(channel: RTCDataChannel, ping: dict[str, Any]) -> None:
 
 
 class VoxrelayClient:
-    def __init__(self, name: str, transport: str = "track") -> None:
+    def __init__(self, name: str, transport: str = "track", mic: PcmTrack | None = None
+                 ) -> None:
         self.name = name
         self.transport = transport
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = self.pc.createDataChannel("events")
-        self.mic = PcmTrack()
+        self.mic = mic if mic is not None else PcmTrack()
         self.audio: RTCDataChannel | None = None
         "The datachannel transport's ``audio`` channel."
         self.arrivals: list[tuple[float, int]] = []

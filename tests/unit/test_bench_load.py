@@ -13,7 +13,18 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 
-from benchmarks.load import SocketArrivals, is_rtp, longest_gap, receive_time
+from benchmarks.load import (
+    LOUD_RMS,
+    NotingPts,
+    SocketArrivals,
+    TimedMic,
+    is_rtp,
+    longest_gap,
+    loudness,
+    receive_time,
+)
+from proto.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
+from services.runtime.media import drain_track
 
 WAIT_S = 10.0
 
@@ -103,3 +114,88 @@ async def test_a_stalled_client_loop_does_not_make_a_gap_in_packets_sent_on_time
     assert float(np.max(np.diff(reached))) < 0.1  # the stall's 400 ms is not among them
     assert ended - reached[-1] < 0.1  # the packets that waited through it are counted
     assert behind > 0.3  # and the first of them waited about as long as the stall
+
+
+def tone(frames: int) -> bytes:
+    t = np.arange(frames * FRAME_SAMPLES) / SAMPLE_RATE
+    return (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+
+
+async def test_the_mic_knows_which_frame_carries_the_last_sample_of_what_it_says():
+    mic = TimedMic()
+    mic.play(bytes(FRAME_BYTES // 2))  # half a frame still queued from before
+    speech = np.full(3 * FRAME_SAMPLES - 50, 1000, "<i2").tobytes()  # not a whole frame
+    last = mic.say(speech, after=bytes(2 * FRAME_BYTES))
+    frames = [(await asyncio.wait_for(mic.next_frame(), WAIT_S))[0] for _ in range(last + 2)]
+    assert len(mic.sent_at) == last + 2
+    end = FRAME_BYTES // 2 + len(speech) - last * FRAME_BYTES  # where it ends in that frame
+    assert 0 < end <= FRAME_BYTES
+    assert frames[last][end - 2:end] == speech[-2:] and not any(frames[last][end:])
+    assert not any(frames[last + 1])  # the silence after it
+    mic.stop()
+
+
+async def test_a_reply_is_timed_from_packet_sent_to_packet_reached_not_by_a_stalled_loop(
+        other_loop):
+    """The sender says a tone while the receiver's loop is stalled: the first loud frame's
+    packet is found by its RTP timestamp, and it reached the socket moments after the
+    mic sent it, though the loop heard it only once the stall was over."""
+    mic = TimedMic()
+
+    def there(coro):
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, other_loop))
+
+    async def offer() -> RTCPeerConnection:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(mic)
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc
+
+    sender = await asyncio.wait_for(there(offer()), WAIT_S)
+    receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    onset: list[tuple[float, int | None]] = []
+    pts: list[int | None] = [None]
+
+    def hear(pcm: bytes) -> None:
+        if not onset and loudness(pcm) > LOUD_RMS:
+            onset.append((time.monotonic(), pts[0]))
+
+    def note(value: int | None) -> None:
+        pts[0] = value
+
+    receiver.on("track", lambda track: asyncio.ensure_future(
+        drain_track(NotingPts(track, note), hear)))
+    try:
+        await receiver.setRemoteDescription(sender.localDescription)
+        await receiver.setLocalDescription(await receiver.createAnswer())
+        await asyncio.wait_for(there(sender.setRemoteDescription(receiver.localDescription)),
+                               WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while receiver.connectionState != "connected":
+            assert time.monotonic() < deadline, "the peers did not connect"
+            await asyncio.sleep(0.02)
+        packets = SocketArrivals(receiver)
+        await asyncio.sleep(0.3)
+        first = await asyncio.wait_for(there(_say(mic, tone(5))), WAIT_S)
+        time.sleep(0.4)  # this loop stalls as the tone arrives
+        deadline = time.monotonic() + WAIT_S
+        while not onset:
+            assert time.monotonic() < deadline, "the tone was not heard"
+            await asyncio.sleep(0.02)
+        while len(mic.sent_at) <= first:
+            await asyncio.sleep(0.02)
+        sent = mic.sent_at[first]
+    finally:
+        await receiver.close()
+        await asyncio.wait_for(there(sender.close()), WAIT_S)
+    heard_at, onset_pts = onset[0]
+    reached = packets.reached_at(onset_pts)
+    assert reached is not None, "the loud frame's packet was not found by its timestamp"
+    assert -0.005 < reached - sent < 0.1  # the first loud packet left, then reached at once
+    assert heard_at - sent > 0.3  # the loop heard it only after the stall
+
+
+async def _say(mic: TimedMic, speech: bytes) -> int:
+    """On the sender's loop: say ``speech``; the index of the frame carrying its first
+    sample (the frame after what is queued)."""
+    return mic.say(speech) - (len(speech) - 1) // FRAME_BYTES
