@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
-from aiortc.mediastreams import AudioStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack
 
 from benchmarks.load import (
     LOUD_RMS,
@@ -78,27 +80,45 @@ def other_loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-async def test_a_stalled_client_loop_does_not_make_a_gap_in_packets_sent_on_time(other_loop):
-    def there(coro):  # run on the sender's loop, wait for it here
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, other_loop))
+def there(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Future[Any]:
+    """Run ``coro`` on ``loop`` (another thread's); await its result here."""
+    return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
+
+@contextlib.asynccontextmanager
+async def peers(other_loop: asyncio.AbstractEventLoop, track: MediaStreamTrack,
+                on_track: Callable[[MediaStreamTrack], None] | None = None
+                ) -> AsyncIterator[RTCPeerConnection]:
+    """A peer sending ``track`` from ``other_loop`` and one receiving it on this loop
+    (``on_track`` gets the received track), connected over loopback; yields the latter."""
     async def offer() -> RTCPeerConnection:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTrack(AudioStreamTrack())  # a 20 ms frame of silence every 20 ms
+        pc.addTrack(track)
         await pc.setLocalDescription(await pc.createOffer())
         return pc
 
-    sender = await asyncio.wait_for(there(offer()), WAIT_S)
+    sender = await asyncio.wait_for(there(other_loop, offer()), WAIT_S)
     receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    if on_track is not None:
+        receiver.on("track", on_track)
     try:
         await receiver.setRemoteDescription(sender.localDescription)
         await receiver.setLocalDescription(await receiver.createAnswer())
-        await asyncio.wait_for(there(sender.setRemoteDescription(receiver.localDescription)),
-                               WAIT_S)
+        await asyncio.wait_for(
+            there(other_loop, sender.setRemoteDescription(receiver.localDescription)), WAIT_S)
         deadline = time.monotonic() + WAIT_S
         while receiver.connectionState != "connected":
             assert time.monotonic() < deadline, "the peers did not connect"
             await asyncio.sleep(0.02)
+        yield receiver
+    finally:
+        await receiver.close()
+        await asyncio.wait_for(there(other_loop, sender.close()), WAIT_S)
+
+
+async def test_a_stalled_client_loop_does_not_make_a_gap_in_packets_sent_on_time(other_loop):
+    # the sender sends a 20 ms frame of silence every 20 ms
+    async with peers(other_loop, AudioStreamTrack()) as receiver:
         packets = SocketArrivals(receiver)
         await asyncio.sleep(0.2)
         begun = time.monotonic()
@@ -107,9 +127,6 @@ async def test_a_stalled_client_loop_does_not_make_a_gap_in_packets_sent_on_time
         ended = time.monotonic()  # with the stall's packets still unread
         await packets.read_up_to(ended)
         reached, behind = packets.between(begun, ended)
-    finally:
-        await receiver.close()
-        await asyncio.wait_for(there(sender.close()), WAIT_S)
     assert len(reached) >= 30  # 700 ms of 20 ms packets
     assert float(np.max(np.diff(reached))) < 0.1  # the stall's 400 ms is not among them
     assert ended - reached[-1] < 0.1  # the packets that waited through it are counted
@@ -141,18 +158,6 @@ async def test_a_reply_is_timed_from_packet_sent_to_packet_reached_not_by_a_stal
     packet is found by its RTP timestamp, and it reached the socket moments after the
     mic sent it, though the loop heard it only once the stall was over."""
     mic = TimedMic()
-
-    def there(coro):
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, other_loop))
-
-    async def offer() -> RTCPeerConnection:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTrack(mic)
-        await pc.setLocalDescription(await pc.createOffer())
-        return pc
-
-    sender = await asyncio.wait_for(there(offer()), WAIT_S)
-    receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     onset: list[tuple[float, int | None]] = []
     pts: list[int | None] = [None]
 
@@ -163,20 +168,13 @@ async def test_a_reply_is_timed_from_packet_sent_to_packet_reached_not_by_a_stal
     def note(value: int | None) -> None:
         pts[0] = value
 
-    receiver.on("track", lambda track: asyncio.ensure_future(
-        drain_track(NotingPts(track, note), hear)))
-    try:
-        await receiver.setRemoteDescription(sender.localDescription)
-        await receiver.setLocalDescription(await receiver.createAnswer())
-        await asyncio.wait_for(there(sender.setRemoteDescription(receiver.localDescription)),
-                               WAIT_S)
-        deadline = time.monotonic() + WAIT_S
-        while receiver.connectionState != "connected":
-            assert time.monotonic() < deadline, "the peers did not connect"
-            await asyncio.sleep(0.02)
+    def on_track(track: MediaStreamTrack) -> None:
+        asyncio.ensure_future(drain_track(NotingPts(track, note), hear))
+
+    async with peers(other_loop, mic, on_track) as receiver:
         packets = SocketArrivals(receiver)
         await asyncio.sleep(0.3)
-        first = await asyncio.wait_for(there(_say(mic, tone(5))), WAIT_S)
+        first = await asyncio.wait_for(there(other_loop, _say(mic, tone(5))), WAIT_S)
         time.sleep(0.4)  # this loop stalls as the tone arrives
         deadline = time.monotonic() + WAIT_S
         while not onset:
@@ -185,9 +183,6 @@ async def test_a_reply_is_timed_from_packet_sent_to_packet_reached_not_by_a_stal
         while len(mic.sent_at) <= first:
             await asyncio.sleep(0.02)
         sent = mic.sent_at[first]
-    finally:
-        await receiver.close()
-        await asyncio.wait_for(there(sender.close()), WAIT_S)
     heard_at, onset_pts = onset[0]
     reached = packets.reached_at(onset_pts)
     assert reached is not None, "the loud frame's packet was not found by its timestamp"
