@@ -24,6 +24,8 @@ class PcmTrack(MediaStreamTrack):
     """A microphone that plays queued PCM16 24 kHz mono in real time, silence otherwise."""
 
     kind = "audio"
+    voice_packets = True
+    "recv() returns voice_packet()s (see services.runtime.rtp_send)."
 
     def __init__(self) -> None:
         super().__init__()

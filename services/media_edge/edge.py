@@ -26,6 +26,7 @@ from proto import events, rpc
 from services.runtime import configure_ice_hosts, prompt_triggered_checks
 from services.runtime.bus import EventSubscriber
 from services.runtime.media import audible
+from services.runtime.rtp_send import install_lean_rtp_send
 from services.runtime.service import Service
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.tasks import TaskOwner
@@ -313,6 +314,7 @@ async def main(config: EdgeConfig) -> None:
     prompt_triggered_checks()
     install_inline_decoding()
     install_prompt_jitter()
+    install_lean_rtp_send()
     service = Service(config.service)
     try:
         edge = MediaEdge(config, service)

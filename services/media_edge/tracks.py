@@ -64,6 +64,8 @@ class DownlinkTrack(MediaStreamTrack):
     """
 
     kind = "audio"
+    voice_packets = True
+    "recv() returns voice_packet()s (see services.runtime.rtp_send)."
 
     def __init__(self, max_frames: int, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()

@@ -33,6 +33,7 @@ from services import tools
 from services.tools import interview
 from services.runtime import ConfigError, configure_ice_hosts, prompt_triggered_checks
 from services.runtime.metrics import HopMeter
+from services.runtime.rtp_send import install_lean_rtp_send
 from services.runtime.service import Service
 from services.runtime.sockets import Role, SharedConnections, bind, make_socket
 from services.runtime.tasks import TaskOwner
@@ -312,6 +313,7 @@ async def main(config: LinkConfig) -> None:
     prompt_triggered_checks()
     install_inline_decoding()
     install_prompt_jitter()
+    install_lean_rtp_send()
     service = Service(config.service)
     link = Link(config, service)
     service.audio_endpoint = link.audio_endpoint

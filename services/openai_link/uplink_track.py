@@ -36,6 +36,8 @@ class UplinkTrack(MediaStreamTrack):
     """PCM16 24 kHz mono 20 ms frames, paced at real time; silence when none is queued."""
 
     kind = "audio"
+    voice_packets = True
+    "recv() returns voice_packet()s (see services.runtime.rtp_send)."
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()

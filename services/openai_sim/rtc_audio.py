@@ -37,6 +37,8 @@ class ModelAudioTrack(MediaStreamTrack):
     """The model's voice: queued response audio, paced at real time, silence when idle."""
 
     kind = "audio"
+    voice_packets = True
+    "recv() returns voice_packet()s (see services.runtime.rtp_send)."
 
     def __init__(
         self,
