@@ -12,10 +12,12 @@ to every packet sent over a bare socket).
 marked ``voice_packets = True`` (its ``recv`` returns
 :func:`~services.runtime.voice_codec.voice_packet`\\ s, pts at 24 kHz), builds the header
 with one ``struct`` call and a precomputed extension block (:class:`RtpHeaders`: the
-same bytes aiortc's serializer makes, the abs-send-time written in place), encrypts and
-sends it with the DTLS transport's ``_send_rtp``, and keeps the counters the sender's
-RTCP reports and ``getStats`` read. Any other track takes the stock loop. Not kept:
-the retransmission history (aiortc offers no NACK for audio).
+same bytes aiortc's serializer makes, the abs-send-time written in place), encrypts it
+and sends it straight to the selected ICE candidate pair's UDP socket
+(:class:`PairSend`, where aiortc goes through four coroutines of its DTLS and ICE
+transports), and keeps the counters the sender's RTCP reports and ``getStats`` read.
+Any other track takes the stock loop. Not kept: the retransmission history (aiortc
+offers no NACK for audio).
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ async def _lean_loop(sender: Any, fields: _SenderFields, codec: Any, rtcrtpsende
     sequence_number = rtcrtpsender.random_sequence_number()
     timestamp_origin = rtcrtpsender.random32()
     transport = sender.transport
+    send_now = PairSend.for_transport(transport)
     try:
         while True:
             track = fields.track()
@@ -162,8 +165,9 @@ async def _lean_loop(sender: Any, fields: _SenderFields, codec: Any, rtcrtpsende
             timestamp = (timestamp_origin + packet.pts * RTP_TICKS_PER_PTS) & 0xFFFFFFFF
             payload = bytes(packet)
             ntp = ntp_now()
-            await transport._send_rtp(headers.packet(sequence_number, timestamp, ntp,
-                                                     payload))
+            data = headers.packet(sequence_number, timestamp, ntp, payload)
+            if not send_now(data):
+                await transport._send_rtp(data)
             fields.sent(ntp, timestamp, len(payload))
             sequence_number = (sequence_number + 1) & 0xFFFF
     except (asyncio.CancelledError, ConnectionError, MediaStreamError):
@@ -175,3 +179,46 @@ async def _lean_loop(sender: Any, fields: _SenderFields, codec: Any, rtcrtpsende
         track.stop()
         sender._RTCRtpSender__track = None
     fields.get("rtp_exited").set()
+
+
+class PairSend:
+    """Encrypt an RTP packet and send it on the selected candidate pair's UDP socket, as
+    the DTLS transport's ``_send_rtp`` does through aioice's ``send``, ``sendto`` and
+    ``send_data`` coroutines, counting it as the transport counts it. A call returns
+    False, having sent nothing, where those coroutines must do it: the transport not
+    connected (they raise), no pair selected yet, a TURN relay's pair, or a packet
+    aiortc would take for RTCP."""
+
+    def __init__(self, dtls: Any, connection: Any, udp: type) -> None:
+        self._dtls = dtls
+        self._nominated = connection._nominated
+        self._udp = udp
+        from aiortc.rtcdtlstransport import State
+        self._connected = State.CONNECTED
+
+    @classmethod
+    def for_transport(cls, dtls: Any) -> Any:
+        """The sender for ``dtls`` (an ``RTCDtlsTransport``); a function that never
+        sends if aiortc or aioice has another shape."""
+        from aioice.ice import StunProtocol
+        connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+        if not all(hasattr(dtls, name) for name in (
+                "_state", "_tx_srtp", "_RTCDtlsTransport__tx_bytes",
+                "_RTCDtlsTransport__tx_packets")) \
+                or not isinstance(getattr(connection, "_nominated", None), dict):
+            logger.warning("aiortc's DTLS or ICE transport changed shape: voice is sent "
+                           "its own way")
+            return lambda data: False
+        return cls(dtls, connection, StunProtocol)
+
+    def __call__(self, data: bytes) -> bool:
+        dtls = self._dtls
+        pair = self._nominated.get(1)
+        if dtls._state is not self._connected or pair is None \
+                or type(pair.protocol) is not self._udp or 192 <= data[1] <= 208:
+            return False
+        data = dtls._tx_srtp.protect(data)
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+        dtls._RTCDtlsTransport__tx_bytes += len(data)
+        dtls._RTCDtlsTransport__tx_packets += 1
+        return True

@@ -1,4 +1,4 @@
-"""The lean RTP loop sends what aiortc's own loop would: the same bytes, heard."""
+"""The lean RTP loop sends what aiortc's own loop would: the same bytes, heard, counted."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from proto.audio import FRAME_SAMPLES, SAMPLE_RATE
 from services.client.rtc import PcmTrack
 from services.runtime.media import drain_track
-from services.runtime.rtp_send import RtpHeaders, install_lean_rtp_send, ntp_now
+from services.runtime.rtp_send import PairSend, RtpHeaders, install_lean_rtp_send, ntp_now
 
 WAIT_S = 10.0
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -64,6 +64,14 @@ async def test_a_voice_track_sent_by_the_lean_loop_is_heard_and_counted(monkeypa
         return packet(self, *args)
 
     monkeypatch.setattr(RtpHeaders, "packet", counted)
+    direct: list[bool] = []
+    send = PairSend.__call__
+
+    def sent_at_once(self, data):  # straight to the pair's socket, not aioice's way
+        direct.append(send(self, data))
+        return direct[-1]
+
+    monkeypatch.setattr(PairSend, "__call__", sent_at_once)
     mic = PcmTrack()
     sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -85,7 +93,9 @@ async def test_a_voice_track_sent_by_the_lean_loop_is_heard_and_counted(monkeypa
             assert time.monotonic() < deadline, "the tone was not heard"
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)
-        sent = [s for s in (await sender.getStats()).values() if s.type == "outbound-rtp"]
+        stats = (await sender.getStats()).values()
+        sent = [s for s in stats if s.type == "outbound-rtp"]
+        transport = [s for s in stats if s.type == "transport"]
         received = [s for s in (await receiver.getStats()).values()
                     if s.type == "inbound-rtp"]
     finally:
@@ -93,5 +103,7 @@ async def test_a_voice_track_sent_by_the_lean_loop_is_heard_and_counted(monkeypa
         await receiver.close()
     assert sent and sent[0].packetsSent >= len(heard) > 10
     assert len(built) == sent[0].packetsSent
+    assert len(direct) == len(built) and all(direct)
+    assert transport[0].packetsSent >= len(built)  # counted as the transport counts
     assert received and received[0].packetsReceived >= len(heard)
     assert sent[0].bytesSent > 0
