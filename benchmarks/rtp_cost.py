@@ -5,12 +5,14 @@ Opus packets (:class:`~services.runtime.voice_codec.VoiceEncoder`'s, of a voice-
 signal) at 50 a second from one process to another, three ways, alternating:
 
 - ``aiortc``: a peer connection whose track hands stock aiortc ready packets (it only
-  packetizes and encrypts them), received by a peer
-  connection with voxrelay's inline decoding and prompt jitter, its track drained to
-  PCM (as the edge and the link receive);
-- ``lean``: as ``aiortc``, the sender with voxrelay's lean RTP loop
-  (:func:`~services.runtime.rtp_send.install_lean_rtp_send`), as the edge and the link
-  send;
+  packetizes and encrypts them), received by a peer connection with voxrelay's inline
+  decoding and prompt jitter, its track read with ``recv()`` in a task, as aiortc's
+  own consumers read it;
+- ``lean``: as the edge and the link send and receive: the sender with voxrelay's lean
+  RTP loop (:func:`~services.runtime.rtp_send.install_lean_rtp_send`), the receiver with
+  its lean receive path (:func:`~services.runtime.rtp_receive.install_lean_rtp_receive`)
+  and its track read by :func:`~services.runtime.media.drain_track`, each frame
+  consumed in the socket's callback;
 - ``bare``: the same packets as plain datagrams, paced the same way, decoded with
   :class:`~services.runtime.voice_decoder.VoiceDecoder` and handed to the same
   :class:`~services.runtime.media.MonoResampler` as ``drain_track`` hands them on.
@@ -27,13 +29,17 @@ import argparse
 import asyncio
 import multiprocessing
 import socket
+from collections.abc import Callable
 from typing import Any
+
+from aiortc.mediastreams import MediaStreamError
 
 from benchmarks.bus_cost import cpu_s
 from benchmarks.decode_cost import voice_like
 from services.runtime.lifecycle import new_event_loop
 from services.runtime.media import MonoResampler, Pacer, drain_track
 from services.runtime.procstat import ThreadTotals
+from services.runtime.rtp_receive import install_lean_rtp_receive
 from services.runtime.rtp_send import install_lean_rtp_send
 from services.runtime.voice_codec import (
     VoiceEncoder,
@@ -101,7 +107,25 @@ def _aiortc_sender(conn: Any, out: Any, seconds: float) -> None:
     out.send(new_event_loop().run_until_complete(main()))
 
 
-def _aiortc_receiver(conn: Any, out: Any, seconds: float) -> None:
+def _lean_receiver(conn: Any, out: Any, seconds: float) -> None:
+    install_lean_rtp_receive()
+    _aiortc_receiver(conn, out, seconds, read=drain_track)
+
+
+async def _recv_loop(track: Any, on_pcm: Callable[[bytes], None]) -> None:
+    """A track read as aiortc's own consumers read it: ``recv()`` in a task."""
+    resample = MonoResampler()
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        pcm = resample(frame)
+        if pcm:
+            on_pcm(pcm)
+
+
+def _aiortc_receiver(conn: Any, out: Any, seconds: float, read: Any = _recv_loop) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     install_inline_decoding()
@@ -113,7 +137,7 @@ def _aiortc_receiver(conn: Any, out: Any, seconds: float) -> None:
 
     async def main() -> tuple[float, int, int]:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.on("track", lambda track: asyncio.ensure_future(drain_track(track, hear)))
+        pc.on("track", lambda track: asyncio.ensure_future(read(track, hear)))
         sdp, kind = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         await pc.setLocalDescription(await pc.createAnswer())
@@ -186,7 +210,7 @@ def _bare_receiver(conn: Any, out: Any, seconds: float) -> None:
 
 
 WAYS = {"aiortc": (_aiortc_sender, _aiortc_receiver),
-        "lean": (_lean_sender, _aiortc_receiver),
+        "lean": (_lean_sender, _lean_receiver),
         "bare": (_bare_sender, _bare_receiver)}
 
 
@@ -238,10 +262,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sender_woken:.2f}, {receiver_woken:.2f} |", flush=True)
     mean = {way: [sum(side) / len(side) for side in zip(*rows)] for way, rows in spent.items()}
     added = [a - b for a, b in zip(mean["aiortc"], mean["bare"])]
+    lean = [a - b for a, b in zip(mean["lean"], mean["bare"])]
     print(f"aiortc adds {added[0]:.0f} µs a packet sending and {added[1]:.0f} receiving "
-          f"(means over {args.rounds} rounds); the lean loop sends for "
-          f"{mean['lean'][0] - mean['bare'][0]:.0f} µs over bare "
-          f"({mean['lean'][0] / mean['aiortc'][0]:.2f}× stock's sender)")
+          f"(means over {args.rounds} rounds); the lean path {lean[0]:.0f} and "
+          f"{lean[1]:.0f} ({mean['lean'][0] / mean['aiortc'][0]:.2f}× and "
+          f"{mean['lean'][1] / mean['aiortc'][1]:.2f}× stock's)")
     return 0
 
 

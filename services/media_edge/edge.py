@@ -26,11 +26,11 @@ from proto import events, rpc
 from services.runtime import configure_ice_hosts, prompt_triggered_checks
 from services.runtime.bus import EventSubscriber
 from services.runtime.media import audible
-from services.runtime.rtp_send import install_lean_rtp_send
 from services.runtime.service import Service
 from services.runtime.sockets import Role, bind, make_socket
 from services.runtime.tasks import TaskOwner
-from services.runtime.voice_codec import VoiceEncoder, install_inline_decoding, install_prompt_jitter
+from services.runtime.voice_codec import VoiceEncoder
+from services.runtime.voice_rtp import install_voice_rtp
 from services.runtime.zmq_loop import send_nowait
 
 from .config import EdgeConfig
@@ -312,9 +312,7 @@ async def main(config: EdgeConfig) -> None:
     """The media_edge process: one Service, one MediaEdge, until cancelled."""
     configure_ice_hosts(config.ice_hosts)
     prompt_triggered_checks()
-    install_inline_decoding()
-    install_prompt_jitter()
-    install_lean_rtp_send()
+    install_voice_rtp()
     service = Service(config.service)
     try:
         edge = MediaEdge(config, service)

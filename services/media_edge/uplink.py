@@ -25,9 +25,8 @@ from collections.abc import Callable
 
 import av
 from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
 from proto import audio, topics
-from services.runtime.media import Framer, MonoResampler, SilenceGate
+from services.runtime.media import Framer, MonoResampler, SilenceGate, read_frames
 
 from .metrics import DROPPED_DECODE, DROPPED_HWM, FRAMES_IN, MIC_SLOTS_LEFT_OUT
 
@@ -72,31 +71,33 @@ class Uplink:
         "The pts the next decoded frame has if the browser left no slot out."
         self.left_out = 0
         "20 ms slots the browser did not send (DTX, or packets lost on the way)."
+        self._resample = MonoResampler()
+        self._framer = Framer()
 
     async def run(self, track: MediaStreamTrack) -> None:
-        """Drain ``track`` until it ends, publishing its audio if enabled."""
-        resample = MonoResampler()
-        framer = Framer()
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                logger.debug("Uplink(%s): track ended", self.name)
-                return
-            self.heard_at = time.monotonic()
-            self.skip_left_out(frame)
-            if not self.enabled or self.muted:
-                continue
-            try:
-                pcm = resample(frame)
-            except (ValueError, av.FFmpegError) as e:
-                DROPPED_DECODE.inc()
-                logger.warning("Uplink(%s): dropped a frame it could not resample: %s",
-                               self.name, e)
-                resample = MonoResampler()
-                continue
-            for chunk in framer.push(pcm):
-                self.publish(chunk)
+        """Drain ``track`` until it ends, publishing its audio if enabled (each frame as
+        it is decoded: :func:`~services.runtime.media.read_frames`)."""
+        self._resample = MonoResampler()
+        self._framer = Framer()
+        await read_frames(track, self.take)
+        logger.debug("Uplink(%s): track ended", self.name)
+
+    def take(self, frame: av.AudioFrame) -> None:
+        """One decoded frame from the browser."""
+        self.heard_at = time.monotonic()
+        self.skip_left_out(frame)
+        if not self.enabled or self.muted:
+            return
+        try:
+            pcm = self._resample(frame)
+        except (ValueError, av.FFmpegError) as e:
+            DROPPED_DECODE.inc()
+            logger.warning("Uplink(%s): dropped a frame it could not resample: %s",
+                           self.name, e)
+            self._resample = MonoResampler()
+            return
+        for chunk in self._framer.push(pcm):
+            self.publish(chunk)
 
     def skip_left_out(self, frame: av.AudioFrame) -> None:
         """Account for the 20 ms slots before ``frame`` that the browser never sent: their

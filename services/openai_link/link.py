@@ -33,11 +33,10 @@ from services import tools
 from services.tools import interview
 from services.runtime import ConfigError, configure_ice_hosts, prompt_triggered_checks
 from services.runtime.metrics import HopMeter
-from services.runtime.rtp_send import install_lean_rtp_send
 from services.runtime.service import Service
 from services.runtime.sockets import Role, SharedConnections, bind, make_socket
 from services.runtime.tasks import TaskOwner
-from services.runtime.voice_codec import install_inline_decoding, install_prompt_jitter
+from services.runtime.voice_rtp import install_voice_rtp
 from services.runtime.zmq_loop import Rejected, SocketReader, send_nowait
 
 from .bus_events import SessionEvents
@@ -311,9 +310,7 @@ class Link:
 async def main(config: LinkConfig) -> None:
     configure_ice_hosts(config.ice_hosts)
     prompt_triggered_checks()
-    install_inline_decoding()
-    install_prompt_jitter()
-    install_lean_rtp_send()
+    install_voice_rtp()
     service = Service(config.service)
     link = Link(config, service)
     service.audio_endpoint = link.audio_endpoint

@@ -14,11 +14,12 @@ import fractions
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sized
+from collections.abc import Callable, Sized
 from typing import Any
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from av import AudioFrame, AudioResampler
 from av.audio.plane import AudioPlane as Plane
 
@@ -325,17 +326,60 @@ class MonoResampler:
         return pcm
 
 
-async def drain_track(track: MediaStreamTrack,
-                      on_pcm: Callable[[bytes], Awaitable[None] | None]) -> None:
-    """Read ``track`` until it ends, handing each decoded frame as PCM16 24 kHz mono."""
-    resample = MonoResampler()
-    while True:
-        try:
-            frame = await track.recv()
-        except MediaStreamError:
+async def read_frames(track: MediaStreamTrack, on_frame: Callable[[Any], None]) -> None:
+    """Hand each frame of ``track`` to ``on_frame`` until the track ends.
+
+    A track aiortc receives (its ``RemoteStreamTrack``) has each frame handed over as
+    the receiver decodes it, on the decoder's own stack: with voxrelay's inline decoder
+    and lean receive path (:mod:`.rtp_receive`), in the socket's callback, so no task is
+    woken for a frame. The frames the track had queued before go first. Any other track
+    is read with ``recv()``. An exception from ``on_frame`` ends the reading and is
+    raised here, as it would be from a ``recv()`` loop.
+    """
+    queue = getattr(track, "_queue", None)
+    if not isinstance(track, RemoteStreamTrack) or type(queue) is not asyncio.Queue \
+            or "put_nowait" in vars(queue):  # not aiortc's, or read already
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            on_frame(frame)
+    if track.readyState != "live":
+        return
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def hand(frame: Any) -> None:
+        if done.done():  # after a failure, until put_nowait is restored: kept
+            asyncio.Queue.put_nowait(queue, frame)
             return
+        if frame is None:  # the receiver stopped: the track ends, as recv() ends it
+            done.set_result(None)
+            track.stop()
+            return
+        try:
+            on_frame(frame)
+        except Exception as e:  # noqa: BLE001 - raised from read_frames below
+            done.set_exception(e)
+
+    while not queue.empty() and not done.done():
+        hand(queue.get_nowait())
+    queue.put_nowait = hand  # type: ignore[method-assign]
+    track.on("ended", lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        del queue.put_nowait
+
+
+async def drain_track(track: MediaStreamTrack, on_pcm: Callable[[bytes], None]) -> None:
+    """Read ``track`` until it ends, handing each decoded frame as PCM16 24 kHz mono
+    (as :func:`read_frames` hands frames)."""
+    resample = MonoResampler()
+
+    def take(frame: Any) -> None:
         pcm = resample(frame)
         if pcm:
-            result = on_pcm(pcm)
-            if result is not None:
-                await result
+            on_pcm(pcm)
+
+    await read_frames(track, take)

@@ -235,6 +235,7 @@ class _InlineDecoder:
         "What the receiver queued before ``put`` was rebound (decoded first, in order)."
         self._output_q = output_q
         self._decode_error = decode_error
+        self._codec: Any = None
         self._codec_name: str | None = None
         self._decoder: Any = None
 
@@ -248,9 +249,11 @@ class _InlineDecoder:
             self._output_q.put_nowait(None)
             return
         codec, encoded_frame = task
-        if codec.name != self._codec_name:
-            self._decoder = _decoder_for(codec)
-            self._codec_name = codec.name
+        if codec is not self._codec:  # the same parameters each packet, mostly
+            self._codec = codec
+            if codec.name != self._codec_name:
+                self._decoder = _decoder_for(codec)
+                self._codec_name = codec.name
         try:
             frames = self._decoder.decode(encoded_frame)
         except (av.FFmpegError, OpusError) as e:
