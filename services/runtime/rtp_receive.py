@@ -49,32 +49,34 @@ def run_now(coro: Coroutine[Any, Any, Any]) -> None:
     An exception it raises is logged, not passed to the caller: a bad packet must not
     break a socket callback.
     """
+    done, waited = _step(coro)
+    if not done:
+        asyncio.ensure_future(_finish(coro, waited))
+
+
+def _step(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
+    """Resume ``coro`` once: (True, None) once it has returned or failed (logged), else
+    (False, what it now waits for)."""
     try:
-        waited = coro.send(None)
+        return False, coro.send(None)
     except StopIteration:
-        return
+        return True, None
     except Exception:
         logger.exception("a received packet's handling failed")
-        return
-    asyncio.ensure_future(_finish(coro, waited))
+        return True, None
 
 
 async def _finish(coro: Coroutine[Any, Any, Any], waited: Any) -> None:
     """Go on with ``coro`` after it yielded ``waited`` (a future, or None for a bare
     yield), as a task would."""
-    while True:
+    done = False
+    while not done:
         if waited is None:
             await asyncio.sleep(0)
         else:
             waited._asyncio_future_blocking = False
             await asyncio.wait((waited,))
-        try:
-            waited = coro.send(None)
-        except StopIteration:
-            return
-        except Exception:
-            logger.exception("a received packet's handling failed")
-            return
+        done, waited = _step(coro)
 
 
 _installed = False

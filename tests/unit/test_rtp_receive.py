@@ -7,7 +7,6 @@ import asyncio
 import logging
 import time
 
-import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
@@ -15,11 +14,11 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
-from proto.audio import FRAME_SAMPLES, SAMPLE_RATE
 from services.client.rtc import PcmTrack
-from services.runtime.media import drain_track, read_frames
+from services.runtime.media import read_frames
 from services.runtime.rtp_receive import VoiceIn, rtp_fields, run_now
 from services.runtime.voice_rtp import install_voice_rtp
+from tests.support.tone_peers import hear_a_tone
 
 WAIT_S = 10.0
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -147,11 +146,6 @@ async def test_read_frames_ends_when_the_track_is_stopped():
         await track.recv()
 
 
-def tone(frames: int) -> bytes:
-    t = np.arange(frames * FRAME_SAMPLES) / SAMPLE_RATE
-    return (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
-
-
 async def test_voice_is_decoded_and_heard_in_the_socket_callback_and_reported(monkeypatch):
     install_voice_rtp()
     taken: list[int] = []
@@ -162,7 +156,6 @@ async def test_voice_is_decoded_and_heard_in_the_socket_callback_and_reported(mo
         return take(self, data)
 
     monkeypatch.setattr(VoiceIn, "take", counted)
-    mic = PcmTrack()
     sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     heard: list[bytes] = []
@@ -172,21 +165,9 @@ async def test_voice_is_decoded_and_heard_in_the_socket_callback_and_reported(mo
         heard.append(pcm)
         in_task.append(asyncio.current_task() is not None)
 
-    receiver.on("track", lambda track: asyncio.ensure_future(drain_track(track, hear)))
     try:
-        sender.addTrack(mic)
-        await sender.setLocalDescription(await sender.createOffer())
-        await receiver.setRemoteDescription(sender.localDescription)
-        await receiver.setLocalDescription(await receiver.createAnswer())
-        await sender.setRemoteDescription(receiver.localDescription)
+        await hear_a_tone(sender, receiver, PcmTrack(), heard, hear)
         deadline = time.monotonic() + WAIT_S
-        while not heard:
-            assert time.monotonic() < deadline, "nothing was heard"
-            await asyncio.sleep(0.02)
-        mic.play(tone(10))
-        while not any(np.abs(np.frombuffer(p, "<i2")).max() > 4000 for p in heard):
-            assert time.monotonic() < deadline, "the tone was not heard"
-            await asyncio.sleep(0.02)
         reported = []
         while not reported:  # the receiver's RTCP reports read its statistics
             assert time.monotonic() < deadline, "no receiver report reached the sender"

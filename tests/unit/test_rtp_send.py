@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
-import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, clock
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
-from proto.audio import FRAME_SAMPLES, SAMPLE_RATE
 from services.client.rtc import PcmTrack
-from services.runtime.media import drain_track
 from services.runtime.rtp_send import PairSend, RtpHeaders, install_lean_rtp_send, ntp_now
+from tests.support.tone_peers import hear_a_tone
 
 WAIT_S = 10.0
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -49,11 +46,6 @@ def test_ntp_now_is_aiortcs_clock():
     assert abs(ntp_now() - clock.current_ntp_time()) < (1 << 32) // 100  # 10 ms
 
 
-def tone(frames: int) -> bytes:
-    t = np.arange(frames * FRAME_SAMPLES) / SAMPLE_RATE
-    return (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
-
-
 async def test_a_voice_track_sent_by_the_lean_loop_is_heard_and_counted(monkeypatch):
     assert install_lean_rtp_send()
     built: list[int] = []
@@ -72,26 +64,11 @@ async def test_a_voice_track_sent_by_the_lean_loop_is_heard_and_counted(monkeypa
         return direct[-1]
 
     monkeypatch.setattr(PairSend, "__call__", sent_at_once)
-    mic = PcmTrack()
     sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     heard: list[bytes] = []
-    receiver.on("track", lambda track: asyncio.ensure_future(
-        drain_track(track, heard.append)))
     try:
-        sender.addTrack(mic)
-        await sender.setLocalDescription(await sender.createOffer())
-        await receiver.setRemoteDescription(sender.localDescription)
-        await receiver.setLocalDescription(await receiver.createAnswer())
-        await sender.setRemoteDescription(receiver.localDescription)
-        deadline = time.monotonic() + WAIT_S
-        while not heard:
-            assert time.monotonic() < deadline, "nothing was heard"
-            await asyncio.sleep(0.02)
-        mic.play(tone(10))
-        while not any(np.abs(np.frombuffer(p, "<i2")).max() > 4000 for p in heard):
-            assert time.monotonic() < deadline, "the tone was not heard"
-            await asyncio.sleep(0.02)
+        await hear_a_tone(sender, receiver, PcmTrack(), heard)
         await asyncio.sleep(0.3)
         stats = (await sender.getStats()).values()
         sent = [s for s in stats if s.type == "outbound-rtp"]
