@@ -134,20 +134,23 @@ class NotingPts:
 
 class ListeningClient(VoxrelayClient):
     """A client that notes when each frame arrived and whether it was loud, and the
-    first loud frame since it last spoke (:attr:`onset`)."""
+    loud frames heard since it last spoke (:attr:`loud_frames`)."""
 
     def __init__(self, name: str) -> None:
         self.timed_mic = TimedMic()
         super().__init__(name, mic=self.timed_mic)
         self.arrivals: list[float] = []
         self.loud_at: float = 0.0
-        self.onset: tuple[float, int | None] | None = None
-        "The first loud frame since :meth:`say`: when the loop heard it, its RTP timestamp."
+        self.loud_frames: list[int | None] = []
+        """The pts of each loud frame heard since :meth:`say`, in order. A loop that
+        reads its socket late hears the end of the last reply after it spoke again, so
+        the first of them need not be the reply to what it said (see
+        :func:`first_reached_after`)."""
         self._pts: int | None = None
 
     def say(self, speech: bytes, after: bytes = b"") -> int:
-        """:meth:`TimedMic.say`, listening afresh for the reply's first loud frame."""
-        self.onset = None
+        """:meth:`TimedMic.say`, listening afresh for the reply's loud frames."""
+        self.loud_frames = []
         return self.timed_mic.say(speech, after)
 
     async def _read(self, track: MediaStreamTrack) -> None:
@@ -161,8 +164,7 @@ class ListeningClient(VoxrelayClient):
         self.arrivals.append(now)
         if loudness(pcm) > LOUD_RMS:
             self.loud_at = now
-            if self.onset is None:
-                self.onset = (now, self._pts)
+            self.loud_frames.append(self._pts)
 
 
 SIOCGSTAMP = 0x8906
@@ -297,9 +299,21 @@ async def timed_turn(client: ListeningClient, packets: SocketArrivals, speech: b
         return None
     sent_at = client.timed_mic.sent_at
     sent = sent_at[last] if last < len(sent_at) else None
-    reached = packets.reached_at(client.onset[1]) if client.onset else None
+    reached = None if sent is None else first_reached_after(packets, client.loud_frames,
+                                                             sent)
     at_socket = reached - sent if sent is not None and reached is not None else None
     return onset - spoken_end, at_socket
+
+
+def first_reached_after(packets: SocketArrivals, loud: list[int | None], moment: float
+                        ) -> float | None:
+    """When the first of the loud frames stamped ``loud`` that reached the socket after
+    ``moment`` reached it (None: none did, or none was seen)."""
+    for pts in loud:
+        reached = packets.reached_at(pts)
+        if reached is not None and reached > moment:
+            return reached
+    return None
 
 
 CREATE_ATTEMPTS = 5

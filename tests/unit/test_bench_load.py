@@ -20,6 +20,7 @@ from benchmarks.load import (
     NotingPts,
     SocketArrivals,
     TimedMic,
+    first_reached_after,
     is_rtp,
     longest_gap,
     loudness,
@@ -194,3 +195,43 @@ async def _say(mic: TimedMic, speech: bytes) -> int:
     """On the sender's loop: say ``speech``; the index of the frame carrying its first
     sample (the frame after what is queued)."""
     return mic.say(speech) - (len(speech) - 1) // FRAME_BYTES
+
+
+async def test_a_reply_is_the_first_loud_packet_that_reached_the_socket_after_the_speech(
+        other_loop):
+    """A loop that reads its socket late hears the end of one tone after the moment the
+    next was asked for: the next one's packets are found by when they reached the
+    socket, not by when the loop heard them."""
+    mic = TimedMic()
+    loud: list[int | None] = []
+    pts: list[int | None] = [None]
+
+    def hear(pcm: bytes) -> None:
+        if loudness(pcm) > LOUD_RMS:
+            loud.append(pts[0])
+
+    def note(value: int | None) -> None:
+        pts[0] = value
+
+    def on_track(track: MediaStreamTrack) -> None:
+        asyncio.ensure_future(drain_track(NotingPts(track, note), hear))
+
+    async with peers(other_loop, mic, on_track) as receiver:
+        packets = SocketArrivals(receiver)
+        await asyncio.sleep(0.3)
+        await asyncio.wait_for(there(other_loop, _say(mic, tone(10))), WAIT_S)
+        time.sleep(0.4)  # the first tone reaches the socket, unread
+        moment = time.monotonic()  # "the speech ended" here, the first tone still unread
+        heard_before = len(loud)
+        first = await asyncio.wait_for(there(other_loop, _say(mic, tone(5))), WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while len(mic.sent_at) <= first + 5:
+            assert time.monotonic() < deadline, "the second tone was not sent"
+            await asyncio.sleep(0.02)
+        await packets.read_up_to(mic.sent_at[first + 5])
+        second_sent = mic.sent_at[first]
+    assert heard_before == 0 and len(loud) >= 12  # both tones heard after the moment
+    reached = first_reached_after(packets, loud, moment)
+    assert reached is not None
+    assert packets.reached_at(loud[0]) < moment  # the loop's first loud frame: tone one
+    assert -0.005 < reached - second_sent < 0.1  # the reply found: tone two's first
