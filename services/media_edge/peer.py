@@ -155,6 +155,7 @@ class ClientPeer:
             self._channel_uplink: ChannelUplink | None = ChannelUplink(self.uplink, self.name)
         else:
             self.downlink = DownlinkTrack(config.queue_frames)
+            self.uplink.on_heard = self.downlink.nudge  # its silence in the mic's wake-ups
             self._channel_uplink = None
         self.audio_channel: RTCDataChannel | None = None
         self.events: EventsChannel | None = None

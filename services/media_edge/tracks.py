@@ -96,6 +96,11 @@ class DownlinkTrack(MediaStreamTrack):
         self._queue.append((pcm, packet, capture_ns))
         self._pacer.arrived()
 
+    def nudge(self) -> None:
+        """The edge is awake for this client's microphone: a slot of silence about to
+        end goes now (:meth:`~services.runtime.media.ArrivalPacer.nudge`)."""
+        self._pacer.nudge()
+
     def clear(self) -> int:
         """Drop everything queued (barge-in); returns how many frames went."""
         dropped = len(self._queue)

@@ -73,6 +73,8 @@ class Uplink:
         "20 ms slots the browser did not send (DTX, or packets lost on the way)."
         self._resample = MonoResampler()
         self._framer = Framer()
+        self.on_heard: Callable[[], None] | None = None
+        "Called for each frame received: the edge is awake (the downlink's ``nudge``)."
 
     async def run(self, track: MediaStreamTrack) -> None:
         """Drain ``track`` until it ends, publishing its audio if enabled (each frame as
@@ -85,6 +87,8 @@ class Uplink:
     def take(self, frame: av.AudioFrame) -> None:
         """One decoded frame from the browser."""
         self.heard_at = time.monotonic()
+        if self.on_heard is not None:
+            self.on_heard()
         self.skip_left_out(frame)
         if not self.enabled or self.muted:
             return

@@ -133,10 +133,16 @@ class RealtimeConnection(Connection):
         async with asyncio.TaskGroup() as tg:
             waits = {tg.create_task(self._gone.wait())}
             if self._remote is not None:
-                waits.add(tg.create_task(read_model_audio(self._remote, self._on_audio)))
+                waits.add(tg.create_task(read_model_audio(self._remote, self._heard)))
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for task in waits:
                 task.cancel()
+
+    def _heard(self, frame: bytes) -> None:
+        """A 20 ms frame of the model's voice: the link is awake, so the uplink's slot of
+        silence about to end goes now too (:meth:`UplinkTrack.nudge`)."""
+        self.uplink.nudge()
+        self._on_audio(frame)
 
     def _on_message(self, message: str | bytes) -> None:
         text = message if isinstance(message, str) else message.decode("utf-8", "replace")

@@ -64,6 +64,11 @@ class UplinkTrack(MediaStreamTrack):
     def queued(self) -> int:
         return len(self._queue)
 
+    def nudge(self) -> None:
+        """The link is awake for the model's voice: a slot of silence about to end goes
+        now (:meth:`~services.runtime.media.ArrivalPacer.nudge`)."""
+        self._pacer.nudge()
+
     async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError

@@ -84,6 +84,12 @@ class Pacer:
 
 
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+NUDGE_SLACK_S = FRAME_S
+"""How early :meth:`ArrivalPacer.nudge` lets a slot's silence go: a whole slot, so that a
+track paced beside another stream of 20 ms packets sends in that stream's wake-ups."""
+NUDGE_AFTER_IDLE_SLOTS = 5
+"""Slots of silence in a row (100 ms) after which :meth:`ArrivalPacer.nudge` may end a
+slot early: the stream is between utterances, not waiting for a late frame."""
 REALIGN_MARGIN_S = 0.005
 """When an ArrivalPacer's slots move to follow its frames, a slot opens this long before
 its frame is due: a frame that much early goes at once, and one 15 ms late still fits."""
@@ -123,6 +129,12 @@ class ArrivalPacer(Pacer):
         "Nothing was queued behind the last frame as it went: the next one came after it."
         self.realigned = 0
         "Times the slots moved to follow the frames."
+        self._wake_at = 0.0
+        "When the current wait for a slot's end ends, on ``clock``."
+        self.nudged = 0
+        "Waits ended early by :meth:`nudge`."
+        self._idle_slots = 0
+        "Slots in a row that :meth:`next` ended with nothing queued."
 
     def arrived(self) -> None:
         """A frame was queued: a :meth:`next` waiting for one goes on."""
@@ -145,6 +157,7 @@ class ArrivalPacer(Pacer):
             else:  # queued with the one before it: it waits for its slot
                 await asyncio.sleep(early)
         self._went_alone = len(queue) <= 1
+        self._idle_slots = 0 if queue else self._idle_slots + 1
         return self.pts
 
     async def idle(self, queue: Sized, slots: int) -> int:
@@ -164,11 +177,28 @@ class ArrivalPacer(Pacer):
         else:
             self.pts = last
         self._went_alone = True
+        self._idle_slots = 0 if queue else self._idle_slots + slots
         return self.pts
 
+    def nudge(self, slack_s: float = NUDGE_SLACK_S) -> None:
+        """The process is awake anyway (a packet of another stream came in): once the
+        stream has been idle for :data:`NUDGE_AFTER_IDLE_SLOTS` slots, a wait for a
+        slot's end that would end within ``slack_s`` ends now, so the slot's silence
+        goes out in this wake-up rather than in one of its own (at most ``slack_s``
+        early; the slots themselves stay where they are). While frames flow, a frame a
+        little late keeps its whole slot: a nudge then would put silence in the middle
+        of speech."""
+        if self._waiter is not None and not self._waiter.done() \
+                and self._idle_slots >= NUDGE_AFTER_IDLE_SLOTS \
+                and self._wake_at - self._clock() <= slack_s:
+            self._waiter.set_result(None)
+            self.nudged += 1
+
     async def _until_arrival(self, wait: float) -> None:
-        """Sleep ``wait`` seconds, or less if a frame is queued (:meth:`arrived`)."""
+        """Sleep ``wait`` seconds, or less if a frame is queued (:meth:`arrived`) or the
+        process is awake anyway near the end (:meth:`nudge`)."""
         loop = asyncio.get_running_loop()
+        self._wake_at = self._clock() + wait
         self._waiter = waiter = loop.create_future()
         timer = loop.call_later(wait, _wake, waiter)
         try:

@@ -1,7 +1,7 @@
 import asyncio
 
 from proto.audio import FRAME_BYTES, FRAME_SAMPLES
-from services.runtime.media import ArrivalPacer, Framer, Pacer, pcm_frame
+from services.runtime.media import NUDGE_AFTER_IDLE_SLOTS, ArrivalPacer, Framer, Pacer, pcm_frame
 from tests.support.clock import ManualClock
 
 
@@ -95,3 +95,39 @@ async def test_arrival_pacer_moves_its_slots_when_a_frame_comes_a_slot_early():
     clock.now += 0.002  # slot 2 opens at 100.020
     assert await asyncio.wait_for(pacer.next(["speech"]), 0.001) == 2 * FRAME_SAMPLES
     assert pacer.realigned == 1
+
+
+async def test_a_nudge_sends_a_slot_of_silence_in_this_wake_up_only_near_its_end():
+    clock = ManualClock()  # frozen between steps, so only arrivals and nudges end a wait
+    pacer = ArrivalPacer(clock)
+    assert await pacer.next(["speech"]) == 0
+    clock.now += 0.001  # slot 1 ends at 100.020, 19 ms on
+    waiting = asyncio.create_task(pacer.next([]))
+    await asyncio.sleep(0)
+    pacer.nudge()  # frames were flowing: a late one keeps its whole slot
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    clock.now += 0.019
+    assert await asyncio.wait_for(waiting, 1) == FRAME_SAMPLES  # its timer
+    for slot in range(2, 2 + NUDGE_AFTER_IDLE_SLOTS):  # the stream falls idle
+        clock.now += 0.020
+        assert await asyncio.wait_for(pacer.next([]), 0.005) == slot * FRAME_SAMPLES
+    clock.now += 0.001  # the next slot ends 19 ms on
+    waiting = asyncio.create_task(pacer.next([]))
+    await asyncio.sleep(0)
+    pacer.nudge(slack_s=0.004)  # too early for that slack
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    pacer.nudge()  # a slot's worth of slack: the silence goes now, 19 ms early
+    assert await asyncio.wait_for(waiting, 0.005) == 7 * FRAME_SAMPLES
+    assert pacer.nudged == 1
+    # the slots stay put: the next still ends 39 ms on, beyond a nudge
+    waiting = asyncio.create_task(pacer.next([]))
+    await asyncio.sleep(0)
+    pacer.nudge()
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    clock.now += 0.020
+    pacer.nudge()
+    assert await asyncio.wait_for(waiting, 0.005) == 8 * FRAME_SAMPLES
+    assert pacer.nudged == 2
