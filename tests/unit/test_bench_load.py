@@ -175,8 +175,7 @@ async def test_a_reply_is_timed_from_packet_sent_to_packet_reached_not_by_a_stal
     async with peers(other_loop, mic, on_track) as receiver:
         packets = SocketArrivals(receiver)
         await asyncio.sleep(0.3)
-        first = await asyncio.wait_for(there(other_loop, _say(mic, tone(5))), WAIT_S)
-        time.sleep(0.4)  # this loop stalls as the tone arrives
+        _, first = await said_in_a_stall(other_loop, mic, tone(5))  # the tone arrives then
         deadline = time.monotonic() + WAIT_S
         while not onset:
             assert time.monotonic() < deadline, "the tone was not heard"
@@ -191,6 +190,25 @@ async def test_a_reply_is_timed_from_packet_sent_to_packet_reached_not_by_a_stal
     assert heard_at - sent > 0.3  # the loop heard it only after the stall
 
 
+STALL_S = 0.5
+SAID_AFTER_S = 0.05
+
+
+async def said_in_a_stall(other_loop: asyncio.AbstractEventLoop, mic: TimedMic,
+                          speech: bytes) -> tuple[float, int]:
+    """Stall this loop for :data:`STALL_S` while the sender's loop says ``speech``
+    :data:`SAID_AFTER_S` into the stall (said before it, the speech could be heard
+    before it began): when the stall ended, and :func:`_say`'s index."""
+    async def later() -> int:
+        await asyncio.sleep(SAID_AFTER_S)
+        return await _say(mic, speech)
+
+    said = asyncio.run_coroutine_threadsafe(later(), other_loop)
+    time.sleep(STALL_S)  # no step of this loop between the two: nothing is heard early
+    ended = time.monotonic()
+    return ended, await asyncio.wait_for(asyncio.wrap_future(said), WAIT_S)
+
+
 async def _say(mic: TimedMic, speech: bytes) -> int:
     """On the sender's loop: say ``speech``; the index of the frame carrying its first
     sample (the frame after what is queued)."""
@@ -203,12 +221,12 @@ async def test_a_reply_is_the_first_loud_packet_that_reached_the_socket_after_th
     next was asked for: the next one's packets are found by when they reached the
     socket, not by when the loop heard them."""
     mic = TimedMic()
-    loud: list[int | None] = []
+    loud: list[tuple[float, int | None]] = []
     pts: list[int | None] = [None]
 
     def hear(pcm: bytes) -> None:
         if loudness(pcm) > LOUD_RMS:
-            loud.append(pts[0])
+            loud.append((time.monotonic(), pts[0]))
 
     def note(value: int | None) -> None:
         pts[0] = value
@@ -219,10 +237,8 @@ async def test_a_reply_is_the_first_loud_packet_that_reached_the_socket_after_th
     async with peers(other_loop, mic, on_track) as receiver:
         packets = SocketArrivals(receiver)
         await asyncio.sleep(0.3)
-        await asyncio.wait_for(there(other_loop, _say(mic, tone(10))), WAIT_S)
-        time.sleep(0.4)  # the first tone reaches the socket, unread
-        moment = time.monotonic()  # "the speech ended" here, the first tone still unread
-        heard_before = len(loud)
+        # "the speech ended" as the stall did, the first tone still unread
+        moment, _ = await said_in_a_stall(other_loop, mic, tone(10))
         first = await asyncio.wait_for(there(other_loop, _say(mic, tone(5))), WAIT_S)
         deadline = time.monotonic() + WAIT_S
         while len(mic.sent_at) <= first + 5:
@@ -230,8 +246,9 @@ async def test_a_reply_is_the_first_loud_packet_that_reached_the_socket_after_th
             await asyncio.sleep(0.02)
         await packets.read_up_to(mic.sent_at[first + 5])
         second_sent = mic.sent_at[first]
-    assert heard_before == 0 and len(loud) >= 12  # both tones heard after the moment
-    reached = first_reached_after(packets, loud, moment)
+    assert len(loud) >= 12 and all(heard > moment for heard, _ in loud)  # both, after it
+    stamps = [stamp for _, stamp in loud]
+    reached = first_reached_after(packets, stamps, moment)
     assert reached is not None
-    assert packets.reached_at(loud[0]) < moment  # the loop's first loud frame: tone one
+    assert packets.reached_at(stamps[0]) < moment  # the loop's first loud frame: tone one
     assert -0.005 < reached - second_sent < 0.1  # the reply found: tone two's first
