@@ -160,19 +160,7 @@ async def test_a_reply_is_timed_from_packet_sent_to_packet_reached_not_by_a_stal
     mic sent it, though the loop heard it only once the stall was over."""
     mic = TimedMic()
     onset: list[tuple[float, int | None]] = []
-    pts: list[int | None] = [None]
-
-    def hear(pcm: bytes) -> None:
-        if not onset and loudness(pcm) > LOUD_RMS:
-            onset.append((time.monotonic(), pts[0]))
-
-    def note(value: int | None) -> None:
-        pts[0] = value
-
-    def on_track(track: MediaStreamTrack) -> None:
-        asyncio.ensure_future(drain_track(NotingPts(track, note), hear))
-
-    async with peers(other_loop, mic, on_track) as receiver:
+    async with peers(other_loop, mic, hearing_loud_frames(onset)) as receiver:
         packets = SocketArrivals(receiver)
         await asyncio.sleep(0.3)
         _, first = await said_in_a_stall(other_loop, mic, tone(5))  # the tone arrives then
@@ -188,6 +176,25 @@ async def test_a_reply_is_timed_from_packet_sent_to_packet_reached_not_by_a_stal
     assert reached is not None, "the loud frame's packet was not found by its timestamp"
     assert -0.005 < reached - sent < 0.1  # the first loud packet left, then reached at once
     assert heard_at - sent > 0.3  # the loop heard it only after the stall
+
+
+def hearing_loud_frames(loud: list[tuple[float, int | None]]
+                        ) -> Callable[[MediaStreamTrack], None]:
+    """An ``on_track`` for :func:`peers` that notes in ``loud`` each loud frame this loop
+    hears: when it heard it, and the frame's pts."""
+    pts: list[int | None] = [None]
+
+    def hear(pcm: bytes) -> None:
+        if loudness(pcm) > LOUD_RMS:
+            loud.append((time.monotonic(), pts[0]))
+
+    def note(value: int | None) -> None:
+        pts[0] = value
+
+    def on_track(track: MediaStreamTrack) -> None:
+        asyncio.ensure_future(drain_track(NotingPts(track, note), hear))
+
+    return on_track
 
 
 STALL_S = 0.5
@@ -222,19 +229,7 @@ async def test_a_reply_is_the_first_loud_packet_that_reached_the_socket_after_th
     socket, not by when the loop heard them."""
     mic = TimedMic()
     loud: list[tuple[float, int | None]] = []
-    pts: list[int | None] = [None]
-
-    def hear(pcm: bytes) -> None:
-        if loudness(pcm) > LOUD_RMS:
-            loud.append((time.monotonic(), pts[0]))
-
-    def note(value: int | None) -> None:
-        pts[0] = value
-
-    def on_track(track: MediaStreamTrack) -> None:
-        asyncio.ensure_future(drain_track(NotingPts(track, note), hear))
-
-    async with peers(other_loop, mic, on_track) as receiver:
+    async with peers(other_loop, mic, hearing_loud_frames(loud)) as receiver:
         packets = SocketArrivals(receiver)
         await asyncio.sleep(0.3)
         # "the speech ended" as the stall did, the first tone still unread
