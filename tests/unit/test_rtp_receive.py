@@ -174,6 +174,9 @@ async def test_voice_is_decoded_and_heard_in_the_socket_callback_and_reported(mo
             await asyncio.sleep(0.1)
             reported = [s for s in (await sender.getStats()).values()
                         if s.type == "remote-inbound-rtp"]
+        # with the sender stopped, what it sent is heard before the counts are read
+        await sender.getSenders()[0].stop()
+        await asyncio.sleep(0.2)
         received = [s for s in (await receiver.getStats()).values()
                     if s.type == "inbound-rtp"]
     finally:

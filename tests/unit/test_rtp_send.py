@@ -70,6 +70,9 @@ async def test_a_voice_track_sent_by_the_lean_loop_is_heard_and_counted(monkeypa
     try:
         await hear_a_tone(sender, receiver, PcmTrack(), heard)
         await asyncio.sleep(0.3)
+        # stopped, the sender's counts are final; what it sent has time to be heard
+        await sender.getSenders()[0].stop()
+        await asyncio.sleep(0.2)
         stats = (await sender.getStats()).values()
         sent = [s for s in stats if s.type == "outbound-rtp"]
         transport = [s for s in stats if s.type == "transport"]
