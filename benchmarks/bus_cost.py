@@ -7,6 +7,10 @@ the link do, and prints the CPU each process spent per frame (``os.times``: the 
 I/O thread included). Ways: ZeroMQ PUB→SUB over tcp and ipc, one frame per message and
 eight per message, and, as the floor, a Unix datagram socket. The publisher's figure
 includes pacing itself (one sleep per message), printed on its own first.
+
+``--calls`` instead times the Python calls alone, in one process: sending and reading a
+frame with pyzmq's ``send_multipart``/``recv_multipart`` against voxrelay's
+``send_nowait``/``recv_parts`` (:mod:`services.runtime.zmq_loop`), alternating rounds.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import zmq
 
 from proto import audio, ids, topics
+from services.runtime.zmq_loop import recv_parts, send_nowait
 
 WAIT_S = 0.5
 "Time the subscriber gets to connect before the first frame."
@@ -129,12 +134,59 @@ def run_datagram(folder: Path, frames: int, rate: float, seconds: float
     return got, sent, received
 
 
+CALLS = 5000
+"Frames per round of ``--calls``: fewer than either socket's high-water mark."
+CALL_ROUNDS = 5
+
+
+def call_costs() -> dict[str, list[float]]:
+    """µs a frame for each way of sending and reading one, per round (see the module)."""
+    ctx = zmq.Context()
+    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    for sock in (pub, sub):
+        sock.setsockopt(zmq.SNDHWM if sock is pub else zmq.RCVHWM, 2 * CALLS)
+        sock.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    pub.bind("tcp://127.0.0.1:*")
+    sub.connect(pub.getsockopt_string(zmq.LAST_ENDPOINT))
+    time.sleep(WAIT_S)
+    parts = frame()
+    ways = {"send_multipart": lambda: pub.send_multipart(parts, zmq.NOBLOCK),
+            "send_nowait": lambda: send_nowait(pub, parts),
+            "recv_multipart": lambda: sub.recv_multipart(zmq.NOBLOCK),
+            "recv_parts": lambda: recv_parts(sub)}
+    costs: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(CALL_ROUNDS):
+        for send, read in (("send_multipart", "recv_multipart"), ("send_nowait", "recv_parts")):
+            began = time.perf_counter()
+            for _ in range(CALLS):
+                ways[send]()
+            costs[send].append((time.perf_counter() - began) * 1e6 / CALLS)
+            time.sleep(WAIT_S)  # every frame reaches the subscriber's queue
+            began = time.perf_counter()
+            for _ in range(CALLS):
+                ways[read]()
+            costs[read].append((time.perf_counter() - began) * 1e6 / CALLS)
+    pub.close()
+    sub.close()
+    ctx.term()
+    return costs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bus_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=400.0,
                         help="frames a second (400: eight conversations' aud/in)")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--calls", action="store_true",
+                        help="time only the Python calls that send and read a frame")
     args = parser.parse_args(argv)
+    if args.calls:
+        print("| call | µs a frame, by round |")
+        print("|---|---|")
+        for name, costs in call_costs().items():
+            print(f"| {name} | {' '.join(f'{c:.2f}' for c in costs)} |")
+        return 0
     frames = int(args.rate * args.seconds)
     frames -= frames % 8
     pacing = paced(frames, args.rate, lambda: None)
