@@ -22,7 +22,7 @@ FULL_SCALE_POWER = 32768.0**2
 def power(pcm: bytes) -> float:
     """The mean square of an s16le frame."""
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    return float(np.square(samples).mean())
+    return float(samples.dot(samples)) / samples.size
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,8 @@ class Heard:
     @classmethod
     def of(cls, pcm: bytes) -> Heard:
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-        return cls(samples.reshape(FRAME, DECIMATION).mean(axis=1),
-                   float(np.square(samples).mean()))
+        return cls(samples.reshape(FRAME, DECIMATION).sum(axis=1) * (1 / DECIMATION),
+                   float(samples.dot(samples)) / samples.size)
 
 
 SILENT = Heard(np.zeros(FRAME), 0.0)
@@ -206,8 +206,8 @@ class ModelReference:
         """Normalised cross-correlation of a microphone ``window`` (its newest samples) with
         the model at every lag ``0..max_lag`` (index = lag); None for a flat window."""
         n = window.size
-        centred = window - window.mean()
-        norm = math.sqrt(float(np.square(centred).sum()))
+        centred = window - window.sum() / n
+        norm = math.sqrt(float(centred.dot(centred)))
         if norm == 0.0:
             return None
         spectrum = np.fft.rfft(centred, self.fft_size)
@@ -265,7 +265,8 @@ class EchoGate:
             return QUIET
         if heard.power < self._floor:
             return QUIET
-        recent = float(np.square(history[-RECENT:]).mean())
+        newest = history[-RECENT:]
+        recent = float(newest.dot(newest)) / RECENT
         scores = model.correlate(history) if recent >= self._floor * 0.1 else None
         if scores is None:  # audible, but not below 2 kHz (a fricative): as it was
             return Verdict(echo=self.hangover > 0)
@@ -286,7 +287,7 @@ class EchoGate:
         settings = self.settings
         lag = int(scores.argmax())
         correlation = float(scores[lag])
-        mic_energy = float(np.square(self.history).sum())
+        mic_energy = float(self.history.dot(self.history))
         fitted = mic_energy / max(model.energy(lag, settings.window), 1e-9)
         if correlation >= settings.learn and fitted <= self._max_gain:
             self.gain = fitted if self.gain is None else 0.8 * self.gain + 0.2 * fitted
