@@ -15,6 +15,9 @@ FRAMES_DROPPED = Counter(
     "Audio frames the link dropped, by reason",
     ["reason"],
 )
+FRAMES_UPLINK = FRAMES.labels("uplink")
+FRAMES_DOWNLINK = FRAMES.labels("downlink")
+"Bound once: ``labels()`` takes a lock and a lookup, too much for every frame."
 REALTIME_EVENTS_IGNORED = Counter(
     "voxrelay_link_realtime_events_ignored_total",
     "Realtime server events not translated: 'unknown_type' (recorded only) or 'malformed' "

@@ -80,8 +80,9 @@ from .history import ConversationHistory
 from .metrics import (
     DISCONNECTS,
     FALLBACKS,
-    FRAMES,
+    FRAMES_DOWNLINK,
     FRAMES_DROPPED,
+    FRAMES_UPLINK,
     RECONNECTS,
     ROLLOVERS,
     count_realtime_error,
@@ -502,7 +503,7 @@ class LinkSession:
         if self.direct is not None:  # the browser sends its own audio
             FRAMES_DROPPED.labels("direct_call").inc()
             return
-        FRAMES.labels("uplink").inc()
+        FRAMES_UPLINK.inc()
         connection.uplink.push(pcm, capture_ns)
 
     def _uplink_sent(self, capture_ns: int) -> None:
@@ -517,7 +518,7 @@ class LinkSession:
             return
         if self._publish_audio(audio.pack(self.model_topic, self._model_seq, time.time_ns(), pcm,
                                           silent_before)):
-            FRAMES.labels("downlink").inc()
+            FRAMES_DOWNLINK.inc()
         else:
             FRAMES_DROPPED.labels("downlink_hwm").inc()
 
