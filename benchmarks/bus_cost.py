@@ -157,7 +157,8 @@ def call_costs() -> dict[str, list[float]]:
             "recv_parts": lambda: recv_parts(sub)}
     costs: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(CALL_ROUNDS):
-        for send, read in (("send_multipart", "recv_multipart"), ("send_nowait", "recv_parts")):
+        for send, read in (("send_multipart", "recv_multipart"),
+                           ("send_nowait", "recv_parts")):
             began = time.perf_counter()
             for _ in range(CALLS):
                 ways[send]()

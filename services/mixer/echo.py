@@ -51,7 +51,7 @@ DECIMATION = 12
 RATE = SAMPLE_RATE // DECIMATION
 "Samples per second of the signals compared (2 kHz)."
 FRAME = FRAME_SAMPLES // DECIMATION
-"Decimated samples per 20 ms frame (80)."
+"Decimated samples per 20 ms frame (40)."
 RECENT = 2 * FRAME
 "The last 40 ms: where the microphone's level is compared with the echo's."
 LAG_SPREAD = RATE // 40
